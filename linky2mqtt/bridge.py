@@ -1,0 +1,433 @@
+"""The composition root: wires configuration, store, clients, MQTT and schedule together.
+
+Threads (each a daemon, all stopped by :meth:`Bridge.stop`):
+
+* paho's network loop, owned by :class:`~linky2mqtt.mqtt.MqttLink`, plus the link's
+  worker thread that runs our callbacks (connect, messages, acks) in order;
+* one :class:`AccountRunner` per account: polls its meters when they are due and runs
+  the upstream part of commands for its meters, so one failing account never delays
+  another;
+* the command worker (:mod:`linky2mqtt.service`): answers requests in order;
+* the statistics worker, when Home Assistant statistics import is configured.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import random
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from linky2mqtt import __version__, homeassistant, topics
+from linky2mqtt.clock import SYSTEM_CLOCK, Clock
+from linky2mqtt.config import AccountConfig, Config, MeterConfig, redacted
+from linky2mqtt.enedis import (
+    Budget,
+    EnedisClient,
+    Priority,
+    ProviderSettings,
+    RetryPolicy,
+    default_windows,
+    errors,
+)
+from linky2mqtt.model import PARIS, Kind, Step
+from linky2mqtt.mqtt import Incoming, MqttLink
+from linky2mqtt.poller import MeterPoller, PollOutcome
+from linky2mqtt.publisher import Publisher
+from linky2mqtt.scheduler import late_retry_delay, next_regular_poll
+from linky2mqtt.store import Store
+
+log = logging.getLogger(__name__)
+
+# After an upstream failure (outage, 5xx after retries): try again after these delays.
+FAILURE_BACKOFF = (3600.0, 2 * 3600.0, 4 * 3600.0, 8 * 3600.0)
+
+
+@dataclass
+class MeterState:
+    meter: MeterConfig
+    poller: MeterPoller
+    next_due: float
+    last_poll: datetime | None = None
+    last_success: datetime | None = None
+    last_error: str | None = None
+    latest_day: date | None = None
+    late_attempts: int = 0
+    late_day: date | None = None
+    failures: int = 0
+    waiting_budget_until: float | None = None
+    contract: dict[str, Any] | None = None
+
+
+@dataclass
+class Job:
+    """Work handed to an account's thread (a command's upstream part)."""
+
+    run: Callable[[], None]
+    done: threading.Event = field(default_factory=threading.Event)
+
+
+def provider_settings(account: AccountConfig) -> ProviderSettings:
+    return ProviderSettings(
+        provider=account.provider,
+        token=account.token.reveal() if account.token else None,
+        client_id=account.client_id,
+        client_secret=account.client_secret.reveal() if account.client_secret else None,
+        base_url=account.base_url,
+        account=account.name,
+    )
+
+
+class AccountRunner:
+    """Polls one account's meters on schedule, in its own thread."""
+
+    def __init__(self, bridge: Bridge, account: AccountConfig, client: EnedisClient,
+                 meters: list[MeterConfig], stagger: float) -> None:
+        self.bridge = bridge
+        self.account = account
+        self.client = client
+        self.clock = bridge.clock
+        self.jobs: queue.Queue[Job] = queue.Queue()
+        self.wake = threading.Event()
+        now = self.clock.time()
+        self.meters: dict[str, MeterState] = {}
+        for i, m in enumerate(meters):
+            poller = MeterPoller(m, client, bridge.store, account=account.name)
+            self.meters[m.pdl] = MeterState(m, poller, next_due=now + i * stagger)
+        self.thread = threading.Thread(target=self._run, name=f"account-{account.name}",
+                                       daemon=True)
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def submit(self, job: Job) -> None:
+        self.jobs.put(job)
+        self.wake.set()
+
+    def poll_now(self, pdls: list[str]) -> None:
+        now = self.clock.time()
+        for pdl in pdls:
+            if pdl in self.meters:
+                self.meters[pdl].next_due = now
+        self.wake.set()
+
+    def _run(self) -> None:
+        try:
+            self._introduce()
+        except Exception:  # never let the introduction kill the account
+            log.exception("account %s: start-up checks failed", self.account.name)
+        stop = self.bridge.stopping
+        while not stop.is_set():
+            # the daily polls first, then commands that need upstream data
+            due = sorted((s for s in self.meters.values() if s.next_due <= self.clock.time()),
+                         key=lambda s: s.next_due)
+            for state in due:
+                if stop.is_set():
+                    break
+                self._poll(state)
+            while not stop.is_set():
+                try:
+                    job = self.jobs.get_nowait()
+                except queue.Empty:
+                    break
+                try:
+                    job.run()
+                except Exception:
+                    log.exception("account %s: a command failed", self.account.name)
+                finally:
+                    job.done.set()
+            if stop.is_set():
+                break
+            nxt = min((s.next_due for s in self.meters.values()), default=None)
+            wait = 3600.0 if nxt is None else max(0.0, nxt - self.clock.time())
+            if self.jobs.empty():
+                self.clock.wait(self.wake, min(wait, 6 * 3600.0))
+            self.wake.clear()
+
+    def _introduce(self) -> None:
+        """Log which PDLs the credentials cover and the contract details, once at start."""
+        name = self.account.name
+        covered = self.client.covered_pdls()
+        if covered is not None:
+            log.info("account %s: credentials cover %s", name, ", ".join(covered) or "no PDL")
+            for pdl in self.meters:
+                if pdl not in covered:
+                    log.warning("account %s: PDL %s is not covered by this token", name, pdl)
+                    state = self.meters[pdl]
+                    state.last_error = "PDL not covered by the account's token"
+                    self.bridge.publish_status(state, self.account)
+        for pdl, state in self.meters.items():
+            if self.bridge.stopping.is_set():
+                return
+            known = self.bridge.store.get_retained(topics.contract_topic(self.bridge.base, pdl))
+            if known:
+                continue
+            try:
+                contract = self.client.contract(pdl)
+            except errors.EnedisError as exc:
+                log.warning("account %s: PDL %s: contract not available: %s", name, pdl, exc)
+                continue
+            if contract is None:
+                continue
+            state.contract = contract
+            payload = topics.contract_payload(pdl, contract)
+            log.info("account %s: contract found: PDL %s - %s kVA, tariff %s", name, pdl,
+                     payload.get("subscribed_power_kva", "?"), payload.get("tariff", "?"))
+            self.bridge.publisher.retained(topics.contract_topic(self.bridge.base, pdl),
+                                           payload)
+
+    # -- one poll ---------------------------------------------------------------------
+
+    def _poll(self, state: MeterState) -> None:
+        bridge = self.bridge
+        now = self.clock.now()
+        pdl = state.meter.pdl
+        outcome = state.poller.poll(now, should_stop=bridge.stopping.is_set)
+        state.last_poll = now
+        self._publish_outcome(state, outcome, now)
+        today = now.astimezone(PARIS).date()
+        if outcome.error is None:
+            state.last_error = None
+            state.failures = 0
+            if outcome.requests_windows:
+                state.last_success = now
+        else:
+            state.last_error = outcome.error
+            log.warning("%s: poll failed: %s", pdl, outcome.error)
+        state.waiting_budget_until = outcome.budget_retry_at
+        if outcome.budget_retry_at is not None:
+            state.next_due = outcome.budget_retry_at + 1.0
+            log.info("%s: %d days done, %d days left; the budget allows the rest from %s",
+                     pdl, outcome.done, outcome.left,
+                     datetime.fromtimestamp(outcome.budget_retry_at, PARIS).isoformat(
+                         timespec="minutes"))
+        elif outcome.error is not None and not outcome.fatal:
+            delay = FAILURE_BACKOFF[min(state.failures, len(FAILURE_BACKOFF) - 1)]
+            state.failures += 1
+            state.next_due = now.timestamp() + delay
+        elif outcome.yesterday_missing and not outcome.fatal:
+            if state.late_day != today:
+                state.late_day, state.late_attempts = today, 0
+            state.late_attempts += 1
+            delay = late_retry_delay(state.late_attempts, state.meter.refresh)
+            if delay is None:
+                state.next_due = self._regular(now, state)
+            else:
+                state.next_due = now.timestamp() + delay
+                log.info("%s: yesterday's data is not there yet; asking again at %s", pdl,
+                         datetime.fromtimestamp(state.next_due, PARIS).strftime("%H:%M"))
+        else:
+            state.next_due = self._regular(now, state)
+        if outcome.left and outcome.budget_retry_at is None and outcome.error is None:
+            log.info("%s: backfill %d days done, %d days left", pdl, outcome.done,
+                     outcome.left)
+        bridge.publish_status(state, self.account)
+
+    def _regular(self, now: datetime, state: MeterState) -> float:
+        return next_regular_poll(now, state.meter.refresh, self.bridge.cfg.poll_window,
+                                 self.bridge.rng).timestamp()
+
+    def _publish_outcome(self, state: MeterState, outcome: PollOutcome, now: datetime) -> None:
+        pub = self.bridge.publisher
+        pdl = state.meter.pdl
+        for (kind, series), days in outcome.changed.items():
+            if not days:
+                continue
+            if series == "daily":
+                pub.daily_changed(pdl, kind, days, now)
+            else:
+                pub.curve_changed(pdl, kind, days)
+                self.bridge.hourly_stored(pdl, kind, min(days))
+        state.latest_day = self.bridge.store.latest_daily_day(pdl, Kind.CONSUMPTION)
+
+
+class Bridge:
+    """The long-running service."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        *,
+        clock: Clock = SYSTEM_CLOCK,
+        rng: random.Random | None = None,
+        stagger: float = 2.0,
+        retry: RetryPolicy | None = None,
+        on_publish: Callable[[str, bytes, bool], None] | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.clock = clock
+        self.rng = rng or random.Random()  # noqa: S311 - scheduling jitter, not crypto
+        self.base = cfg.mqtt.base_topic
+        self.stopping = threading.Event()
+        self.store = Store(cfg.store.path)
+        self.budget = Budget(self.store, clock=clock)
+        self.retry = retry or RetryPolicy()
+        m = cfg.mqtt
+        self.link = MqttLink(
+            m.host, m.port, client_id=m.client_id, protocol=m.protocol,
+            username=m.username,
+            password=m.password.reveal() if m.password else None,
+            use_tls=m.use_tls, ca_file=m.tls.ca_file, cert_file=m.tls.cert_file,
+            key_file=m.tls.key_file, insecure=m.tls.insecure,
+            will_topic=topics.state_topic(self.base),
+            will_payload=topics.dumps(topics.bridge_state(False)),
+            on_connect=self._on_connect, on_message=self._on_message,
+        )
+        self.publisher = Publisher(self.link, self.store, self.base, on_publish=on_publish)
+        self.runners: list[AccountRunner] = []
+        self.meter_account: dict[str, AccountRunner] = {}
+        for account in cfg.accounts:
+            if not account.enabled:
+                continue
+            self.budget.configure(account.provider, account.name, default_windows(
+                account.provider, account.budget))
+            client = EnedisClient(provider_settings(account), budget=self.budget,
+                                  retry=self.retry, clock=clock)
+            meters = [mm for mm in account.meters if mm.enabled]
+            if account.auto_meters:
+                meters = self._auto_meters(account, client)
+            runner = AccountRunner(self, account, client, meters, stagger)
+            self.runners.append(runner)
+            for pdl in runner.meters:
+                self.meter_account[pdl] = runner
+        self.commands: Any = None
+        self.statistics: Any = None
+
+    def _auto_meters(self, account: AccountConfig, client: EnedisClient) -> list[MeterConfig]:
+        try:
+            pdls = client.covered_pdls() or []
+        except errors.EnedisError as exc:
+            log.error("account %s: cannot list the PDLs of the token: %s", account.name, exc)
+            return []
+        return [MeterConfig(pdl=p, name=None, steps=frozenset(Step), production=False,
+                            max_power=False, refresh=86400, backfill_day=365,
+                            backfill_hour=30, enabled=True) for p in pdls]
+
+    # -- MQTT callbacks (run on the link's worker thread, never paho's) ---------------
+
+    def _on_connect(self) -> None:
+        log.info("connected to the broker; publishing state and retained topics")
+        self.link.publish(topics.state_topic(self.base), topics.dumps(topics.bridge_state(True)),
+                          qos=1, retain=True)
+        self.publisher.retained(topics.info_topic(self.base), self.info())
+        if self.cfg.homeassistant.discovery:
+            self.link.subscribe(self.cfg.homeassistant.status_topic)
+            self.send_discovery()
+        if self.cfg.commands:
+            self.link.subscribe(f"{self.base}/bridge/request/+")
+        self.publisher.republish_all()
+
+    def _on_message(self, msg: Incoming) -> None:
+        ha = self.cfg.homeassistant
+        if ha.discovery and msg.topic == ha.status_topic:
+            if msg.payload.strip() == b"online":
+                delay = self.rng.uniform(1.0, 5.0)
+                log.info("Home Assistant is online: discovery again in %.1f s", delay)
+                t = threading.Timer(delay, self._rediscover)
+                t.daemon = True
+                t.start()
+            return
+        if self.commands is not None and msg.topic.startswith(f"{self.base}/bridge/request/"):
+            self.commands.submit(msg)
+
+    def _rediscover(self) -> None:
+        if self.stopping.is_set():
+            return
+        self.send_discovery()
+        self.publisher.republish_all()
+
+    def send_discovery(self) -> None:
+        meters = [self.meter_info(s) for r in self.runners for s in r.meters.values()]
+        self.publisher.discovery(self.cfg.homeassistant.discovery_prefix, meters, __version__,
+                                 set(self.meter_account))
+
+    def meter_info(self, state: MeterState) -> homeassistant.MeterInfo:
+        m = state.meter
+        has_contract = bool(self.store.get_retained(topics.contract_topic(self.base, m.pdl)))
+        return homeassistant.MeterInfo(pdl=m.pdl, name=m.name, production=m.production,
+                                       max_power=m.max_power, has_contract=has_contract,
+                                       steps=m.steps)
+
+    # -- shared services ---------------------------------------------------------------
+
+    def info(self) -> dict[str, Any]:
+        meters = []
+        for r in self.runners:
+            for s in r.meters.values():
+                m = s.meter
+                meters.append({"pdl": m.pdl, "name": m.name, "account": r.account.name,
+                               "steps": sorted(x.value for x in m.steps),
+                               "production": m.production, "max_power": m.max_power})
+        return topics.bridge_info(__version__, meters, redacted(self.cfg))
+
+    def budget_view(self, runner: AccountRunner, pdl: str) -> dict[str, Any]:
+        try:
+            return runner.client.budget_status(pdl)
+        except Exception:  # a view must never break a status update
+            return {}
+
+    def publish_status(self, state: MeterState, account: AccountConfig) -> None:
+        runner = self.meter_account.get(state.meter.pdl)
+        budget = self.budget_view(runner, state.meter.pdl) if runner else {}
+        if state.waiting_budget_until is not None:
+            budget["waiting_until"] = datetime.fromtimestamp(
+                state.waiting_budget_until, PARIS).isoformat(timespec="seconds")
+        payload = topics.status_payload(
+            state.meter.pdl, state.last_poll, state.last_success, state.last_error,
+            state.latest_day, budget)
+        self.publisher.retained(topics.status_topic(self.base, state.meter.pdl), payload)
+
+    def hourly_stored(self, pdl: str, kind: Kind, since_day: date) -> None:
+        if self.statistics is not None:
+            self.statistics.notify(pdl, kind, since_day)
+
+    def fetch_for_command(self, pdl: str, kind: Kind, step: Step, days: list[date]) -> None:
+        """Fetch ``days`` of ``pdl`` on the account's thread, at command priority."""
+        runner = self.meter_account[pdl]
+        poller = runner.meters[pdl].poller
+        raise NotImplementedError(poller)
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        log.info("linky2mqtt %s starting: %d account(s), %d meter(s)", __version__,
+                 len(self.runners), len(self.meter_account))
+        self.link.start()
+        for r in self.runners:
+            r.start()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        for r in self.runners:
+            r.wake.set()
+        for r in self.runners:
+            r.thread.join(30)
+        self.link.stop((topics.state_topic(self.base),
+                        topics.dumps(topics.bridge_state(False))))
+        for r in self.runners:
+            r.client.close()
+        self.store.close()
+        log.info("linky2mqtt stopped")
+
+    def run_forever(self, stop: threading.Event) -> None:
+        self.start()
+        while not stop.wait(1.0):
+            pass
+        self.stop()
+
+
+def today_paris(clock: Clock) -> date:
+    return clock.now().astimezone(PARIS).date()
+
+
+def yesterday_paris(clock: Clock) -> date:
+    return today_paris(clock) - timedelta(days=1)
+
+
+__all__ = ["Bridge", "Priority"]

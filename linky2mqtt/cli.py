@@ -1,0 +1,182 @@
+"""Command line: subcommands, and one exit code and one clear line per error family.
+
+Exit codes: 0 done; 2 configuration or usage error; 1 anything else (upstream error,
+store error, broker unreachable at the end of a command...). No traceback unless the
+log level is debug.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from datetime import date
+from types import FrameType
+from typing import Any
+
+from linky2mqtt import __version__
+
+log = logging.getLogger("linky2mqtt")
+
+DEFAULT_CONFIG = "config.yaml"
+
+
+class UsageError(Exception):
+    """Bad command-line input (exit 2)."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="linky2mqtt",
+        description="French Linky smart-meter data (Enedis) on MQTT.",
+    )
+    p.add_argument("--version", action="version", version=f"linky2mqtt {__version__}")
+    sub = p.add_subparsers(dest="command")
+
+    def with_config(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("-c", "--config",
+                        default=os.environ.get("LINKY2MQTT_CONFIG", DEFAULT_CONFIG),
+                        help="configuration file (default: $LINKY2MQTT_CONFIG or config.yaml)")
+
+    with_config(sub.add_parser("run", help="run the bridge (default)"))
+    with_config(sub.add_parser("check-config", help="validate the configuration and summarise it"))
+    f = sub.add_parser("fetch", help="one fetch from the provider, printed as JSON")
+    with_config(f)
+    f.add_argument("--pdl", required=True)
+    f.add_argument("--kind", default="consumption",
+                   choices=["consumption", "production", "max_power"])
+    f.add_argument("--step", default="day", choices=["day", "month", "hour"])
+    f.add_argument("--start", required=True, help="YYYY-MM-DD (included)")
+    f.add_argument("--end", required=True, help="YYYY-MM-DD (excluded)")
+    s = sub.add_parser("simulator", help="serve the Enedis simulator alone")
+    s.add_argument("args", nargs=argparse.REMAINDER)
+    d = sub.add_parser("demo", help="run the bridge against the built-in simulator")
+    d.add_argument("--broker", default=None,
+                   help="mqtt://host:port to use (default: localhost:1883 if it answers, "
+                        "else a private broker)")
+    d.add_argument("--seconds", type=float, default=None,
+                   help="stop after this many seconds (default: until Ctrl-C)")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    # `linky2mqtt -c x.yaml` means `linky2mqtt run -c x.yaml`
+    known = {"run", "check-config", "fetch", "simulator", "demo"}
+    if not args_list or (args_list[0] not in known and args_list[0] not in
+                         ("-h", "--help", "--version")):
+        args_list.insert(0, "run")
+    if args_list[0] == "simulator":
+        from linky2mqtt.simulator.cli import main as sim_main
+
+        return sim_main(args_list[1:])
+    try:
+        args = _parser().parse_args(args_list)
+    except SystemExit as exc:  # argparse: usage errors exit 2, --help/--version 0
+        return int(exc.code or 0)
+    debug = False
+    try:
+        if args.command == "check-config":
+            return _check_config(args.config)
+        if args.command == "fetch":
+            cfg = _load(args.config)
+            debug = cfg.log.level == "debug"
+            return _fetch(cfg, args)
+        if args.command == "demo":
+            from linky2mqtt.demo import run_demo
+
+            return run_demo(broker=args.broker, seconds=args.seconds)
+        cfg = _load(args.config)
+        debug = cfg.log.level == "debug"
+        return _run(cfg)
+    except _ConfigFailed as exc:
+        print(exc.text, file=sys.stderr)
+        return 2
+    except UsageError as exc:
+        print(f"linky2mqtt: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 0
+    except Exception as exc:
+        if debug:
+            log.exception("fatal error")
+        from linky2mqtt.logs import REDACTOR
+
+        print(f"linky2mqtt: error: {REDACTOR.redact(_one_line(exc))}", file=sys.stderr)
+        return 1
+
+
+class _ConfigFailed(Exception):
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{exc.__class__.__name__}: {text[0]}" if text else exc.__class__.__name__
+
+
+def _load(path: str) -> Any:
+    from linky2mqtt.config import ConfigError, load
+
+    try:
+        cfg = load(path)
+    except ConfigError as exc:
+        raise _ConfigFailed(f"linky2mqtt: invalid configuration {path}:\n{exc}") from None
+    from linky2mqtt.config import secret_values
+    from linky2mqtt.logs import setup_logging
+
+    setup_logging(cfg.log.level, cfg.log.format, secrets=secret_values(cfg))
+    return cfg
+
+
+def _check_config(path: str) -> int:
+    from linky2mqtt.config import summary
+
+    cfg = _load(path)
+    print(summary(cfg))
+    return 0
+
+
+def _parse_day(text: str, what: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise UsageError(f"--{what}: expected YYYY-MM-DD, got {text!r}") from None
+
+
+def _fetch(cfg: Any, args: argparse.Namespace) -> int:
+    from linky2mqtt.fetch import fetch_once
+
+    start, end = _parse_day(args.start, "start"), _parse_day(args.end, "end")
+    if start >= end:
+        raise UsageError("--start must be before --end (end is excluded)")
+    data = fetch_once(cfg, args.pdl, args.kind, args.step, start, end)
+    print(json.dumps(data, ensure_ascii=False, indent=2))
+    return 0
+
+
+def _run(cfg: Any) -> int:
+    from linky2mqtt.bridge import Bridge
+
+    stop = threading.Event()
+
+    def _signal(signum: int, frame: FrameType | None) -> None:
+        log.info("signal %s: stopping", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _signal)
+    signal.signal(signal.SIGINT, _signal)
+    bridge = Bridge(cfg)
+    bridge.run_forever(stop)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

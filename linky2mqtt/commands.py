@@ -1,0 +1,543 @@
+"""The command protocol of SPEC §5, as pure functions: no MQTT, no threads, no I/O.
+
+* :func:`parse_request` turns a command name (the last level of
+  ``B/bridge/request/<command>``) and the raw payload into a typed request
+  (:class:`ReadRequest`, :class:`RefreshRequest`, :class:`InfoRequest`) or a
+  :class:`Rejection` whose message a person understands. It never raises.
+* :func:`ok`, :func:`error` and :func:`encode` build and serialise the answers
+  published on ``B/bridge/response/<command>``; ``transaction`` is echoed exactly
+  whenever the request carried one.
+* :func:`missing_days` and :func:`build_read_data` assemble the ``data`` of a ``read``
+  answer over a small :class:`ReadSource` protocol (the bridge adapts the store to it);
+  :func:`read_message_when_budget_exhausted` says when the budget allows what is missing.
+
+Validation rules (in this order; the first failure is the answer):
+
+1. payload at most 64 KiB, UTF-8, JSON (strict: no NaN/Infinity), an object, not nested
+   deeper than 64 levels (an empty payload counts as ``{}``);
+2. a known command (``read``, ``refresh``, ``info``);
+3. no unknown keys (a typo such as ``"strat"`` is reported rather than ignored);
+4. per field: ``pdl`` a string of 14 digits configured in this bridge; ``kind`` one of
+   consumption, production, max_power and enabled for that meter; ``step`` one of day,
+   month, hour (max_power: day only); ``start``/``end`` real ``YYYY-MM-DD`` dates,
+   ``start < end`` (end exclusive), ``end`` at most today (data stops at yesterday);
+   at most 366 days for day/month, 31 for hour.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from enum import Enum
+from typing import Any, ClassVar, Final, Protocol, TypeVar
+
+from linky2mqtt.model import PDL_RE, Kind, Step, day_bounds, kwh, local_iso
+
+MAX_PAYLOAD: Final = 64 * 1024
+MAX_DEPTH: Final = 64
+COMMANDS: Final = ("read", "refresh", "info")
+MAX_DAYS: Final[Mapping[Step, int]] = {Step.DAY: 366, Step.MONTH: 366, Step.HOUR: 31}
+
+_E = TypeVar("_E", bound=Enum)
+_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_KINDS = ", ".join(k.value for k in Kind)
+_STEPS = ", ".join(s.value for s in Step)
+
+
+class _NoTransaction(Enum):
+    """Marks a request that carried no ``transaction`` (``null`` is a transaction)."""
+
+    TOKEN = 0
+
+    def __repr__(self) -> str:
+        return "NO_TRANSACTION"
+
+
+NO_TRANSACTION: Final = _NoTransaction.TOKEN
+
+
+@dataclass(frozen=True, slots=True)
+class MeterView:
+    """What a configured meter offers to commands."""
+
+    production: bool = False
+    max_power: bool = False
+
+    def has(self, kind: Kind) -> bool:
+        if kind is Kind.PRODUCTION:
+            return self.production
+        if kind is Kind.MAX_POWER:
+            return self.max_power
+        return True
+
+
+@dataclass(frozen=True, slots=True)
+class ReadRequest:
+    command: ClassVar[str] = "read"
+    pdl: str
+    kind: Kind
+    step: Step
+    start: date
+    end: date  # exclusive
+    transaction: object = NO_TRANSACTION
+
+    def days(self) -> list[date]:
+        return [self.start + timedelta(days=i) for i in range((self.end - self.start).days)]
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshRequest:
+    command: ClassVar[str] = "refresh"
+    pdl: str | None  # None: every configured meter
+    transaction: object = NO_TRANSACTION
+
+
+@dataclass(frozen=True, slots=True)
+class InfoRequest:
+    command: ClassVar[str] = "info"
+    transaction: object = NO_TRANSACTION
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    command: str
+    error: str
+    transaction: object = NO_TRANSACTION
+
+
+Request = ReadRequest | RefreshRequest | InfoRequest
+
+
+class _Invalid(Exception):
+    """A validation failure inside parse_request (never leaves this module)."""
+
+
+# ---------------------------------------------------------------------------- parsing
+
+
+def parse_request(
+    command: str, payload: bytes, *, pdls: Mapping[str, MeterView], today: date
+) -> Request | Rejection:
+    """Validate one request; never raises. ``today`` is the Europe/Paris date."""
+    try:
+        return _parse(command, payload, pdls, today)
+    except Exception as exc:  # pragma: no cover - a bug here must not crash the bridge
+        return Rejection(
+            command, f"internal error while reading the request ({type(exc).__name__})"
+        )
+
+
+def _parse(
+    command: str, payload: bytes, pdls: Mapping[str, MeterView], today: date
+) -> Request | Rejection:
+    if len(payload) > MAX_PAYLOAD:
+        return Rejection(
+            command, f"payload too large: {len(payload)} bytes, at most {MAX_PAYLOAD} (64 KiB)"
+        )
+    try:
+        text = payload.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        return Rejection(command, f"payload is not UTF-8 text (bad byte at position {exc.start})")
+    if not text.strip():
+        body: object = {}
+    else:
+        try:
+            body = json.loads(
+                text,
+                parse_constant=_reject_constant,
+                parse_float=_finite_float,
+                parse_int=_short_int,
+            )
+        except RecursionError:
+            return Rejection(
+                command, f"payload is nested too deeply (more than {MAX_DEPTH} levels)"
+            )
+        except ValueError as exc:
+            return Rejection(command, f"payload is not valid JSON: {_json_reason(exc)}")
+    if not isinstance(body, dict):
+        return Rejection(
+            command,
+            f"payload must be a JSON object such as {{}}, got {_json_type(body)}",
+        )
+    if _depth(body) > MAX_DEPTH:
+        return Rejection(command, f"payload is nested too deeply (more than {MAX_DEPTH} levels)")
+    transaction = body.get("transaction", NO_TRANSACTION)
+    try:
+        if command == "read":
+            return _parse_read(body, pdls, today, transaction)
+        if command == "refresh":
+            _check_keys(command, body, ("pdl",))
+            pdl = _pdl(body, pdls) if "pdl" in body and body["pdl"] is not None else None
+            return RefreshRequest(pdl, transaction)
+        if command == "info":
+            _check_keys(command, body, ())
+            return InfoRequest(transaction)
+    except _Invalid as exc:
+        return Rejection(command, str(exc), transaction)
+    return Rejection(
+        command,
+        f"unknown command {_show(command)}; known commands: {', '.join(COMMANDS)}",
+        transaction,
+    )
+
+
+def _parse_read(
+    body: dict[str, Any], pdls: Mapping[str, MeterView], today: date, transaction: object
+) -> ReadRequest:
+    _check_keys("read", body, ("pdl", "kind", "step", "start", "end"))
+    pdl = _pdl(body, pdls)
+    kind = _choice(body, "kind", Kind, _KINDS)
+    if not pdls[pdl].has(kind):
+        raise _Invalid(
+            f"PDL {pdl} has no {kind.value} data in this bridge "
+            f"(set {kind.value}: true for this meter in the configuration)"
+        )
+    step = _choice(body, "step", Step, _STEPS)
+    if kind is Kind.MAX_POWER and step is not Step.DAY:
+        raise _Invalid(f'max_power exists per day only: use "step": "day", not "{step.value}"')
+    start = _date(body, "start")
+    end = _date(body, "end")
+    if start >= end:
+        raise _Invalid(
+            f'"start" ({start}) must be before "end" ({end}); "end" is exclusive: '
+            f'one day is "start": "{start}", "end": "{start + timedelta(days=1)}"'
+        )
+    if end > today:
+        raise _Invalid(
+            f'"end" ({end}) is in the future: the latest "end" is today, {today} '
+            f"(end is exclusive, and data stops at yesterday)"
+        )
+    days = (end - start).days
+    limit = MAX_DAYS[step]
+    if days > limit:
+        raise _Invalid(
+            f"range too long: {days} days from {start} to {end}; at most {limit} days "
+            f'for step "{step.value}"'
+        )
+    return ReadRequest(pdl, kind, step, start, end, transaction)
+
+
+def _check_keys(command: str, body: Mapping[str, Any], allowed: tuple[str, ...]) -> None:
+    known = (*allowed, "transaction")
+    unknown = [k for k in body if k not in known]
+    if unknown:
+        names = ", ".join(_show(k) for k in unknown[:5]) + (", ..." if len(unknown) > 5 else "")
+        which = "key" if len(unknown) == 1 else "keys"
+        raise _Invalid(
+            f"unknown {which} {names} for command {command}; known keys: {', '.join(known)}"
+        )
+
+
+def _pdl(body: Mapping[str, Any], pdls: Mapping[str, MeterView]) -> str:
+    if "pdl" not in body:
+        raise _Invalid('"pdl" is required: the 14-digit number of the delivery point (PRM)')
+    value = body["pdl"]
+    if not isinstance(value, str):
+        raise _Invalid(f'"pdl" must be a string of 14 digits (in quotes), got {_json_type(value)}')
+    if not PDL_RE.fullmatch(value):
+        raise _Invalid(f'"pdl" must be 14 digits, got {_show(value)}')
+    if value not in pdls:
+        configured = ", ".join(sorted(pdls)) or "none"
+        raise _Invalid(f"PDL {value} is not configured in this bridge (configured: {configured})")
+    return value
+
+
+def _choice(body: Mapping[str, Any], key: str, enum: type[_E], names: str) -> _E:
+    if key not in body:
+        raise _Invalid(f'"{key}" is required: one of {names}')
+    value = body[key]
+    for member in enum:
+        if isinstance(value, str) and member.value == value:
+            return member
+    raise _Invalid(f'"{key}" must be one of {names}, got {_show_json(value)}')
+
+
+def _date(body: Mapping[str, Any], key: str) -> date:
+    if key not in body:
+        raise _Invalid(f'"{key}" is required: a date as "YYYY-MM-DD"')
+    value = body[key]
+    if not isinstance(value, str) or not _DATE_RE.fullmatch(value):
+        raise _Invalid(f'"{key}" must be a date as "YYYY-MM-DD", got {_show_json(value)}')
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise _Invalid(f'"{key}" is not a real date: "{value}"') from None
+
+
+def _reject_constant(name: str) -> object:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text[:20]} is too large")
+    return value
+
+
+def _short_int(text: str) -> int:
+    if len(text) > 40:
+        raise ValueError(f"number {text[:20]}... has more than 40 digits")
+    return int(text)
+
+
+def _json_reason(exc: ValueError) -> str:
+    if isinstance(exc, json.JSONDecodeError):
+        return f"{exc.msg} at line {exc.lineno} column {exc.colno}"
+    return str(exc)[:120]
+
+
+def _depth(value: object) -> int:
+    """Nesting depth of a parsed JSON value, without recursion."""
+    deepest = 0
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict):
+            deepest = max(deepest, level)
+            stack.extend((v, level + 1) for v in item.values())
+        elif isinstance(item, list):
+            deepest = max(deepest, level)
+            stack.extend((v, level + 1) for v in item)
+    return deepest
+
+
+def _json_type(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "an object"
+
+
+def _show(text: str, limit: int = 40) -> str:
+    """A user-supplied string quoted for a message, shortened and printable."""
+    shown = json.dumps(text[:limit] + ("..." if len(text) > limit else ""))
+    return shown
+
+
+def _show_json(value: object) -> str:
+    if isinstance(value, str):
+        return _show(value)
+    if isinstance(value, dict | list):
+        return _json_type(value)
+    return json.dumps(value)[:40]
+
+
+# ---------------------------------------------------------------------------- answers
+
+
+def ok(
+    command: str, data: Mapping[str, Any], transaction: object = NO_TRANSACTION
+) -> dict[str, Any]:
+    """``{"status":"ok","data":{...},"transaction":<echo>}`` (no transaction: no key)."""
+    answer: dict[str, Any] = {"status": "ok", "data": dict(data)}
+    if transaction is not NO_TRANSACTION:
+        answer["transaction"] = transaction
+    return answer
+
+
+def error(command: str, message: str, transaction: object = NO_TRANSACTION) -> dict[str, Any]:
+    """``{"status":"error","error":"...","data":{},"transaction":<echo>}``."""
+    answer: dict[str, Any] = {"status": "error", "error": message, "data": {}}
+    if transaction is not NO_TRANSACTION:
+        answer["transaction"] = transaction
+    return answer
+
+
+def rejection_answer(rejection: Rejection) -> dict[str, Any]:
+    return error(rejection.command, rejection.error, rejection.transaction)
+
+
+def response_topic(base_topic: str, command: str) -> str:
+    """``B/bridge/response/<command>``: every command, known or not, answers on its own."""
+    return f"{base_topic}/bridge/response/{command}"
+
+
+def encode(answer: Mapping[str, Any]) -> bytes:
+    """Compact JSON bytes (ASCII-escaped, so any echoed string stays valid UTF-8)."""
+    return json.dumps(answer, separators=(",", ":"), allow_nan=False).encode("ascii")
+
+
+# ---------------------------------------------------------------------------- read
+
+
+class ReadSource(Protocol):
+    """What ``read`` needs from the store. Days are Europe/Paris dates; ``end`` exclusive."""
+
+    def daily_values(self, pdl: str, kind: Kind, start: date, end: date) -> dict[date, float]:
+        """Daily energy in Wh, by day, for the days held."""
+        ...
+
+    def max_power_values(
+        self, pdl: str, start: date, end: date
+    ) -> dict[date, tuple[float, datetime]]:
+        """Daily max power in VA and when it happened, by day, for the days held."""
+        ...
+
+    def hourly(
+        self, pdl: str, kind: Kind, day: date
+    ) -> tuple[list[tuple[datetime, datetime, float]], bool] | None:
+        """The clock hours of one day (start UTC, end UTC, Wh) and whether the day is
+        complete; None when nothing of the day is held."""
+        ...
+
+
+def unit_of(kind: Kind) -> str:
+    return "VA" if kind is Kind.MAX_POWER else "kWh"
+
+
+def missing_days(req: ReadRequest, source: ReadSource) -> list[date]:
+    """The days of the range the store lacks (hour step: curve absent or incomplete)."""
+    if req.step is Step.HOUR:
+        missing = []
+        for day in req.days():
+            got = source.hourly(req.pdl, req.kind, day)
+            if got is None or not got[1]:
+                missing.append(day)
+        return missing
+    if req.kind is Kind.MAX_POWER:
+        held: Mapping[date, object] = source.max_power_values(req.pdl, req.start, req.end)
+    else:
+        held = source.daily_values(req.pdl, req.kind, req.start, req.end)
+    return [day for day in req.days() if day not in held]
+
+
+def build_read_data(
+    req: ReadRequest, source: ReadSource, *, message: str | None = None
+) -> dict[str, Any]:
+    """The ``data`` of a ``read`` answer: ``{"pdl","kind","step","unit","points","missing"}``
+    (plus ``"message"`` when given, e.g. from :func:`read_message_when_budget_exhausted`)."""
+    if req.step is Step.HOUR:
+        points, missing = _hour_points(req, source)
+    elif req.kind is Kind.MAX_POWER:
+        points, missing = _max_power_points(req, source)
+    else:
+        daily = source.daily_values(req.pdl, req.kind, req.start, req.end)
+        missing = [d for d in req.days() if d not in daily]
+        points = _month_points(req, daily) if req.step is Step.MONTH else _day_points(req, daily)
+    data: dict[str, Any] = {
+        "pdl": req.pdl,
+        "kind": req.kind.value,
+        "step": req.step.value,
+        "unit": unit_of(req.kind),
+        "points": points,
+        "missing": [d.isoformat() for d in missing],
+    }
+    if message is not None:
+        data["message"] = message
+    return data
+
+
+def _day_points(req: ReadRequest, daily: Mapping[date, float]) -> list[dict[str, Any]]:
+    points = []
+    for day in req.days():
+        if day in daily:
+            start, end = day_bounds(day)
+            points.append(
+                {
+                    "date": day.isoformat(),
+                    "start": local_iso(start),
+                    "end": local_iso(end),
+                    "value": kwh(daily[day]),
+                }
+            )
+    return points
+
+
+def _month_points(req: ReadRequest, daily: Mapping[date, float]) -> list[dict[str, Any]]:
+    """One point per calendar month meeting the range, summed over the days held within
+    month ∩ range; ``complete`` when that is the whole month and every day is held."""
+    points = []
+    first = req.start.replace(day=1)
+    while first < req.end:
+        following = _next_month(first)
+        lo, hi = max(first, req.start), min(following, req.end)
+        held = [lo + timedelta(days=i) for i in range((hi - lo).days)]
+        held = [d for d in held if d in daily]
+        whole = lo == first and hi == following
+        points.append(
+            {
+                "month": first.strftime("%Y-%m"),
+                "start": local_iso(day_bounds(lo)[0]),
+                "end": local_iso(day_bounds(hi)[0]),
+                "value": kwh(sum(daily[d] for d in held)),
+                "days": len(held),
+                "complete": whole and len(held) == (following - first).days,
+            }
+        )
+        first = following
+    return points
+
+
+def _next_month(first: date) -> date:
+    return date(first.year + 1, 1, 1) if first.month == 12 else date(first.year, first.month + 1, 1)
+
+
+def _hour_points(req: ReadRequest, source: ReadSource) -> tuple[list[dict[str, Any]], list[date]]:
+    points: list[dict[str, Any]] = []
+    missing: list[date] = []
+    for day in req.days():
+        got = source.hourly(req.pdl, req.kind, day)
+        if got is None:
+            missing.append(day)
+            continue
+        hours, complete = got
+        if not complete:
+            missing.append(day)
+        points.extend(
+            {"start": local_iso(start), "end": local_iso(end), "value": kwh(wh)}
+            for start, end, wh in sorted(hours)
+        )
+    return points, missing
+
+
+def _max_power_points(
+    req: ReadRequest, source: ReadSource
+) -> tuple[list[dict[str, Any]], list[date]]:
+    values = source.max_power_values(req.pdl, req.start, req.end)
+    points: list[dict[str, Any]] = []
+    missing: list[date] = []
+    for day in req.days():
+        if day not in values:
+            missing.append(day)
+            continue
+        va, at = values[day]
+        start, end = day_bounds(day)
+        points.append(
+            {
+                "date": day.isoformat(),
+                "start": local_iso(start),
+                "end": local_iso(end),
+                "value": int(va) if float(va).is_integer() else va,
+                "time": local_iso(at),
+            }
+        )
+    return points, missing
+
+
+def read_message_when_budget_exhausted(missing: list[date], retry_at: datetime) -> str:
+    """Why ``missing`` is not empty: the request budget, and when it allows the rest."""
+    count = len(missing)
+    if count == 0:
+        return f"nothing is missing; the request budget allows more from {local_iso(retry_at)}"
+    days = sorted(missing)
+    if count <= 5:
+        listed = ", ".join(d.isoformat() for d in days)
+    else:
+        listed = f"{days[0].isoformat()} to {days[-1].isoformat()}"
+    noun = "day" if count == 1 else "days"
+    return (
+        f"{count} {noun} not fetched ({listed}): the upstream request budget is used up; "
+        f"it allows them from {local_iso(retry_at)}; ask again then"
+    )

@@ -1,0 +1,232 @@
+"""``linky2mqtt demo``: the real bridge against the built-in simulator, printing what it publishes.
+
+Which broker: ``--broker URL`` when given; otherwise ``localhost:1883`` when something
+answers there (the demo then uses the base topic ``linky2mqtt_demo`` and no Home
+Assistant discovery, so it cannot disturb a real installation); otherwise a private
+``mosquitto`` on a free port when the binary is installed; otherwise the embedded
+MQTT 3.1.1 broker of :mod:`linky2mqtt.demo_broker`. Nothing is needed but the package.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, TextIO
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+
+from linky2mqtt.config import load_text
+
+DEMO_BASE = "linky2mqtt_demo"
+CONSUMER = "12345678901234"
+PRODUCER = "10284856584123"
+DATACONNECT_PDL = "22516914714270"
+HOLES_PDL = "42900589957123"  # no data on Tuesdays and Wednesdays
+
+
+def _answers(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def _broker(url: str | None, out: TextIO) -> Iterator[tuple[str, int, str, bool]]:
+    """Yield (host, port, protocol, shared) for the broker the demo talks to."""
+    if url:
+        from urllib.parse import urlsplit
+
+        u = urlsplit(url)
+        yield (u.hostname or "localhost", u.port or 1883, "5", True)
+        return
+    if _answers("127.0.0.1", 1883):
+        print("demo: using the broker on localhost:1883", file=out)
+        yield ("127.0.0.1", 1883, "5", True)
+        return
+    exe = shutil.which("mosquitto") or (
+        "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
+    if exe:
+        port = _free_port()
+        with tempfile.TemporaryDirectory() as tmp:
+            conf = Path(tmp) / "mosquitto.conf"
+            conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\n"
+                            "persistence false\nlog_type none\n")
+            proc = subprocess.Popen([exe, "-c", str(conf)], stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.DEVNULL)
+            try:
+                deadline = time.monotonic() + 10
+                while not _answers("127.0.0.1", port) and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                print(f"demo: started a private mosquitto on 127.0.0.1:{port}", file=out)
+                yield ("127.0.0.1", port, "5", False)
+            finally:
+                proc.terminate()
+                proc.wait(10)
+        return
+    from linky2mqtt.demo_broker import DemoBroker
+
+    broker = DemoBroker()
+    broker.start()
+    try:
+        print(f"demo: no broker found; started the embedded one on 127.0.0.1:{broker.port}",
+              file=out)
+        yield ("127.0.0.1", broker.port, "3.1.1", False)
+    finally:
+        broker.stop()
+
+
+def demo_config(sim_url: str, conso_token: str, host: str, port: int, protocol: str,
+                store: str, base: str, discovery: bool) -> str:
+    return f"""
+mqtt:
+  url: mqtt://{host}:{port}
+  client_id: linky2mqtt-demo-{int(time.time())}
+  base_topic: {base}
+  protocol: "{protocol}"
+homeassistant:
+  discovery: {str(discovery).lower()}
+store:
+  path: {store}
+log:
+  level: warning
+accounts:
+  - name: home
+    provider: conso
+    token: {conso_token}
+    base_url: {sim_url}
+    meters:
+      - pdl: "{CONSUMER}"
+        name: House
+        steps: [day, month, hour]
+        max_power: true
+        backfill_days: {{day: 60, hour: 40}}
+      - pdl: "{PRODUCER}"
+        name: Solar roof
+        steps: [day, month, hour]
+        production: true
+        backfill_days: {{day: 40, hour: 7}}
+  - name: business
+    provider: dataconnect
+    client_id: sim-client
+    client_secret: sim-secret
+    base_url: {sim_url}
+    meters:
+      - pdl: "{DATACONNECT_PDL}"
+        name: Workshop
+        backfill_days: {{day: 40, hour: 40}}
+  - name: gateway
+    provider: myelectricaldata
+    token: demo-token
+    base_url: {sim_url}
+    meters:
+      - pdl: "{HOLES_PDL}"
+        name: Cottage (gaps on Tue/Wed)
+        steps: [day, month]
+        backfill_days: {{day: 14, hour: 0}}
+"""
+
+
+def describe(topic: str, payload: bytes) -> str:
+    """One readable line for a published message."""
+    if not payload:
+        return "(cleared)"
+    try:
+        doc: Any = json.loads(payload)
+    except ValueError:
+        return payload[:80].decode("utf-8", "replace")
+    if not isinstance(doc, dict):
+        return json.dumps(doc)[:100]
+    if "points" in doc and isinstance(doc["points"], list):
+        pts = doc["points"]
+        total = sum(p.get("value", 0) for p in pts if isinstance(p, dict))
+        return (f"date={doc.get('date')} {len(pts)} hours, total {total:.3f} "
+                f"{doc.get('unit', '')} complete={doc.get('complete')}")
+    keys = ("state", "date", "month", "value", "unit", "days", "complete", "missing",
+            "last_error", "latest_day", "subscribed_power_kva", "tariff", "version")
+    parts = [f"{k}={json.dumps(doc[k], ensure_ascii=False)}" for k in keys if k in doc]
+    if "cmps" in doc:
+        parts.append(f"{len(doc['cmps'])} entities")
+    return " ".join(parts) if parts else json.dumps(doc, ensure_ascii=False)[:100]
+
+
+def run_demo(broker: str | None = None, seconds: float | None = None,
+             out: TextIO | None = None) -> int:
+    from linky2mqtt.bridge import Bridge
+    from linky2mqtt.logs import setup_logging
+    from linky2mqtt.simulator import SimOptions, Simulator
+
+    stream = out or sys.stdout
+    setup_logging("warning", "text")
+    sim = Simulator(SimOptions(host="127.0.0.1", port=0))
+    sim.start()
+    print(f"demo: simulator serving Conso API, Data Connect and MyElectricalData at {sim.url}",
+          file=stream)
+    try:
+        with _broker(broker, stream) as (host, port, protocol, shared), \
+                tempfile.TemporaryDirectory() as tmp:
+            base = DEMO_BASE if shared else "linky2mqtt"
+            text = demo_config(sim.url, sim.make_conso_token([CONSUMER, PRODUCER]), host,
+                               port, protocol, str(Path(tmp) / "demo.db"), base,
+                               discovery=not shared)
+            cfg = load_text(text)
+            printer = _Printer(host, port, f"{base}/#", stream)
+            bridge = Bridge(cfg, stagger=0.5)
+            bridge.start()
+            stop = threading.Event()
+            try:
+                stop.wait(seconds) if seconds is not None else _wait_forever(stop)
+            except KeyboardInterrupt:
+                pass
+            finally:
+                bridge.stop()
+                printer.close()
+    finally:
+        sim.stop()
+    return 0
+
+
+def _wait_forever(stop: threading.Event) -> None:
+    while not stop.wait(3600):
+        pass
+
+
+class _Printer:
+    """Subscribes to the demo's topics and prints one line per message."""
+
+    def __init__(self, host: str, port: int, topic: str, out: TextIO) -> None:
+        self.out = out
+        self.topic = topic
+        self.lock = threading.Lock()
+        self.client = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv311)
+        self.client.on_connect = lambda c, u, f, rc, p=None: c.subscribe(topic, 1)
+        self.client.on_message = self._on_message
+        self.client.connect(host, port)
+        self.client.loop_start()
+
+    def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
+        flag = "R" if msg.retain else " "
+        line = f"{time.strftime('%H:%M:%S')} {flag} {msg.topic}  {describe(msg.topic, msg.payload)}"
+        with self.lock:
+            print(line, file=self.out, flush=True)
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()

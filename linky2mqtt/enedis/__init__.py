@@ -1,0 +1,43 @@
+"""linky2mqtt.enedis: a client for Enedis Linky data through three providers.
+
+No MQTT, no YAML, no configuration file here: the caller builds :class:`ProviderSettings`
+with plain strings and injects the HTTP client, the clock, the budget and the retry policy.
+"""
+
+from . import errors
+from .budget import (
+    Budget,
+    Ledger,
+    MemoryLedger,
+    Priority,
+    Window,
+    default_windows,
+    scopes_for,
+)
+from .client import USER_AGENT, EnedisClient, FetchResult
+from .hours import Hour, HourlyDay, aggregate_hours
+from .providers import DEFAULT_BASE_URLS, PROVIDERS, ProviderSettings
+from .retry import RetryPolicy, is_transient, no_sleep
+
+__all__ = [
+    "DEFAULT_BASE_URLS",
+    "PROVIDERS",
+    "USER_AGENT",
+    "Budget",
+    "EnedisClient",
+    "FetchResult",
+    "Hour",
+    "HourlyDay",
+    "Ledger",
+    "MemoryLedger",
+    "Priority",
+    "ProviderSettings",
+    "RetryPolicy",
+    "Window",
+    "aggregate_hours",
+    "default_windows",
+    "errors",
+    "is_transient",
+    "no_sleep",
+    "scopes_for",
+]

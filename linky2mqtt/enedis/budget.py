@@ -1,0 +1,204 @@
+"""Request budgets: sliding-window quotas per scope, over a persistent ledger.
+
+A *scope* names who shares a quota: ``"conso"`` (the whole process: the Conso API bans
+per IP), ``"dataconnect:<account>"``, ``"myelectricaldata:<pdl>"`` (50 a day per PDL) and
+``"myelectricaldata:account:<account>"`` (1/s). Each scope has windows
+(``Window(seconds, limit)``: at most ``limit`` requests in any ``seconds``); the windows of
+a scope are looked up by the exact scope name first, then by shorter prefixes cut at
+``":"`` (``"dataconnect:home"`` -> ``"dataconnect"``), so an account can override the
+provider's defaults. A scope without windows is unlimited (and still recorded).
+
+Priorities keep a share of every window of one hour or more for fresher work: BACKFILL
+may use 80 % of it, COMMAND 90 %, FRESH all of it.
+
+Every request (retries and token requests included) is recorded in a :class:`Ledger`; the
+SQLite store implements it so a restart never resets a budget. The budget reads the
+ledger once per scope at first use and then keeps an in-memory copy, writing through.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Protocol
+
+from linky2mqtt.clock import SYSTEM_CLOCK, Clock
+
+from .errors import BudgetExhausted
+
+__all__ = [
+    "Budget",
+    "Ledger",
+    "MemoryLedger",
+    "Priority",
+    "Window",
+    "WindowsSpec",
+    "default_windows",
+    "scopes_for",
+]
+
+
+class Priority(IntEnum):
+    BACKFILL = 0
+    COMMAND = 1
+    FRESH = 2
+
+
+SHARE = {Priority.BACKFILL: 0.8, Priority.COMMAND: 0.9, Priority.FRESH: 1.0}
+LONG_WINDOW = 3600.0  # windows this long or longer keep a share for higher priorities
+
+
+@dataclass(frozen=True)
+class Window:
+    seconds: float
+    limit: int
+
+    def __post_init__(self) -> None:
+        if self.seconds <= 0 or self.limit < 1:
+            raise ValueError(f"invalid budget window {self.limit}/{self.seconds}s")
+
+    def limit_for(self, priority: Priority) -> int:
+        """The part of this window ``priority`` may use (at least one request)."""
+        if self.seconds < LONG_WINDOW:
+            return self.limit
+        return max(1, math.floor(self.limit * SHARE[priority]))
+
+
+class Ledger(Protocol):
+    def record_request(self, scope: str, at: float) -> None: ...
+
+    def request_times(self, scope: str, since: float) -> list[float]: ...
+
+
+class MemoryLedger:
+    """A ledger in memory (tests, or a bridge without a store)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._times: dict[str, list[float]] = {}
+
+    def record_request(self, scope: str, at: float) -> None:
+        with self._lock:
+            self._times.setdefault(scope, []).append(at)
+
+    def request_times(self, scope: str, since: float) -> list[float]:
+        with self._lock:
+            return sorted(t for t in self._times.get(scope, []) if t >= since)
+
+
+WindowsSpec = Mapping[str, Sequence[Window]] | Callable[[str], Sequence[Window]]
+
+DAY = 86400.0
+
+
+def default_windows(provider: str) -> dict[str, list[Window]]:
+    """Safe defaults per provider, keyed by scope prefix (see :func:`scopes_for`)."""
+    if provider == "conso":
+        return {"conso": [Window(1, 1), Window(12 * 3600, 80)]}
+    if provider == "dataconnect":
+        return {"dataconnect": [Window(1, 5), Window(3600, 1000)]}
+    if provider == "myelectricaldata":
+        return {
+            "myelectricaldata": [Window(DAY, 50)],
+            "myelectricaldata:account": [Window(1, 1)],
+        }
+    raise ValueError(f"unknown provider {provider!r}")
+
+
+def scopes_for(provider: str, account: str, pdl: str | None) -> list[str]:
+    """The scopes one request of ``account`` about ``pdl`` counts against."""
+    if provider == "conso":
+        return ["conso"]
+    if provider == "dataconnect":
+        return [f"dataconnect:{account}"]
+    if provider == "myelectricaldata":
+        scopes = [f"myelectricaldata:account:{account}"]
+        if pdl is not None:
+            scopes.append(f"myelectricaldata:{pdl}")
+        return scopes
+    raise ValueError(f"unknown provider {provider!r}")
+
+
+class Budget:
+    """Sliding windows per scope; thread-safe."""
+
+    def __init__(
+        self,
+        windows: WindowsSpec,
+        ledger: Ledger | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+        max_wait: float = 2.0,
+    ) -> None:
+        self._spec = windows
+        self.ledger: Ledger = ledger if ledger is not None else MemoryLedger()
+        self.clock = clock
+        self.max_wait = max_wait
+        self._lock = threading.Lock()
+        self._times: dict[str, deque[float]] = {}
+
+    def windows(self, scope: str) -> Sequence[Window]:
+        if callable(self._spec):
+            return self._spec(scope)
+        key = scope
+        while True:
+            if key in self._spec:
+                return self._spec[key]
+            if ":" not in key:
+                return ()
+            key = key.rsplit(":", 1)[0]
+
+    def _history(self, scope: str, now: float) -> deque[float]:
+        times = self._times.get(scope)
+        longest = max((w.seconds for w in self.windows(scope)), default=0.0)
+        if times is None:
+            loaded = self.ledger.request_times(scope, now - longest) if longest else []
+            times = deque(sorted(loaded))
+            self._times[scope] = times
+        while times and times[0] <= now - longest:
+            times.popleft()
+        return times
+
+    def _allowed_at(self, scopes: Iterable[str], priority: Priority, now: float) -> float:
+        """Earliest time (>= now) at which all scopes allow one more request."""
+        allowed = now
+        for scope in scopes:
+            times = self._history(scope, now)
+            for window in self.windows(scope):
+                limit = window.limit_for(priority)
+                recent = [t for t in times if t > now - window.seconds]
+                if len(recent) >= limit:
+                    # wait until enough of them leave the window
+                    allowed = max(allowed, recent[len(recent) - limit] + window.seconds)
+        return allowed
+
+    def next_allowed(self, scopes: Iterable[str], priority: Priority = Priority.FRESH) -> float:
+        """Epoch seconds when a request in ``scopes`` at ``priority`` would be allowed."""
+        scopes = list(scopes)
+        with self._lock:
+            return self._allowed_at(scopes, priority, self.clock.time())
+
+    def acquire(self, scopes: Iterable[str], priority: Priority = Priority.FRESH) -> None:
+        """Record one request now, waiting up to ``max_wait``; else raise BudgetExhausted."""
+        scopes = list(scopes)
+        while True:
+            with self._lock:
+                now = self.clock.time()
+                at = self._allowed_at(scopes, priority, now)
+                if at <= now:
+                    for scope in scopes:
+                        self._history(scope, now).append(now)
+                        self.ledger.record_request(scope, now)
+                    return
+            if at - now > self.max_wait:
+                raise BudgetExhausted(at, scope=",".join(scopes))
+            self.clock.sleep(at - now)
+
+    def used(self, scope: str, seconds: float) -> int:
+        """Requests recorded in ``scope`` during the last ``seconds``."""
+        with self._lock:
+            now = self.clock.time()
+            return sum(1 for t in self._history(scope, now) if t > now - seconds)

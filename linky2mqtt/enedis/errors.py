@@ -1,0 +1,169 @@
+"""The exception tree of the upstream client.
+
+Every exception carries its context as attributes (never a secret): ``provider``,
+``endpoint`` (the request path without query string or credentials), ``status`` (HTTP
+status or None), ``code`` (the provider's error code, e.g. ``ADAM-DC-0008``) and
+``message`` (the provider's message, or ours)::
+
+    EnedisError                 anything the client raises on purpose
+    ├── TransportError          no HTTP answer: connection refused/dropped   [retried]
+    │   └── Timeout             connect/read/write/pool timeout              [retried]
+    ├── ApiError                an HTTP error status, with code and message
+    │   ├── BadRequest          400 (Invalid_request, ADAM-ERR0123, ADAM-DC-0015, ...)
+    │   ├── AuthError           401/403: bad token, no consent, not subscribed
+    │   ├── NoData              404 no_data_found: a gap (the client turns it into
+    │   │                       FetchResult.missing; callers rarely see it)
+    │   ├── QuotaError          429 Quota Q3/Q4 reached                      [retried]
+    │   └── ServerError         5xx technical_error, 503 unavailable         [retried]
+    ├── BadResponse             2xx with a garbage body: HTML, bad JSON, wrong shape
+    │                                                                        [retried]
+    └── BudgetExhausted         our own request budget forbids a call now; ``retry_at``
+                                (epoch seconds) says when it will allow one
+
+"[retried]" marks what :mod:`linky2mqtt.enedis.retry` treats as transient; retries are
+bounded by attempts and total time, then the last exception is raised.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ApiError",
+    "AuthError",
+    "BadRequest",
+    "BadResponse",
+    "BudgetExhausted",
+    "EnedisError",
+    "NoData",
+    "QuotaError",
+    "ServerError",
+    "Timeout",
+    "TransportError",
+    "api_error",
+]
+
+
+class EnedisError(Exception):
+    """Base class: ``str()`` is one readable line with the context."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str | None = None,
+        endpoint: str | None = None,
+        status: int | None = None,
+        code: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.provider = provider
+        self.endpoint = endpoint
+        self.status = status
+        self.code = code
+
+    def __str__(self) -> str:
+        where = " ".join(p for p in (self.provider, self.endpoint) if p)
+        parts = [str(self.status)] if self.status is not None else []
+        if self.code:
+            parts.append(self.code)
+        parts.append(self.message)
+        detail = " ".join(parts[:-1])
+        text = f"{detail}: {parts[-1]}" if detail else parts[-1]
+        return f"{where}: {text}" if where else text
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self)!r})"
+
+
+class TransportError(EnedisError):
+    """The request got no HTTP answer (connection refused, reset, dropped)."""
+
+
+class Timeout(TransportError):
+    """The request timed out."""
+
+
+class ApiError(EnedisError):
+    """An HTTP error status from the provider."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str | None = None,
+        endpoint: str | None = None,
+        status: int | None = None,
+        code: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, provider=provider, endpoint=endpoint, status=status, code=code)
+        self.retry_after = retry_after  # seconds, from a Retry-After header
+
+
+class BadRequest(ApiError):
+    """400: the request was refused (parameters, history limits, wrong direction)."""
+
+
+class AuthError(ApiError):
+    """401/403: credentials refused, consent missing or revoked, API not subscribed."""
+
+
+class NoData(ApiError):
+    """404 no_data_found: no measure for that period (a gap)."""
+
+
+class QuotaError(ApiError):
+    """429: the provider's quota is reached."""
+
+
+class ServerError(ApiError):
+    """5xx: technical_error, unavailable."""
+
+
+class BadResponse(EnedisError):
+    """A success status with a body we cannot use (HTML, invalid JSON, unexpected shape)."""
+
+
+class BudgetExhausted(EnedisError):
+    """Our own request budget forbids a call before ``retry_at`` (epoch seconds)."""
+
+    def __init__(self, retry_at: float, *, scope: str | None = None) -> None:
+        text = f"request budget exhausted until {retry_at:.0f}"
+        if scope:
+            text = f"{text} (scope {scope})"
+        super().__init__(text)
+        self.retry_at = retry_at
+        self.scope = scope
+
+
+def api_error(
+    status: int,
+    message: str,
+    *,
+    provider: str | None = None,
+    endpoint: str | None = None,
+    code: str | None = None,
+    retry_after: float | None = None,
+) -> ApiError:
+    """The :class:`ApiError` subclass for an HTTP error ``status``."""
+    cls: type[ApiError]
+    if status == 400:
+        cls = BadRequest
+    elif status in (401, 403):
+        cls = AuthError
+    elif status == 404:
+        cls = NoData
+    elif status == 429:
+        cls = QuotaError
+    elif status >= 500:
+        cls = ServerError
+    else:
+        cls = ApiError
+    return cls(
+        message,
+        provider=provider,
+        endpoint=endpoint,
+        status=status,
+        code=code,
+        retry_after=retry_after,
+    )

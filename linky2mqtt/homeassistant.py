@@ -1,0 +1,204 @@
+"""Home Assistant MQTT discovery payloads, as pure functions (no MQTT I/O here).
+
+One device-based message per meter, retained, QoS 1, on
+``<prefix>/device/linky2mqtt_<pdl>/config``: ``dev`` (the meter), ``o`` (this program),
+availability bound to ``B/bridge/state``, and ``cmps``, one sensor per retained value the
+bridge publishes for that meter. Component keys are spelled as SPEC §6 names them
+(``unique_id``, ``device_class``, ``state_class``...); the top-level ``dev``/``o``/``cmps``/``p``
+use Home Assistant's short forms, as the device-discovery documentation does.
+
+Unique ids are ``linky2mqtt_<pdl>_<component>`` and never change: Home Assistant keys its
+entity registry (names, areas, statistics) on them.
+
+Day energy sensors are ``device_class: energy`` + ``state_class: total`` +
+``last_reset_value_template`` (the day's local midnight), which the Energy dashboard
+accepts: each day's energy is added when it arrives, the next morning. Month sensors
+have no state class, so nothing is counted twice.
+
+An empty retained payload on :func:`removal`'s topic removes a meter from Home Assistant.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from linky2mqtt import topics
+from linky2mqtt.model import Kind, Step
+
+__all__ = [
+    "ORIGIN_URL",
+    "MeterInfo",
+    "component_ids",
+    "device_id",
+    "discovery",
+    "discovery_topic",
+    "removal",
+]
+
+ORIGIN_URL = "https://github.com/linky2mqtt/linky2mqtt"
+DISCOVERY_QOS = 1
+DISCOVERY_RETAIN = True
+_ALL_STEPS = frozenset({Step.DAY, Step.MONTH, Step.HOUR})
+
+
+@dataclass(frozen=True, slots=True)
+class MeterInfo:
+    """What discovery needs to know about one meter."""
+
+    pdl: str
+    name: str | None = None
+    production: bool = False
+    max_power: bool = False
+    has_contract: bool = False
+    steps: frozenset[Step] = field(default=_ALL_STEPS)
+
+    @property
+    def display_name(self) -> str:
+        return self.name or f"Linky {self.pdl}"
+
+
+def device_id(pdl: str) -> str:
+    """The device identifier (also the discovery object id): ``linky2mqtt_<pdl>``."""
+    return f"linky2mqtt_{pdl}"
+
+
+def discovery_topic(prefix: str, pdl: str) -> str:
+    return f"{prefix}/device/{device_id(pdl)}/config"
+
+
+def removal(prefix: str, pdl: str) -> str:
+    """Topic on which an empty retained payload removes the meter from Home Assistant."""
+    return discovery_topic(prefix, pdl)
+
+
+def _unique_id(pdl: str, component: str) -> str:
+    return f"{device_id(pdl)}_{component}"
+
+
+def _energy(
+    base: str, pdl: str, kind: Kind, step: Step, name: str, *, daily: bool
+) -> dict[str, Any]:
+    topic = topics.meter_topic(base, pdl, kind, step)
+    component: dict[str, Any] = {
+        "p": "sensor",
+        "unique_id": _unique_id(pdl, f"{kind}_{step}"),
+        "name": name,
+        "device_class": "energy",
+        "unit_of_measurement": "kWh",
+        "suggested_display_precision": 3,
+        "state_topic": topic,
+        "value_template": "{{ value_json.value }}",
+        "json_attributes_topic": topic,
+    }
+    if daily:
+        component["state_class"] = "total"
+        component["last_reset_value_template"] = "{{ value_json.start }}"
+    else:
+        # Display only: the Energy dashboard uses the day sensor; a state class here
+        # would make Home Assistant count the same energy twice in statistics.
+        component["icon"] = "mdi:calendar-month"
+    return component
+
+
+def _components(base: str, meter: MeterInfo) -> dict[str, dict[str, Any]]:
+    pdl = meter.pdl
+    cmps: dict[str, dict[str, Any]] = {}
+    kinds = [Kind.CONSUMPTION] + ([Kind.PRODUCTION] if meter.production else [])
+    for kind in kinds:
+        label = "Consumption" if kind is Kind.CONSUMPTION else "Production"
+        if Step.DAY in meter.steps:
+            cmps[f"{kind}_day"] = _energy(base, pdl, kind, Step.DAY, f"{label} day", daily=True)
+        if Step.MONTH in meter.steps:
+            cmps[f"{kind}_month"] = _energy(
+                base, pdl, kind, Step.MONTH, f"{label} month", daily=False
+            )
+    if meter.max_power:
+        topic = topics.max_power_topic(base, pdl)
+        cmps["max_power"] = {
+            "p": "sensor",
+            "unique_id": _unique_id(pdl, "max_power"),
+            "name": "Max power",
+            "device_class": "apparent_power",
+            "unit_of_measurement": "VA",
+            "state_class": "measurement",
+            "state_topic": topic,
+            "value_template": "{{ value_json.value }}",
+            "json_attributes_topic": topic,
+        }
+    if meter.has_contract:
+        topic = topics.contract_topic(base, pdl)
+        # No device class: apparent_power's accepted units vary across HA versions and
+        # kVA is what the contract says. Without a device class HA takes the unit as is.
+        cmps["subscribed_power"] = {
+            "p": "sensor",
+            "unique_id": _unique_id(pdl, "subscribed_power"),
+            "name": "Subscribed power",
+            "unit_of_measurement": "kVA",
+            "icon": "mdi:gauge",
+            "entity_category": "diagnostic",
+            "state_topic": topic,
+            "value_template": "{{ value_json.subscribed_power_kva }}",
+            "json_attributes_topic": topic,
+            "json_attributes_template": (
+                "{{ {'tariff': value_json.tariff, 'offpeak_hours': value_json.offpeak_hours}"
+                " | tojson }}"
+            ),
+        }
+    status = topics.status_topic(base, pdl)
+    cmps["last_success"] = {
+        "p": "sensor",
+        "unique_id": _unique_id(pdl, "last_success"),
+        "name": "Last success",
+        "device_class": "timestamp",
+        "entity_category": "diagnostic",
+        "state_topic": status,
+        "value_template": "{{ value_json.last_success }}",
+        "json_attributes_topic": status,
+    }
+    cmps["last_error"] = {
+        "p": "sensor",
+        "unique_id": _unique_id(pdl, "last_error"),
+        "name": "Last error",
+        "icon": "mdi:alert-circle-outline",
+        "entity_category": "diagnostic",
+        "state_topic": status,
+        # HA states are at most 255 characters; "none" when all is well.
+        "value_template": "{{ (value_json.last_error or 'none')[:255] }}",
+    }
+    return cmps
+
+
+def discovery(
+    prefix: str, base_topic: str, meter: MeterInfo, version: str
+) -> tuple[str, dict[str, Any]]:
+    """The device discovery message of one meter: (topic, payload). Publish it retained,
+    QoS 1."""
+    payload: dict[str, Any] = {
+        "dev": {
+            "ids": [device_id(meter.pdl)],
+            "name": meter.display_name,
+            "mf": "Enedis",
+            "mdl": "Linky",
+            "sn": meter.pdl,
+            "sw": version,
+        },
+        "o": {"name": "linky2mqtt", "sw": version, "url": ORIGIN_URL},
+        "availability": [
+            {
+                "topic": topics.state_topic(base_topic),
+                "value_template": "{{ value_json.state }}",
+                "payload_available": topics.ONLINE,
+                "payload_not_available": topics.OFFLINE,
+            }
+        ],
+        "qos": DISCOVERY_QOS,
+        "cmps": _components(base_topic, meter),
+    }
+    return discovery_topic(prefix, meter.pdl), payload
+
+
+def component_ids(meter: MeterInfo) -> list[str]:
+    """The unique ids the meter's discovery declares (for tests and diagnostics)."""
+    _, payload = discovery("homeassistant", "linky2mqtt", meter, "0")
+    return [c["unique_id"] for c in payload["cmps"].values()]

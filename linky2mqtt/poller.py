@@ -1,0 +1,234 @@
+"""One poll of one meter: ask upstream for what the store lacks, store it, say what changed.
+
+A meter keeps up to four *series*: (kind, "daily") for day/month values and max power,
+(kind, "curve") for the hourly series. For each series the poll computes the days wanted
+(:func:`scheduler.wanted_days`), removes those the store holds and those given up on
+(a gap asked :data:`scheduler.MAX_GAP_ATTEMPTS` times), and covers the rest with the fewest
+calls (:func:`scheduler.plan_windows`), newest first. The window holding yesterday goes out
+at ``FRESH`` priority, the rest at ``BACKFILL``: when the budget says no, the poll stops and
+reports when it may go on. Data is committed to the store before anyone publishes it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Literal
+
+from linky2mqtt.config import MeterConfig
+from linky2mqtt.enedis import EnedisClient, FetchResult, Priority, errors
+from linky2mqtt.model import PARIS, Kind, Step, day_bounds
+from linky2mqtt.scheduler import (
+    CURVE_DAYS_PER_CALL,
+    DAILY_DAYS_PER_CALL,
+    MAX_GAP_ATTEMPTS,
+    plan_windows,
+    wanted_days,
+)
+from linky2mqtt.store import Store
+
+log = logging.getLogger(__name__)
+
+SeriesName = Literal["daily", "curve"]
+
+
+@dataclass(frozen=True, slots=True)
+class Series:
+    kind: Kind
+    series: SeriesName
+    backfill: int
+
+    @property
+    def label(self) -> str:
+        return f"{self.kind.value}/{'hour' if self.series == 'curve' else 'day'}"
+
+
+def meter_series(meter: MeterConfig) -> list[Series]:
+    """The series a meter's configuration asks for, freshest-needed first."""
+    out: list[Series] = []
+    wants_daily = bool(meter.steps & {Step.DAY, Step.MONTH})
+    wants_curve = Step.HOUR in meter.steps
+    kinds = [Kind.CONSUMPTION] + ([Kind.PRODUCTION] if meter.production else [])
+    for kind in kinds:
+        if wants_daily:
+            out.append(Series(kind, "daily", meter.backfill_day))
+        if wants_curve:
+            out.append(Series(kind, "curve", meter.backfill_hour))
+    if meter.max_power:
+        out.append(Series(Kind.MAX_POWER, "daily", meter.backfill_day))
+    return out
+
+
+@dataclass
+class PollOutcome:
+    """What one poll did. ``changed`` maps (kind, series) to the local days that changed."""
+
+    changed: dict[tuple[Kind, SeriesName], set[date]] = field(default_factory=dict)
+    requests_windows: int = 0
+    yesterday_missing: bool = False
+    error: str | None = None
+    fatal: bool = False  # credentials/consent: do not retry before tomorrow
+    budget_retry_at: float | None = None
+    left: int = 0  # days still wanted after this poll (backfill progress)
+    done: int = 0
+
+
+class MeterPoller:
+    """Polls one meter through its account's client into the store."""
+
+    def __init__(
+        self,
+        meter: MeterConfig,
+        client: EnedisClient,
+        store: Store,
+        *,
+        account: str,
+        disabled: set[tuple[Kind, SeriesName]] | None = None,
+    ) -> None:
+        self.meter = meter
+        self.client = client
+        self.store = store
+        self.account = account
+        # series the provider refused for good (wrong direction, no hourly collection...)
+        self.disabled: set[tuple[Kind, SeriesName]] = disabled if disabled is not None else set()
+        # days asked and found empty today: not asked again before tomorrow (memory only)
+        self._asked_empty: dict[tuple[Kind, SeriesName], set[date]] = {}
+        self._asked_on: date | None = None
+
+    @property
+    def pdl(self) -> str:
+        return self.meter.pdl
+
+    def missing_days(self, s: Series, today: date) -> list[date]:
+        """Days of ``s`` the store lacks and that are still worth asking for, newest first."""
+        wanted = wanted_days(today, s.backfill)
+        oldest, newest = wanted[-1], wanted[0] + timedelta(days=1)
+        if s.series == "daily":
+            held = self.store.days_with_daily(self.pdl, s.kind, oldest, newest)
+        else:
+            held = self.store.days_with_complete_curve(self.pdl, s.kind, oldest, newest)
+        yesterday = today - timedelta(days=1)
+        skip = self._asked_empty.get((s.kind, s.series), set())
+        out = []
+        for d in wanted:
+            if d in held:
+                continue
+            if d != yesterday and d in skip:
+                continue
+            if d != yesterday and (
+                self.store.gap_attempts(self.pdl, s.kind, s.series, d) >= MAX_GAP_ATTEMPTS
+            ):
+                continue
+            out.append(d)
+        return out
+
+    def poll(self, now: datetime, *, fresh_only: bool = False,
+             should_stop: Callable[[], bool] = lambda: False) -> PollOutcome:
+        today = now.astimezone(PARIS).date()
+        if self._asked_on != today:
+            self._asked_empty.clear()
+            self._asked_on = today
+        yesterday = today - timedelta(days=1)
+        outcome = PollOutcome()
+        plans: list[tuple[Series, tuple[date, date], Priority]] = []
+        for s in meter_series(self.meter):
+            if (s.kind, s.series) in self.disabled:
+                continue
+            missing = self.missing_days(s, today)
+            per_call = CURVE_DAYS_PER_CALL if s.series == "curve" else DAILY_DAYS_PER_CALL
+            for window in plan_windows(missing, per_call):
+                fresh = window[0] <= yesterday < window[1]
+                if fresh_only and not fresh:
+                    continue
+                plans.append((s, window, Priority.FRESH if fresh else Priority.BACKFILL))
+        # Fresh windows of every series first, then the backfill, newest first.
+        plans.sort(key=lambda p: (p[2] != Priority.FRESH, -p[1][1].toordinal()))
+        total_days = sum((w[1] - w[0]).days for _, w, _ in plans)
+        for s, window, priority in plans:
+            if should_stop():
+                break
+            try:
+                result = self._fetch(s, window, priority)
+            except errors.BudgetExhausted as exc:
+                outcome.budget_retry_at = exc.retry_at
+                break
+            except errors.AuthError as exc:
+                outcome.error = _describe(exc)
+                outcome.fatal = True
+                break
+            except errors.BadRequest as exc:
+                self._handle_bad_request(s, window, exc, outcome)
+                continue
+            except errors.EnedisError as exc:
+                outcome.error = _describe(exc)
+                break
+            outcome.requests_windows += 1
+            outcome.done += (window[1] - window[0]).days
+            self._absorb(s, window, result, now, outcome)
+        outcome.left = max(0, total_days - outcome.done)
+        outcome.yesterday_missing = any(
+            yesterday in self.missing_days(s, today)
+            for s in meter_series(self.meter)
+            if (s.kind, s.series) not in self.disabled
+        )
+        return outcome
+
+    def _fetch(self, s: Series, window: tuple[date, date], priority: Priority) -> FetchResult:
+        start, end = window
+        if s.series == "curve":
+            return self.client.curve(self.pdl, s.kind, start, end, priority=priority)
+        return self.client.daily(self.pdl, s.kind, start, end, priority=priority)
+
+    def _absorb(self, s: Series, window: tuple[date, date], result: FetchResult,
+                now: datetime, outcome: PollOutcome) -> None:
+        changed = self.store.save_readings(result.readings)
+        days = outcome.changed.setdefault((s.kind, s.series), set())
+        for r in changed:
+            days.add(r.local_date)
+        # A day of the window that is still not complete counts as a gap attempt.
+        start, end = window
+        if s.series == "daily":
+            held = self.store.days_with_daily(self.pdl, s.kind, start, end)
+        else:
+            held = self.store.days_with_complete_curve(self.pdl, s.kind, start, end)
+        d = start
+        asked = self._asked_empty.setdefault((s.kind, s.series), set())
+        while d < end:
+            if d in held:
+                self.store.clear_gap(self.pdl, s.kind, s.series, d)
+            else:
+                self.store.record_gap(self.pdl, s.kind, s.series, d, now.timestamp())
+                asked.add(d)
+            d += timedelta(days=1)
+
+    def _handle_bad_request(self, s: Series, window: tuple[date, date],
+                            exc: errors.BadRequest, outcome: PollOutcome) -> None:
+        code = getattr(exc, "code", None) or ""
+        if code == "ADAM-ERR0069":
+            # Wrong direction: this PDL does not produce (or consume). Stop asking.
+            self.disabled.add((s.kind, s.series))
+            log.warning("%s: %s refused by the provider for good: %s",
+                        self.pdl, s.label, _describe(exc))
+        else:
+            # Before activation or beyond the history limit: these days will never come.
+            d = window[0]
+            while d < window[1]:
+                for _ in range(MAX_GAP_ATTEMPTS):
+                    if self.store.record_gap(self.pdl, s.kind, s.series, d, 0.0) >= (
+                        MAX_GAP_ATTEMPTS
+                    ):
+                        break
+                d += timedelta(days=1)
+            log.info("%s: %s %s..%s not available upstream: %s", self.pdl, s.label,
+                     window[0], window[1], _describe(exc))
+        outcome.error = _describe(exc)
+
+
+def _describe(exc: BaseException) -> str:
+    return str(exc) or exc.__class__.__name__
+
+
+def day_window(day: date) -> tuple[datetime, datetime]:
+    return day_bounds(day)

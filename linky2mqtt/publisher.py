@@ -1,0 +1,171 @@
+"""From the store to the broker: every retained topic, every hourly batch, discovery.
+
+The publisher is the only place that decides *what* goes out and *when*; ``topics`` says
+what each payload looks like and ``mqtt`` owns the connection.
+
+* Retained payloads are written to the store first, then published: on every
+  (re)connect :meth:`Publisher.republish_all` sends them all again from the store.
+* Hourly batches are kept in the store as *pending* until the broker's PUBACK arrives;
+  pending batches are sent again after a reconnect or a restart.
+* ``day`` never moves back to an older date; ``month`` is republished whenever a day of
+  it changes (the month of the latest day last, so that it is the retained one).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from linky2mqtt import homeassistant, topics
+from linky2mqtt.enedis import aggregate_hours
+from linky2mqtt.model import Kind, day_bounds
+from linky2mqtt.mqtt import MqttLink
+from linky2mqtt.store import Store
+
+log = logging.getLogger(__name__)
+
+DAY_KINDS = (Kind.CONSUMPTION, Kind.PRODUCTION)
+
+
+class Publisher:
+    def __init__(
+        self,
+        link: MqttLink,
+        store: Store,
+        base_topic: str,
+        *,
+        on_publish: Callable[[str, bytes, bool], None] | None = None,
+    ) -> None:
+        self.link = link
+        self.store = store
+        self.base = base_topic
+        self.on_publish = on_publish
+        self._lock = threading.Lock()
+
+    # ---- low level -------------------------------------------------------------------
+
+    def retained(self, topic: str, payload: dict[str, Any] | bytes) -> None:
+        """Remember ``payload`` as the retained value of ``topic`` and publish it."""
+        body = payload if isinstance(payload, bytes) else topics.dumps(payload)
+        self.store.set_retained(topic, body)
+        self._send(topic, body, retain=True)
+
+    def clear_retained(self, topic: str) -> None:
+        self.store.delete_retained(topic)
+        self._send(topic, b"", retain=True)
+
+    def batch(self, topic: str, payload: dict[str, Any], key: str) -> None:
+        """Publish an hourly batch; it stays pending in the store until acknowledged."""
+        body = topics.dumps(payload)
+        self.store.add_pending_batch(topic, key, body)
+        self._send(topic, body, retain=False,
+                   on_ack=lambda: self.store.ack_batch(topic, key, body))
+
+    def _send(self, topic: str, body: bytes, *, retain: bool,
+              on_ack: Callable[[], None] | None = None) -> None:
+        sent = self.link.publish(topic, body, qos=1, retain=retain, on_ack=on_ack)
+        if sent and self.on_publish is not None:
+            self.on_publish(topic, body, retain)
+
+    def republish_all(self) -> None:
+        """After a (re)connect: every retained topic, then every unacknowledged batch."""
+        retained = self.store.all_retained()
+        for topic, body in retained:
+            self._send(topic, body, retain=True)
+        pending = self.store.pending_batches()
+        for topic, key, body in pending:
+            self._send(topic, body, retain=False,
+                       on_ack=_acker(self.store, topic, key, body))
+        log.info("republished %d retained topics and %d pending hourly batches",
+                 len(retained), len(pending))
+
+    # ---- meter data ------------------------------------------------------------------
+
+    def daily_changed(self, pdl: str, kind: Kind, days: Iterable[date],
+                      fetched_at: datetime) -> None:
+        """Days of daily values (energy or max power) were stored: publish what follows."""
+        days = sorted(set(days))
+        if not days:
+            return
+        latest = self.store.latest_daily_day(pdl, kind)
+        if latest is None:
+            return
+        if kind is Kind.MAX_POWER:
+            self._publish_max_power(pdl, latest)
+            return
+        day_topic = topics.meter_topic(self.base, pdl, kind, "day")
+        previous = self._retained_date(day_topic)
+        if previous is None or latest >= previous:
+            values = self.store.daily_values(pdl, kind, latest, latest + timedelta(days=1))
+            if latest in values:
+                self.retained(day_topic, topics.day_payload(
+                    pdl, latest, values[latest], self.store.daily_quality(pdl, kind, latest),
+                    fetched_at))
+        # month: each month touched, oldest first; the latest day's month last (retained)
+        months = sorted({(d.year, d.month) for d in days} - {(latest.year, latest.month)})
+        months.append((latest.year, latest.month))
+        month_topic = topics.meter_topic(self.base, pdl, kind, "month")
+        for y, m in months:
+            first = date(y, m, 1)
+            nxt = date(y + (m == 12), m % 12 + 1, 1)
+            upto = min(latest, nxt - timedelta(days=1))
+            values = self.store.daily_values(pdl, kind, first, nxt)
+            payload = topics.month_payload(pdl, f"{y:04d}-{m:02d}", values, upto)
+            if (y, m) == (latest.year, latest.month):
+                self.retained(month_topic, payload)
+            else:
+                # an older month completed or corrected late: seen once, then the
+                # current month is the retained value again
+                self._send(month_topic, topics.dumps(payload), retain=False)
+
+    def curve_changed(self, pdl: str, kind: Kind, days: Iterable[date]) -> None:
+        """Curve points of ``days`` were stored: one hourly batch per day, oldest first."""
+        topic = topics.meter_topic(self.base, pdl, kind, "hour")
+        for day in sorted(set(days)):
+            start, end = day_bounds(day)
+            readings = self.store.readings(pdl, kind, "curve", start, end)
+            hourly = aggregate_hours(readings, day)
+            if not hourly.hours:
+                continue
+            payload = topics.hour_payload(
+                pdl, day, [(h.start, h.end, h.wh) for h in hourly.hours], hourly.complete)
+            self.batch(topic, payload, key=day.isoformat())
+
+    def _publish_max_power(self, pdl: str, day: date) -> None:
+        got = self.store.max_power_values(pdl, day, day + timedelta(days=1)).get(day)
+        if got is None:
+            return
+        va, peak_at = got
+        self.retained(topics.max_power_topic(self.base, pdl),
+                      topics.max_power_payload(pdl, day, va, peak_at))
+
+    def _retained_date(self, topic: str) -> date | None:
+        body = self.store.get_retained(topic)
+        if not body:
+            return None
+        import json
+
+        try:
+            return date.fromisoformat(json.loads(body)["date"])
+        except (ValueError, KeyError, TypeError):
+            return None
+
+    # ---- Home Assistant --------------------------------------------------------------
+
+    def discovery(self, prefix: str, meters: list[homeassistant.MeterInfo], version: str,
+                  configured: set[str]) -> None:
+        for meter in meters:
+            topic, payload = homeassistant.discovery(prefix, self.base, meter, version)
+            self._send(topic, topics.dumps(payload), retain=True)
+            self.store.set_announced(meter.pdl, True)
+        for pdl in sorted(self.store.announced_meters() - configured):
+            log.info("meter %s is no longer configured: clearing its discovery", pdl)
+            self._send(homeassistant.removal(prefix, pdl), b"", retain=True)
+            self.store.set_announced(pdl, False)
+
+
+def _acker(store: Store, topic: str, key: str, body: bytes) -> Callable[[], None]:
+    return lambda: store.ack_batch(topic, key, body)

@@ -1,0 +1,644 @@
+"""SQLite storage: readings, gaps, the request ledger, and what was published.
+
+One file (standard-library ``sqlite3``), WAL journal, one connection guarded by one lock,
+so any thread may call any method. Every write is committed before the method returns:
+data fetched is on disk before anyone publishes it.
+
+Tables (schema version in ``PRAGMA user_version``, upgraded at open by ``MIGRATIONS``):
+
+* ``readings``        one row per (pdl, kind, resolution, UTC start): the repeated hour of
+                      the October DST change survives as two distinct starts;
+* ``gaps``            days that came back without data, with the attempts made so far;
+* ``requests``        the request ledger behind the budgets (pruned after two days);
+* ``pending_batches`` hourly batches not yet acknowledged by the broker, one per
+                      (topic, local date): a newer batch for a day replaces the older one;
+* ``retained``        the last retained payload of each topic, for republishing;
+* ``announced``       meters whose Home Assistant discovery was published;
+* ``meter_status``    the JSON status of each meter;
+* ``stats_sync``      Home Assistant statistics that need importing again, from when.
+
+Every :mod:`sqlite3` failure (disk full, read-only file, locked, corrupt) surfaces as a
+:class:`StoreError` naming the file; a failed write is rolled back, never half-applied.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any, Literal, TypeVar, overload
+
+from linky2mqtt.clock import SYSTEM_CLOCK, Clock
+from linky2mqtt.model import DAILY, PARIS, Kind, Reading, day_bounds, resolution_minutes
+
+__all__ = ["LEDGER_KEEP_SECONDS", "MIGRATIONS", "SCHEMA_VERSION", "Store", "StoreError"]
+
+ResolutionClass = Literal["daily", "curve"]
+Series = Literal["daily", "curve"]
+T = TypeVar("T")
+
+# Ledger entries older than this are pruned: no budget window is longer than a day.
+LEDGER_KEEP_SECONDS = 2 * 86400.0
+_PRUNE_EVERY_SECONDS = 3600.0
+BUSY_TIMEOUT_MS = 10_000
+
+# Ordered migrations: MIGRATIONS[i] brings the schema from version i to version i + 1.
+# Append new ones at the end; never edit one that has shipped.
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    # 1: readings, gaps, request ledger
+    (
+        """CREATE TABLE readings (
+            pdl TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            resolution TEXT NOT NULL,
+            start_utc INTEGER NOT NULL,
+            value REAL NOT NULL,
+            quality TEXT,
+            peak_at INTEGER,
+            fetched_at REAL NOT NULL,
+            PRIMARY KEY (pdl, kind, resolution, start_utc)
+        ) WITHOUT ROWID""",
+        """CREATE TABLE gaps (
+            pdl TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            series TEXT NOT NULL,
+            day TEXT NOT NULL,
+            attempts INTEGER NOT NULL,
+            last_attempt REAL NOT NULL,
+            PRIMARY KEY (pdl, kind, series, day)
+        ) WITHOUT ROWID""",
+        "CREATE TABLE requests (scope TEXT NOT NULL, at REAL NOT NULL)",
+        "CREATE INDEX requests_scope_at ON requests (scope, at)",
+    ),
+    # 2: publication state
+    (
+        """CREATE TABLE pending_batches (
+            topic TEXT NOT NULL,
+            batch_key TEXT NOT NULL,
+            payload BLOB NOT NULL,
+            created REAL NOT NULL,
+            PRIMARY KEY (topic, batch_key)
+        ) WITHOUT ROWID""",
+        """CREATE TABLE retained (
+            topic TEXT PRIMARY KEY,
+            payload BLOB NOT NULL,
+            updated REAL NOT NULL
+        ) WITHOUT ROWID""",
+        "CREATE TABLE announced (pdl TEXT PRIMARY KEY, at REAL NOT NULL) WITHOUT ROWID",
+        """CREATE TABLE meter_status (
+            pdl TEXT PRIMARY KEY,
+            status TEXT NOT NULL,
+            updated REAL NOT NULL
+        ) WITHOUT ROWID""",
+    ),
+    # 3: Home Assistant statistics import
+    (
+        """CREATE TABLE stats_sync (
+            statistic_id TEXT PRIMARY KEY,
+            dirty_since INTEGER NOT NULL
+        ) WITHOUT ROWID""",
+    ),
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+_SELECT_READINGS = (
+    "SELECT pdl, kind, resolution, start_utc, value, quality, peak_at FROM readings"
+    " WHERE pdl = ? AND kind = ? AND start_utc >= ? AND start_utc < ?"
+)
+_SELECT_DAILY = _SELECT_READINGS + " AND resolution = ? ORDER BY start_utc"
+_SELECT_CURVE = _SELECT_READINGS + " AND resolution <> ? ORDER BY start_utc, resolution"
+
+
+class StoreError(Exception):
+    """The store cannot be opened, read or written; the message names the file."""
+
+    def __init__(self, path: str, message: str) -> None:
+        super().__init__(f"store {path}: {message}")
+        self.path = path
+
+
+def _epoch(moment: datetime) -> int:
+    if moment.tzinfo is None:
+        raise ValueError("naive datetime given to the store")
+    return int(moment.timestamp())
+
+
+def _utc(epoch: float) -> datetime:
+    return datetime.fromtimestamp(epoch, UTC)
+
+
+def _batch_key(payload: bytes) -> str:
+    """Key of an hourly batch: its local ``date`` when the payload has one, else a hash."""
+    try:
+        doc = json.loads(payload)
+    except (ValueError, UnicodeDecodeError):
+        doc = None
+    day = doc.get("date") if isinstance(doc, dict) else None
+    if isinstance(day, str):
+        return day
+    return "sha256:" + hashlib.sha256(payload).hexdigest()
+
+
+def _key_and_payload(args: tuple[str | bytes, ...]) -> tuple[str, bytes]:
+    if len(args) == 1 and isinstance(args[0], bytes | bytearray):
+        return _batch_key(bytes(args[0])), bytes(args[0])
+    if len(args) == 2 and isinstance(args[0], str) and isinstance(args[1], bytes | bytearray):
+        return args[0], bytes(args[1])
+    raise TypeError("expected (topic, payload: bytes) or (topic, key: str, payload: bytes)")
+
+
+def _covers_day(intervals: list[tuple[int, int]], day_start: int, day_end: int) -> bool:
+    """True when the union of ``[start, end)`` intervals covers the whole day."""
+    reach = day_start
+    for start, end in sorted(intervals):
+        if start > reach:
+            return False
+        reach = max(reach, end)
+        if reach >= day_end:
+            return True
+    return reach >= day_end
+
+
+class Store:
+    """The SQLite store. Thread-safe; every method commits before it returns."""
+
+    def __init__(self, path: str | Path, *, clock: Clock = SYSTEM_CLOCK) -> None:
+        self.path = str(path)
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._last_prune = 0.0
+        self._conn: sqlite3.Connection | None = None
+        self._check_writable()
+        try:
+            conn = sqlite3.connect(
+                self.path,
+                timeout=BUSY_TIMEOUT_MS / 1000,
+                isolation_level=None,  # explicit transactions below
+                check_same_thread=False,
+            )
+        except sqlite3.Error as exc:
+            raise StoreError(self.path, f"cannot open: {self._describe(exc)}") from exc
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if str(mode).lower() not in ("wal", "memory"):
+                raise StoreError(self.path, f"cannot switch to WAL mode (got {mode})")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            self._migrate(conn)
+            # Fail at start, not at the first fetch, when the file cannot be written.
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("ROLLBACK")
+        except sqlite3.Error as exc:
+            conn.close()
+            raise StoreError(self.path, f"cannot open: {self._describe(exc)}") from exc
+        except StoreError:
+            conn.close()
+            raise
+        self._conn = conn
+
+    # -- plumbing ------------------------------------------------------------------
+
+    def _check_writable(self) -> None:
+        """A clear error for a missing directory or a read-only file or directory
+        (``os.access`` also sees read-only mounts, even for root)."""
+        if self.path == ":memory:" or self.path.startswith("file:"):
+            return
+        file = Path(self.path)
+        folder = file.parent
+        if not folder.is_dir():
+            raise StoreError(self.path, f"cannot open: directory {folder} does not exist")
+        if file.exists() and not os.access(file, os.R_OK | os.W_OK):
+            raise StoreError(self.path, "cannot open: file is read-only")
+        if not os.access(folder, os.W_OK | os.X_OK):
+            # WAL needs the -wal and -shm files beside the database
+            raise StoreError(self.path, f"cannot open: directory {folder} is read-only")
+
+    def _migrate(self, conn: sqlite3.Connection, target: int = SCHEMA_VERSION) -> None:
+        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                self.path,
+                f"schema version {version} is newer than this linky2mqtt knows "
+                f"({SCHEMA_VERSION}); upgrade linky2mqtt or use another store file",
+            )
+        for number in range(version + 1, target + 1):
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in MIGRATIONS[number - 1]:
+                    conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {number}")
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+
+    @contextmanager
+    def _connection(self) -> Iterator[sqlite3.Connection]:
+        """The lock held, the connection, and any sqlite3 error as a StoreError."""
+        with self._lock:
+            if self._conn is None:
+                raise StoreError(self.path, "store is closed")
+            try:
+                yield self._conn
+            except sqlite3.Error as exc:
+                raise StoreError(self.path, self._describe(exc)) from exc
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction: committed on success, rolled back on any error."""
+        with self._connection() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+
+    def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        with self._connection() as conn:
+            return fn(conn)
+
+    @staticmethod
+    def _describe(exc: sqlite3.Error) -> str:
+        text = str(exc)
+        lowered = text.lower()
+        if "full" in lowered:
+            return f"disk full, nothing written ({text})"
+        if "readonly" in lowered or "read-only" in lowered:
+            return f"file is read-only, nothing written ({text})"
+        return text
+
+    def close(self) -> None:
+        """Close the connection (idempotent); later calls raise StoreError."""
+        with self._lock:
+            if self._conn is not None:
+                try:
+                    self._conn.close()
+                finally:
+                    self._conn = None
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def schema_version(self) -> int:
+        return self._read(lambda c: int(c.execute("PRAGMA user_version").fetchone()[0]))
+
+    @property
+    def journal_mode(self) -> str:
+        return self._read(lambda c: str(c.execute("PRAGMA journal_mode").fetchone()[0]))
+
+    # -- readings ------------------------------------------------------------------
+
+    def save_readings(self, readings: Iterable[Reading]) -> list[Reading]:
+        """Store readings; return those that were new or whose value (or quality, or
+        peak time) changed, in the order given. Committed on return."""
+        items = list(readings)
+        if not items:
+            return []
+        now = self._clock.time()
+        changed: list[Reading] = []
+        sql = (
+            "INSERT INTO readings (pdl, kind, resolution, start_utc, value, quality, peak_at,"
+            " fetched_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (pdl, kind, resolution, start_utc) DO UPDATE SET"
+            " value = excluded.value, quality = excluded.quality,"
+            " peak_at = excluded.peak_at, fetched_at = excluded.fetched_at"
+            " WHERE value IS NOT excluded.value OR quality IS NOT excluded.quality"
+            " OR peak_at IS NOT excluded.peak_at"
+            " RETURNING 1"
+        )
+        with self._write() as conn:
+            for r in items:
+                row = conn.execute(
+                    sql,
+                    (
+                        r.pdl,
+                        str(r.kind),
+                        r.resolution,
+                        _epoch(r.start),
+                        float(r.value),
+                        r.quality,
+                        None if r.peak_at is None else _epoch(r.peak_at),
+                        now,
+                    ),
+                ).fetchone()
+                if row is not None:
+                    changed.append(r)
+        return changed
+
+    @staticmethod
+    def _reading(row: Sequence[Any]) -> Reading:
+        pdl, kind, resolution, start, value, quality, peak_at = row
+        return Reading(
+            pdl=pdl,
+            kind=Kind(kind),
+            resolution=resolution,
+            start=_utc(start),
+            value=value,
+            quality=quality,
+            peak_at=None if peak_at is None else _utc(peak_at),
+        )
+
+    def readings(
+        self,
+        pdl: str,
+        kind: Kind | str,
+        resolution_class: ResolutionClass,
+        start: datetime,
+        end: datetime,
+    ) -> list[Reading]:
+        """Readings whose start is in ``[start, end)``, ordered by start.
+
+        ``"daily"`` means resolution P1D; ``"curve"`` every other resolution.
+        """
+        if resolution_class == "daily":
+            sql = _SELECT_DAILY
+        elif resolution_class == "curve":
+            sql = _SELECT_CURVE
+        else:
+            raise ValueError(f"resolution class must be daily or curve, not {resolution_class}")
+        args = (pdl, str(kind), _epoch(start), _epoch(end), DAILY)
+        rows = self._read(lambda c: c.execute(sql, args).fetchall())
+        return [self._reading(row) for row in rows]
+
+    def fetched_at(
+        self, pdl: str, kind: Kind | str, resolution: str, start: datetime
+    ) -> datetime | None:
+        """When the stored reading at this key was last written, or None."""
+        sql = (
+            "SELECT fetched_at FROM readings WHERE pdl = ? AND kind = ? AND resolution = ?"
+            " AND start_utc = ?"
+        )
+        args = (pdl, str(kind), resolution, _epoch(start))
+        row = self._read(lambda c: c.execute(sql, args).fetchone())
+        return None if row is None else _utc(row[0])
+
+    def daily_values(self, pdl: str, kind: Kind | str, start: date, end: date) -> dict[date, float]:
+        """Daily values of the local days in ``[start, end)`` (end exclusive)."""
+        rows = self.readings(pdl, kind, "daily", day_bounds(start)[0], day_bounds(end)[0])
+        return {r.local_date: r.value for r in rows}
+
+    def daily_quality(self, pdl: str, kind: Kind | str, day: date) -> str | None:
+        """The quality flag (``BRUT``, ``CORRIGE``...) of a day's daily value, if any."""
+        sql = (
+            "SELECT quality FROM readings WHERE pdl = ? AND kind = ? AND resolution = ?"
+            " AND start_utc = ?"
+        )
+        args = (pdl, str(kind), DAILY, _epoch(day_bounds(day)[0]))
+        row = self._read(lambda c: c.execute(sql, args).fetchone())
+        return None if row is None or row[0] is None else str(row[0])
+
+    def max_power_values(
+        self, pdl: str, start: date, end: date
+    ) -> dict[date, tuple[float, datetime | None]]:
+        """Daily max power of the local days in ``[start, end)``: VA and when it peaked."""
+        rows = self.readings(pdl, Kind.MAX_POWER, "daily", day_bounds(start)[0], day_bounds(end)[0])
+        return {r.local_date: (r.value, r.peak_at) for r in rows}
+
+    def days_with_daily(self, pdl: str, kind: Kind | str, start: date, end: date) -> set[date]:
+        """Local days in ``[start, end)`` (end exclusive) that have a daily value."""
+        return set(self.daily_values(pdl, kind, start, end))
+
+    def latest_daily_day(self, pdl: str, kind: Kind | str) -> date | None:
+        """The most recent local day with a daily value, or None."""
+        sql = "SELECT MAX(start_utc) FROM readings WHERE pdl = ? AND kind = ? AND resolution = ?"
+        args = (pdl, str(kind), DAILY)
+        row = self._read(lambda c: c.execute(sql, args).fetchone())
+        if row is None or row[0] is None:
+            return None
+        return _utc(row[0]).astimezone(PARIS).date()
+
+    def days_with_complete_curve(
+        self, pdl: str, kind: Kind | str, start: date, end: date
+    ) -> set[date]:
+        """Local days in ``[start, end)`` whose load-curve intervals cover the whole day
+        (46, 48 or 50 half-hours on the DST days; mixed steps are fine)."""
+        rows = self.readings(pdl, kind, "curve", day_bounds(start)[0], day_bounds(end)[0])
+        by_day: dict[date, list[tuple[int, int]]] = {}
+        for r in rows:
+            s = _epoch(r.start)
+            by_day.setdefault(r.local_date, []).append(
+                (s, s + 60 * resolution_minutes(r.resolution))
+            )
+        complete: set[date] = set()
+        for day, intervals in by_day.items():
+            lo, hi = day_bounds(day)
+            if _covers_day(intervals, _epoch(lo), _epoch(hi)):
+                complete.add(day)
+        return complete
+
+    # -- gaps ------------------------------------------------------------------------
+
+    def record_gap(self, pdl: str, kind: Kind | str, series: Series, day: date, at: float) -> int:
+        """Count one more attempt at a day that came back empty; return attempts so far."""
+        sql = (
+            "INSERT INTO gaps (pdl, kind, series, day, attempts, last_attempt)"
+            " VALUES (?, ?, ?, ?, 1, ?)"
+            " ON CONFLICT (pdl, kind, series, day) DO UPDATE SET"
+            " attempts = attempts + 1, last_attempt = excluded.last_attempt"
+            " RETURNING attempts"
+        )
+        with self._write() as conn:
+            row = conn.execute(sql, (pdl, str(kind), series, day.isoformat(), at)).fetchone()
+        return int(row[0])
+
+    def gap_attempts(self, pdl: str, kind: Kind | str, series: Series, day: date) -> int:
+        sql = "SELECT attempts FROM gaps WHERE pdl = ? AND kind = ? AND series = ? AND day = ?"
+        args = (pdl, str(kind), series, day.isoformat())
+        row = self._read(lambda c: c.execute(sql, args).fetchone())
+        return 0 if row is None else int(row[0])
+
+    def gaps(self, pdl: str, kind: Kind | str, series: Series) -> dict[date, tuple[int, float]]:
+        """Every recorded gap of a series: day -> (attempts, last attempt epoch)."""
+        sql = (
+            "SELECT day, attempts, last_attempt FROM gaps WHERE pdl = ? AND kind = ? AND series = ?"
+        )
+        args = (pdl, str(kind), series)
+        rows = self._read(lambda c: c.execute(sql, args).fetchall())
+        return {date.fromisoformat(d): (int(n), float(at)) for d, n, at in rows}
+
+    def clear_gap(self, pdl: str, kind: Kind | str, series: Series, day: date) -> None:
+        with self._write() as conn:
+            conn.execute(
+                "DELETE FROM gaps WHERE pdl = ? AND kind = ? AND series = ? AND day = ?",
+                (pdl, str(kind), series, day.isoformat()),
+            )
+
+    # -- request ledger (enedis.Ledger) ------------------------------------------------
+
+    def record_request(self, scope: str, at: float) -> None:
+        """Record one upstream request; entries older than two days are pruned."""
+        with self._write() as conn:
+            conn.execute("INSERT INTO requests (scope, at) VALUES (?, ?)", (scope, at))
+            if at - self._last_prune >= _PRUNE_EVERY_SECONDS:
+                conn.execute("DELETE FROM requests WHERE at < ?", (at - LEDGER_KEEP_SECONDS,))
+                self._last_prune = at
+
+    def request_times(self, scope: str, since: float) -> list[float]:
+        """Times (epoch seconds, ascending) of the requests of ``scope`` at or after ``since``."""
+        sql = "SELECT at FROM requests WHERE scope = ? AND at >= ? ORDER BY at"
+        rows = self._read(lambda c: c.execute(sql, (scope, since)).fetchall())
+        return [float(r[0]) for r in rows]
+
+    def prune_requests(self, before: float) -> int:
+        """Delete ledger entries older than ``before``; return how many went."""
+        with self._write() as conn:
+            cur = conn.execute("DELETE FROM requests WHERE at < ?", (before,))
+            return int(cur.rowcount)
+
+    # -- hourly batches awaiting PUBACK -------------------------------------------------
+
+    @overload
+    def add_pending_batch(self, topic: str, payload: bytes, /) -> None: ...
+    @overload
+    def add_pending_batch(self, topic: str, key: str, payload: bytes, /) -> None: ...
+
+    def add_pending_batch(self, topic: str, *args: str | bytes) -> None:
+        """Keep an hourly batch until the broker acknowledges it.
+
+        ``add_pending_batch(topic, payload)`` keys the batch by the payload's ``date``;
+        ``add_pending_batch(topic, key, payload)`` by ``key``. A batch with the same
+        topic and key replaces the older one (consumers deduplicate by date).
+        """
+        key, payload = _key_and_payload(args)
+        with self._write() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO pending_batches (topic, batch_key, payload, created)"
+                " VALUES (?, ?, ?, ?)",
+                (topic, key, payload, self._clock.time()),
+            )
+
+    @overload
+    def ack_batch(self, topic: str, payload: bytes, /) -> None: ...
+    @overload
+    def ack_batch(self, topic: str, key: str, payload: bytes, /) -> None: ...
+
+    def ack_batch(self, topic: str, *args: str | bytes) -> None:
+        """The broker acknowledged this exact payload: forget it. The ack of an older
+        payload that has since been replaced leaves the newer one pending."""
+        key, payload = _key_and_payload(args)
+        with self._write() as conn:
+            conn.execute(
+                "DELETE FROM pending_batches WHERE topic = ? AND batch_key = ? AND payload = ?",
+                (topic, key, payload),
+            )
+
+    def pending_batches(self) -> list[tuple[str, bytes]]:
+        """(topic, payload) not yet acknowledged, oldest first."""
+        return [(topic, payload) for topic, _, payload in self.pending_batch_entries()]
+
+    def pending_batch_entries(self) -> list[tuple[str, str, bytes]]:
+        """(topic, key, payload) not yet acknowledged, oldest first."""
+        sql = (
+            "SELECT topic, batch_key, payload FROM pending_batches"
+            " ORDER BY created, topic, batch_key"
+        )
+        rows = self._read(lambda c: c.execute(sql).fetchall())
+        return [(str(t), str(k), bytes(p)) for t, k, p in rows]
+
+    # -- retained topics -----------------------------------------------------------------
+
+    def set_retained(self, topic: str, payload: bytes) -> None:
+        """Remember the last retained payload of a topic (republished on reconnect)."""
+        with self._write() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO retained (topic, payload, updated) VALUES (?, ?, ?)",
+                (topic, bytes(payload), self._clock.time()),
+            )
+
+    def get_retained(self, topic: str) -> bytes | None:
+        sql = "SELECT payload FROM retained WHERE topic = ?"
+        row = self._read(lambda c: c.execute(sql, (topic,)).fetchone())
+        return None if row is None else bytes(row[0])
+
+    def all_retained(self, prefix: str = "") -> list[tuple[str, bytes]]:
+        """Remembered retained (topic, payload) by topic, only topics under ``prefix``."""
+        sql = "SELECT topic, payload FROM retained ORDER BY topic"
+        rows = self._read(lambda c: c.execute(sql).fetchall())
+        return [(str(t), bytes(p)) for t, p in rows if str(t).startswith(prefix)]
+
+    def delete_retained(self, topic: str) -> None:
+        with self._write() as conn:
+            conn.execute("DELETE FROM retained WHERE topic = ?", (topic,))
+
+    # -- Home Assistant announcements -----------------------------------------------------
+
+    def announced_meters(self) -> set[str]:
+        rows = self._read(lambda c: c.execute("SELECT pdl FROM announced").fetchall())
+        return {str(r[0]) for r in rows}
+
+    def set_announced(self, pdl: str, announced: bool) -> None:
+        with self._write() as conn:
+            if announced:
+                conn.execute(
+                    "INSERT OR REPLACE INTO announced (pdl, at) VALUES (?, ?)",
+                    (pdl, self._clock.time()),
+                )
+            else:
+                conn.execute("DELETE FROM announced WHERE pdl = ?", (pdl,))
+
+    # -- meter status ------------------------------------------------------------------
+
+    def save_status(self, pdl: str, status: dict[str, Any]) -> None:
+        text = json.dumps(status, ensure_ascii=False, separators=(",", ":"), default=str)
+        with self._write() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO meter_status (pdl, status, updated) VALUES (?, ?, ?)",
+                (pdl, text, self._clock.time()),
+            )
+
+    def load_status(self, pdl: str) -> dict[str, Any] | None:
+        sql = "SELECT status FROM meter_status WHERE pdl = ?"
+        row = self._read(lambda c: c.execute(sql, (pdl,)).fetchone())
+        if row is None:
+            return None
+        doc = json.loads(row[0])
+        return doc if isinstance(doc, dict) else None
+
+    # -- Home Assistant statistics sync ----------------------------------------------------
+
+    def stats_mark_dirty(self, statistic_id: str, since: datetime) -> None:
+        """Mark a statistic for import from ``since``; keeps the earliest mark."""
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO stats_sync (statistic_id, dirty_since) VALUES (?, ?)"
+                " ON CONFLICT (statistic_id) DO UPDATE SET"
+                " dirty_since = MIN(dirty_since, excluded.dirty_since)",
+                (statistic_id, _epoch(since)),
+            )
+
+    def stats_dirty_since(self, statistic_id: str) -> datetime | None:
+        sql = "SELECT dirty_since FROM stats_sync WHERE statistic_id = ?"
+        row = self._read(lambda c: c.execute(sql, (statistic_id,)).fetchone())
+        return None if row is None else _utc(row[0])
+
+    def stats_dirty(self) -> dict[str, datetime]:
+        """Every statistic awaiting import -> from when."""
+        sql = "SELECT statistic_id, dirty_since FROM stats_sync ORDER BY statistic_id"
+        rows = self._read(lambda c: c.execute(sql).fetchall())
+        return {str(i): _utc(s) for i, s in rows}
+
+    def stats_mark_clean(self, statistic_id: str, upto: datetime | None = None) -> None:
+        """Imported. With ``upto``, only a mark no later than it is cleared (a mark set
+        while the import ran stays)."""
+        with self._write() as conn:
+            if upto is None:
+                conn.execute("DELETE FROM stats_sync WHERE statistic_id = ?", (statistic_id,))
+            else:
+                conn.execute(
+                    "DELETE FROM stats_sync WHERE statistic_id = ? AND dirty_since <= ?",
+                    (statistic_id, _epoch(upto)),
+                )

@@ -1,0 +1,414 @@
+"""The MQTT contract in one place: topic names, retain flags, QoS and payload builders.
+
+Pure functions, no I/O. Builders return plain ``dict`` payloads exactly as SPEC §4 lists
+them; :func:`dumps` turns one into the bytes that go on the wire (compact UTF-8 JSON).
+Timestamps are ISO 8601 in Europe/Paris with their offset, energy is in kWh (Wh / 1000,
+exact), power in VA (integers).
+
+Topics (``B`` = ``mqtt.base_topic``)::
+
+    B/bridge/state                    retained  {"state": "online" | "offline"}
+    B/bridge/info                     retained  version, schema, meters, config
+    B/bridge/request/<command>        (in)      commands
+    B/bridge/response/<command>       -         answers
+    B/<pdl>/consumption/day           retained  the latest day
+    B/<pdl>/consumption/month         retained  that day's month, to date
+    B/<pdl>/consumption/hour          -         one batch per local day
+    B/<pdl>/production/{day,month,hour}         same, production
+    B/<pdl>/max_power/day             retained  the latest day's peak
+    B/<pdl>/contract                  retained  subscribed power, tariff, off-peak hours
+    B/<pdl>/status                    retained  polls, errors, budget
+"""
+
+from __future__ import annotations
+
+import calendar
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import date, datetime, timedelta
+from typing import Any, Protocol
+
+from linky2mqtt.model import Kind, Step, day_bounds, kwh, local_iso
+
+__all__ = [
+    "OFFLINE",
+    "ONLINE",
+    "QOS",
+    "RETAIN_CONTRACT",
+    "RETAIN_INFO",
+    "RETAIN_MAX_POWER",
+    "RETAIN_RESPONSE",
+    "RETAIN_STATE",
+    "RETAIN_STATUS",
+    "SCHEMA",
+    "HourLike",
+    "bridge_info",
+    "bridge_state",
+    "command_from_topic",
+    "contract_payload",
+    "contract_topic",
+    "day_payload",
+    "dumps",
+    "hour_payload",
+    "info_topic",
+    "max_power_payload",
+    "max_power_topic",
+    "meter_entry",
+    "meter_retain",
+    "meter_topic",
+    "month_bounds",
+    "month_payload",
+    "request_subscription",
+    "request_topic",
+    "response_topic",
+    "state_topic",
+    "status_payload",
+    "status_topic",
+]
+
+SCHEMA = 1
+QOS = 1  # every message the bridge publishes
+RETAIN_STATE = True
+RETAIN_INFO = True
+RETAIN_MAX_POWER = True
+RETAIN_CONTRACT = True
+RETAIN_STATUS = True
+RETAIN_RESPONSE = False
+_METER_RETAIN = {Step.DAY: True, Step.MONTH: True, Step.HOUR: False}
+ONLINE = "online"
+OFFLINE = "offline"
+
+
+# -- topics ------------------------------------------------------------------------------
+
+
+def state_topic(base: str) -> str:
+    return f"{base}/bridge/state"
+
+
+def info_topic(base: str) -> str:
+    return f"{base}/bridge/info"
+
+
+def request_topic(base: str, command: str) -> str:
+    return f"{base}/bridge/request/{command}"
+
+
+def request_subscription(base: str) -> str:
+    """The filter that receives every command."""
+    return f"{base}/bridge/request/+"
+
+
+def response_topic(base: str, command: str) -> str:
+    return f"{base}/bridge/response/{command}"
+
+
+def command_from_topic(base: str, topic: str) -> str | None:
+    """``B/bridge/request/read`` -> ``"read"``; None for any other topic."""
+    prefix = f"{base}/bridge/request/"
+    if not topic.startswith(prefix):
+        return None
+    command = topic[len(prefix) :]
+    return command if command and "/" not in command else None
+
+
+def meter_topic(base: str, pdl: str, kind: Kind | str, step: Step | str) -> str:
+    """``B/<pdl>/<kind>/<step>``: consumption/production day, month, hour; max_power day."""
+    kind = Kind(kind)
+    step = Step(step)
+    if kind is Kind.MAX_POWER and step is not Step.DAY:
+        raise ValueError("max_power is published per day only")
+    return f"{base}/{pdl}/{kind}/{step}"
+
+
+def meter_retain(step: Step | str) -> bool:
+    """Retain flag of a meter series topic: day and month yes, hour batches no."""
+    return _METER_RETAIN[Step(step)]
+
+
+def max_power_topic(base: str, pdl: str) -> str:
+    return meter_topic(base, pdl, Kind.MAX_POWER, Step.DAY)
+
+
+def contract_topic(base: str, pdl: str) -> str:
+    return f"{base}/{pdl}/contract"
+
+
+def status_topic(base: str, pdl: str) -> str:
+    return f"{base}/{pdl}/status"
+
+
+# -- serialisation -----------------------------------------------------------------------
+
+
+def dumps(payload: Mapping[str, Any]) -> bytes:
+    """Compact UTF-8 JSON, non-ASCII kept as is."""
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else local_iso(moment)
+
+
+# -- bridge ------------------------------------------------------------------------------
+
+
+def bridge_state(online: bool) -> dict[str, Any]:
+    return {"state": ONLINE if online else OFFLINE}
+
+
+def meter_entry(
+    pdl: str,
+    *,
+    name: str | None,
+    account: str,
+    steps: Iterable[Step | str],
+    production: bool,
+    max_power: bool,
+) -> dict[str, Any]:
+    """One element of ``bridge/info``'s ``meters``; steps in day, month, hour order."""
+    wanted = {Step(s) for s in steps}
+    return {
+        "pdl": pdl,
+        "name": name,
+        "account": account,
+        "steps": [str(s) for s in (Step.DAY, Step.MONTH, Step.HOUR) if s in wanted],
+        "production": production,
+        "max_power": max_power,
+    }
+
+
+def bridge_info(
+    version: str, meters: Sequence[Mapping[str, Any]], config: Mapping[str, Any]
+) -> dict[str, Any]:
+    """``B/bridge/info``; ``config`` must already have its secrets removed."""
+    return {
+        "version": version,
+        "schema": SCHEMA,
+        "meters": [dict(m) for m in meters],
+        "config": dict(config),
+    }
+
+
+# -- series --------------------------------------------------------------------------------
+
+
+def day_payload(
+    pdl: str, day: date, wh: float, quality: str | None, fetched_at: datetime | None
+) -> dict[str, Any]:
+    """``B/<pdl>/<kind>/day``: one local day's energy (23/24/25 h days included)."""
+    start, end = day_bounds(day)
+    return {
+        "pdl": pdl,
+        "date": day.isoformat(),
+        "start": local_iso(start),
+        "end": local_iso(end),
+        "value": kwh(wh),
+        "unit": "kWh",
+        "quality": quality,
+        "fetched_at": _iso(fetched_at),
+    }
+
+
+def month_bounds(month: str) -> tuple[date, date]:
+    """``"2026-11"`` -> (first day, first day of the next month)."""
+    m = re.fullmatch(r"(\d{4})-(\d{2})", month)
+    if m is None:
+        raise ValueError(f"month must be YYYY-MM, got {month!r}")
+    year, mon = int(m.group(1)), int(m.group(2))
+    first = date(year, mon, 1)
+    return first, first + timedelta(days=calendar.monthrange(year, mon)[1])
+
+
+def month_payload(
+    pdl: str, month: str, daily: Mapping[date, float], latest_day: date
+) -> dict[str, Any]:
+    """``B/<pdl>/<kind>/month``: the calendar month to date, summed from daily Wh values.
+
+    ``days`` counts the days held (up to ``latest_day``), ``missing`` lists the days of the
+    month up to ``latest_day`` that are absent, and ``complete`` is true once every day of
+    the calendar month is held.
+    """
+    first, after = month_bounds(month)
+    held = {d: v for d, v in daily.items() if first <= d < after and d <= latest_day}
+    last = min(latest_day, after - timedelta(days=1))
+    missing: list[str] = []
+    d = first
+    while d <= last:
+        if d not in held:
+            missing.append(d.isoformat())
+        d += timedelta(days=1)
+    month_days = (after - first).days
+    return {
+        "pdl": pdl,
+        "month": month,
+        "start": local_iso(day_bounds(first)[0]),
+        "end": local_iso(day_bounds(after)[0]),
+        "value": kwh(sum(held.values())),
+        "unit": "kWh",
+        "days": len(held),
+        "complete": len(held) == month_days,
+        "missing": missing,
+    }
+
+
+class HourLike(Protocol):
+    """An hour of energy: ``enedis.Hour`` or anything with these attributes."""
+
+    @property
+    def start(self) -> datetime: ...
+
+    @property
+    def end(self) -> datetime: ...
+
+    @property
+    def wh(self) -> float: ...
+
+
+def hour_payload(
+    pdl: str,
+    day: date,
+    hours: Sequence[HourLike | tuple[datetime, datetime, float]],
+    complete: bool,
+) -> dict[str, Any]:
+    """``B/<pdl>/<kind>/hour``: one local day's clock hours (23, 24 or 25 points)."""
+    points: list[dict[str, Any]] = []
+    for hour in hours:
+        if isinstance(hour, tuple):
+            start, end, wh = hour
+        else:
+            start, end, wh = hour.start, hour.end, hour.wh
+        points.append({"start": local_iso(start), "end": local_iso(end), "value": kwh(wh)})
+    return {
+        "pdl": pdl,
+        "date": day.isoformat(),
+        "interval": "PT1H",
+        "unit": "kWh",
+        "complete": complete,
+        "points": points,
+    }
+
+
+def max_power_payload(pdl: str, day: date, va: float, peak_at: datetime | None) -> dict[str, Any]:
+    """``B/<pdl>/max_power/day``: the day's peak apparent power and when it happened."""
+    return {
+        "pdl": pdl,
+        "date": day.isoformat(),
+        "value": round(va),
+        "unit": "VA",
+        "time": _iso(peak_at),
+    }
+
+
+def status_payload(
+    pdl: str,
+    *,
+    last_poll: datetime | None,
+    last_success: datetime | None,
+    last_error: str | None,
+    latest_day: date | None,
+    budget: Mapping[str, Any],
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """``B/<pdl>/status``. ``extra`` adds keys (never replaces the contract's ones)."""
+    payload: dict[str, Any] = {
+        "pdl": pdl,
+        "last_poll": _iso(last_poll),
+        "last_success": _iso(last_success),
+        "last_error": last_error,
+        "latest_day": None if latest_day is None else latest_day.isoformat(),
+        "budget": dict(budget),
+    }
+    for key, value in (extra or {}).items():
+        payload.setdefault(key, value)
+    return payload
+
+
+# -- contract ------------------------------------------------------------------------------
+
+_POWER_KEYS = ("subscribed_power", "puissance_souscrite", "puissancesouscrite")
+_TARIFF_KEYS = (
+    "distribution_tariff",
+    "tariff",
+    "tarif",
+    "formule_tarifaire_acheminement",
+    "formuletarifaireacheminement",
+    "fta",
+)
+_OFFPEAK_KEYS = (
+    "offpeak_hours",
+    "off_peak_hours",
+    "heures_creuses",
+    "heurescreuses",
+    "plage_heures_creuses",
+    "plageheurescreuses",
+)
+
+
+def _norm(key: str) -> str:
+    return re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", key).lower()
+
+
+def _find(doc: Any, keys: tuple[str, ...]) -> Any:
+    """First value (depth first) whose key, snake-cased, is one of ``keys``."""
+    if isinstance(doc, Mapping):
+        for key, value in doc.items():
+            named = isinstance(key, str) and (_norm(key) in keys or key.lower() in keys)
+            if named and value not in (None, "", [], {}):
+                return value
+        for value in doc.values():
+            found = _find(value, keys)
+            if found is not None:
+                return found
+    elif isinstance(doc, list):
+        for item in doc:
+            found = _find(item, keys)
+            if found is not None:
+                return found
+    return None
+
+
+def _kva(value: Any) -> float | None:
+    """``"9 kVA"``, ``9``, ``{"valeur": "9", "unite": "kVA"}``, ``"9000 VA"`` -> 9.0."""
+    unit = "kva"
+    if isinstance(value, Mapping):
+        unit = str(value.get("unite") or value.get("unit") or "kVA").lower()
+        value = value.get("valeur", value.get("value"))
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int | float):
+        number = float(value)
+    else:
+        m = re.search(r"(\d+(?:[.,]\d+)?)\s*(k?va)?", str(value), re.IGNORECASE)
+        if m is None:
+            return None
+        number = float(m.group(1).replace(",", "."))
+        if m.group(2):
+            unit = m.group(2).lower()
+    if unit == "va":
+        number /= 1000.0
+    return int(number) if number.is_integer() else number
+
+
+def _text(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        for key in ("libelle", "label", "code", "valeur", "value"):
+            if isinstance(value.get(key), str):
+                return value[key]
+    return value
+
+
+def contract_payload(pdl: str, raw: Mapping[str, Any]) -> dict[str, Any]:
+    """``B/<pdl>/contract``: what the provider tells, with the common facts lifted out.
+
+    ``subscribed_power_kva`` (number), ``tariff`` and ``offpeak_hours`` are null where the
+    provider's answer does not say; ``raw`` keeps the answer as received.
+    """
+    return {
+        "pdl": pdl,
+        "subscribed_power_kva": _kva(_find(raw, _POWER_KEYS)),
+        "tariff": _text(_find(raw, _TARIFF_KEYS)),
+        "offpeak_hours": _text(_find(raw, _OFFPEAK_KEYS)),
+        "raw": dict(raw),
+    }
