@@ -13,6 +13,7 @@ Threads (each a daemon, all stopped by :meth:`Bridge.stop`):
 
 from __future__ import annotations
 
+import json
 import logging
 import queue
 import random
@@ -22,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from linky2mqtt import __version__, homeassistant, topics
+from linky2mqtt import __version__, commands, homeassistant, topics
 from linky2mqtt.clock import SYSTEM_CLOCK, Clock
 from linky2mqtt.config import AccountConfig, Config, MeterConfig, redacted
 from linky2mqtt.enedis import (
@@ -38,6 +39,7 @@ from linky2mqtt.model import PARIS, Kind, Step
 from linky2mqtt.mqtt import Incoming, MqttLink
 from linky2mqtt.poller import MeterPoller, PollOutcome
 from linky2mqtt.publisher import Publisher
+from linky2mqtt.service import CommandService
 from linky2mqtt.scheduler import late_retry_delay, next_regular_poll
 from linky2mqtt.store import Store
 
@@ -130,7 +132,7 @@ class AccountRunner:
             for state in due:
                 if stop.is_set():
                     break
-                self._poll(state)
+                self.poll(state)
             while not stop.is_set():
                 try:
                     job = self.jobs.get_nowait()
@@ -184,7 +186,7 @@ class AccountRunner:
 
     # -- one poll ---------------------------------------------------------------------
 
-    def _poll(self, state: MeterState) -> None:
+    def poll(self, state: MeterState) -> None:
         bridge = self.bridge
         now = self.clock.now()
         pdl = state.meter.pdl
@@ -296,7 +298,7 @@ class Bridge:
             self.runners.append(runner)
             for pdl in runner.meters:
                 self.meter_account[pdl] = runner
-        self.commands: Any = None
+        self.commands: CommandService | None = CommandService(self) if cfg.commands else None
         self.statistics: Any = None
 
     def _auto_meters(self, account: AccountConfig, client: EnedisClient) -> list[MeterConfig]:
@@ -387,17 +389,42 @@ class Bridge:
         if self.statistics is not None:
             self.statistics.notify(pdl, kind, since_day)
 
-    def fetch_for_command(self, pdl: str, kind: Kind, step: Step, days: list[date]) -> None:
-        """Fetch ``days`` of ``pdl`` on the account's thread, at command priority."""
+    # -- for the command service -----------------------------------------------------
+
+    def meter_views(self) -> dict[str, commands.MeterView]:
+        return {pdl: commands.MeterView(production=r.meters[pdl].meter.production,
+                                        max_power=r.meters[pdl].meter.max_power)
+                for pdl, r in self.meter_account.items()}
+
+    def all_pdls(self) -> list[str]:
+        return sorted(self.meter_account)
+
+    def poller_for(self, pdl: str) -> MeterPoller:
+        return self.meter_account[pdl].meters[pdl].poller
+
+    def run_on_account(self, pdl: str, fn: Callable[[], None]) -> None:
+        """Run ``fn`` on the thread of ``pdl``'s account, after its due polls."""
+        self.meter_account[pdl].submit(Job(fn))
+
+    def poll_meter_now(self, pdl: str) -> None:
+        """Poll one meter now (called on its account's thread)."""
         runner = self.meter_account[pdl]
-        poller = runner.meters[pdl].poller
-        raise NotImplementedError(poller)
+        runner.poll(runner.meters[pdl])
+
+    def info_with_status(self) -> dict[str, Any]:
+        info = self.info()
+        for entry in info.get("meters", []):
+            body = self.store.retained_payload(topics.status_topic(self.base, entry["pdl"]))
+            entry["status"] = json.loads(body) if body else None
+        return info
 
     # -- lifecycle ---------------------------------------------------------------------
 
     def start(self) -> None:
         log.info("linky2mqtt %s starting: %d account(s), %d meter(s)", __version__,
                  len(self.runners), len(self.meter_account))
+        if self.commands is not None:
+            self.commands.start()
         self.link.start()
         for r in self.runners:
             r.start()

@@ -8,7 +8,7 @@ document as a whole). Messages never contain a secret value.
 
 ``redacted(cfg)`` gives the configuration back as plain JSON with secrets masked (for
 ``bridge/info`` and ``check-config``); ``summary(cfg)`` is the human summary printed by
-``check-config``.
+``check-config``; ``secret_values(cfg)`` lists the secret values for the log redactor.
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ __all__ = [
     "load",
     "load_text",
     "redacted",
+    "secret_values",
     "summary",
 ]
 
@@ -199,13 +200,13 @@ class AccountConfig:
 
 @dataclass(frozen=True, slots=True)
 class Config:
-    accounts: tuple[AccountConfig, ...]
     mqtt: MqttConfig = field(default_factory=MqttConfig)
     homeassistant: HomeAssistantConfig = field(default_factory=HomeAssistantConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
     log: LogConfig = field(default_factory=LogConfig)
     commands: bool = True
     poll_window: tuple[time, time] = (time(8, 0), time(10, 0))
+    accounts: tuple[AccountConfig, ...] = ()
 
     def enabled_meters(self) -> tuple[tuple[AccountConfig, MeterConfig], ...]:
         """Every listed meter that is enabled, of every enabled account (auto ones excluded)."""
@@ -217,7 +218,7 @@ class ConfigError(Exception):
 
     def __init__(self, problems: list[str]) -> None:
         self.problems: list[str] = list(problems)
-        super().__init__("\n".join(self.problems))
+        super().__init__(self.problems)
 
     def __str__(self) -> str:
         return "\n".join(self.problems)
@@ -232,15 +233,15 @@ def load(path: str | os.PathLike[str], *, env: Mapping[str, str] | None = None) 
     try:
         raw = p.read_bytes()
     except FileNotFoundError:
-        raise ConfigError([f"config: file not found: {_show(str(p))}"]) from None
+        raise ConfigError([f"config: file not found: {_show_path(p)}"]) from None
     except IsADirectoryError:
-        raise ConfigError([f"config: {_show(str(p))} is a directory, not a file"]) from None
+        raise ConfigError([f"config: {_show_path(p)} is a directory, not a file"]) from None
     except OSError as exc:
-        raise ConfigError([f"config: cannot read {_show(str(p))}: {_reason(exc)}"]) from None
+        raise ConfigError([f"config: cannot read {_show_path(p)}: {_reason(exc)}"]) from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
-        raise ConfigError([f"config: {_show(str(p))} is not UTF-8 text"]) from None
+        raise ConfigError([f"config: {_show_path(p)} is not UTF-8 text"]) from None
     return load_text(text, env=os.environ if env is None else env, base_dir=p.absolute().parent)
 
 
@@ -252,8 +253,9 @@ def load_text(text: str, *, env: Mapping[str, str] = os.environ,
     (the current directory when None).
     """
     ctx = _Ctx(env, Path.cwd() if base_dir is None else Path(base_dir))
-    loader = _Loader(text)
+    duplicates: list[tuple[int, str]] = []
     try:
+        loader = _Loader(text, duplicates)
         try:
             document = loader.get_single_data()
         finally:
@@ -266,7 +268,7 @@ def load_text(text: str, *, env: Mapping[str, str] = os.environ,
         raise ConfigError(["config: the YAML document is nested too deeply"]) from None
     except (ValueError, TypeError, ArithmeticError) as exc:  # e.g. a date such as 2026-02-30
         raise ConfigError([f"config: invalid YAML value: {_one_line(str(exc))}"]) from None
-    for line, key in loader.duplicates:
+    for line, key in duplicates:
         ctx.add("config", f"line {line}: key {_show(key)} appears twice in the same mapping")
     try:
         document = ctx.interpolate(document, "", 0)
@@ -312,6 +314,16 @@ def redacted(cfg: Config) -> dict[str, Any]:
         "poll_window": _window_text(cfg.poll_window),
         "accounts": [_redacted_account(a) for a in cfg.accounts],
     }
+
+
+def secret_values(cfg: Config) -> tuple[str, ...]:
+    """Every secret value of the configuration, revealed: for the log redaction filter."""
+    secrets = [cfg.mqtt.password]
+    if cfg.homeassistant.statistics is not None:
+        secrets.append(cfg.homeassistant.statistics.token)
+    for a in cfg.accounts:
+        secrets += [a.token, a.client_secret]
+    return tuple(dict.fromkeys(s.reveal() for s in secrets if s is not None))
 
 
 def summary(cfg: Config) -> str:
@@ -365,9 +377,9 @@ def summary(cfg: Config) -> str:
 class _Loader(yaml.SafeLoader):
     """A SafeLoader that notes keys repeated within one mapping (PyYAML keeps the last)."""
 
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, duplicates: list[tuple[int, str]]) -> None:
+        self.duplicates = duplicates
         super().__init__(text)
-        self.duplicates: list[tuple[int, str]] = []
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()
@@ -441,6 +453,10 @@ def _show(value: object) -> str:
     return _kind(value)
 
 
+def _show_path(p: Path) -> str:
+    return json.dumps(str(p))
+
+
 def _kind(value: object) -> str:
     if value is None:
         return "null"
@@ -463,6 +479,8 @@ def _suggest(word: object, options: Collection[str]) -> str:
     if not isinstance(word, str):
         return ""
     close = difflib.get_close_matches(word.lower(), list(options), n=1, cutoff=0.6)
+    if not close and len(word) >= 2:
+        close = [o for o in options if o.startswith(word.lower())][:1]
     return f' (did you mean "{close[0]}"?)' if close else ""
 
 
@@ -659,11 +677,11 @@ class _Section:
             try:
                 text = p.read_text(encoding="utf-8")
             except (OSError, ValueError) as exc:
-                self.ctx.add(self.at(file_key), f"cannot read {_show(str(p))}: {_reason(exc)}")
+                self.ctx.add(self.at(file_key), f"cannot read {_show_path(p)}: {_reason(exc)}")
                 return _BAD
             text = text.rstrip("\r\n")
             if not text.strip():
-                self.ctx.add(self.at(file_key), f"{_show(str(p))} is empty")
+                self.ctx.add(self.at(file_key), f"{_show_path(p)} is empty")
                 return _BAD
             return Secret(text)
         if value is _MISSING or value is None:
@@ -785,7 +803,7 @@ def _tls(ctx: _Ctx, raw: Any, use_tls: bool) -> TlsConfig:
         except (OSError, ValueError):
             exists = False
         if not exists:
-            ctx.add(sec.at(key), f"file not found: {_show(str(p))}")
+            ctx.add(sec.at(key), f"file not found: {_show_path(p)}")
         if not use_tls:
             ctx.add(sec.at(key), "set, but mqtt.url is mqtt:// (plain TCP); use mqtts:// for TLS")
         files[key] = p

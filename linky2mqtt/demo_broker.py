@@ -18,7 +18,6 @@ import logging
 import struct
 import threading
 from dataclasses import dataclass, field
-from types import TracebackType
 
 log = logging.getLogger(__name__)
 
@@ -107,8 +106,7 @@ class Reader:
         return self.take(1)[0]
 
     def u16(self) -> int:
-        value: int = struct.unpack("!H", self.take(2))[0]
-        return value
+        return int.from_bytes(self.take(2), "big")
 
     def binary(self) -> bytes:
         return self.take(self.u16())
@@ -121,9 +119,6 @@ class Reader:
         if "\0" in s:
             raise ProtocolError("NUL in string")
         return s
-
-    def rest(self) -> bytes:
-        return self.take(len(self.data) - self.pos)
 
     def at_end(self) -> bool:
         return self.pos >= len(self.data)
@@ -163,6 +158,8 @@ class DemoBroker:
 
     def start(self) -> None:
         """Start listening; returns once the socket is bound (raises OSError if it cannot)."""
+        if self._thread is not None:
+            raise RuntimeError("demo broker already started")
         loop = asyncio.new_event_loop()
         ready = threading.Event()
         errors: list[OSError] = []
@@ -209,8 +206,7 @@ class DemoBroker:
         self.start()
         return self
 
-    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()
 
     # -- connection handling (all below runs on the broker's loop) --
@@ -236,6 +232,8 @@ class DemoBroker:
                 await writer.drain()
         except (ProtocolError, asyncio.IncompleteReadError, TimeoutError, OSError):
             pass
+        except asyncio.CancelledError:  # broker stopping: end quietly, no will
+            clean_exit = True
         except Exception:  # a bug must cost one connection, never the broker
             log.exception("demo broker: connection dropped")
         finally:
@@ -312,7 +310,7 @@ class DemoBroker:
         if qos == 3 or not topic or set("+#") & set(topic):
             raise ProtocolError("bad PUBLISH")
         pid = r.u16() if qos else 0
-        msg = Message(topic, r.rest(), qos, bool(flags & 1))
+        msg = Message(topic, r.data[r.pos :], qos, bool(flags & 1))
         if qos == 2:
             s.writer.write(packet(PUBREC, struct.pack("!H", pid)))
             if pid in s.qos2_pending:

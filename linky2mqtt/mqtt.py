@@ -198,7 +198,6 @@ class MqttLink:
         self._subscriptions: dict[str, int] = {}
         self._connected = threading.Event()
         self._pending_subacks: dict[int, str] = {}  # network thread only
-        self._ever_connected = False
         self._failures = 0  # connection attempts failed since the last success
         self._started = False
         self._stopped = False
@@ -361,7 +360,6 @@ class MqttLink:
             )
             return
         self._failures = 0
-        self._ever_connected = True
         log.info(
             "MQTT connected to %s:%d (MQTT %s%s, client id %s)",
             self.host,

@@ -175,6 +175,28 @@ class MeterPoller:
         )
         return outcome
 
+    def fetch_days(self, kind: Kind, series: SeriesName, days: list[date], now: datetime,
+                   priority: Priority = Priority.COMMAND) -> PollOutcome:
+        """Fetch exactly ``days`` of one series (a command's missing days), fewest calls.
+
+        Raises nothing upstream-related: errors and budget refusals land in the outcome.
+        """
+        outcome = PollOutcome()
+        s = Series(kind, series, 0)
+        per_call = CURVE_DAYS_PER_CALL if series == "curve" else DAILY_DAYS_PER_CALL
+        for window in plan_windows(days, per_call):
+            try:
+                result = self._fetch(s, window, priority)
+            except errors.BudgetExhausted as exc:
+                outcome.budget_retry_at = exc.retry_at
+                break
+            except errors.EnedisError as exc:
+                outcome.error = _describe(exc)
+                break
+            outcome.requests_windows += 1
+            self._absorb(s, window, result, now, outcome)
+        return outcome
+
     def _fetch(self, s: Series, window: tuple[date, date], priority: Priority) -> FetchResult:
         start, end = window
         if s.series == "curve":

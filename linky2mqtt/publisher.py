@@ -75,7 +75,7 @@ class Publisher:
         retained = self.store.all_retained()
         for topic, body in retained:
             self._send(topic, body, retain=True)
-        pending = self.store.pending_batches()
+        pending = self.store.pending_batch_entries()
         for topic, key, body in pending:
             self._send(topic, body, retain=False,
                        on_ack=_acker(self.store, topic, key, body))

@@ -564,6 +564,10 @@ class Store:
         row = self._read(lambda c: c.execute(sql, (topic,)).fetchone())
         return None if row is None else bytes(row[0])
 
+    def retained_payload(self, topic: str) -> bytes | None:
+        """Same as :meth:`get_retained`."""
+        return self.get_retained(topic)
+
     def all_retained(self, prefix: str = "") -> list[tuple[str, bytes]]:
         """Remembered retained (topic, payload) by topic, only topics under ``prefix``."""
         sql = "SELECT topic, payload FROM retained ORDER BY topic"

@@ -301,14 +301,14 @@ def max_power_payload(pdl: str, day: date, va: float, peak_at: datetime | None) 
     }
 
 
-def status_payload(
+def status_payload(  # noqa: PLR0917 - the positional order is the documented contract
     pdl: str,
-    *,
     last_poll: datetime | None,
     last_success: datetime | None,
     last_error: str | None,
     latest_day: date | None,
     budget: Mapping[str, Any],
+    *,
     extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """``B/<pdl>/status``. ``extra`` adds keys (never replaces the contract's ones)."""
@@ -334,6 +334,8 @@ _TARIFF_KEYS = (
     "tarif",
     "formule_tarifaire_acheminement",
     "formuletarifaireacheminement",
+    "option_tarifaire",
+    "optiontarifaire",
     "fta",
 )
 _OFFPEAK_KEYS = (
@@ -343,6 +345,8 @@ _OFFPEAK_KEYS = (
     "heurescreuses",
     "plage_heures_creuses",
     "plageheurescreuses",
+    "plages_heures_creuses",
+    "plagesheurescreuses",
 )
 
 

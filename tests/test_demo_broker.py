@@ -11,7 +11,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from linky2mqtt.demo_broker import DemoBroker, topic_matches, valid_filter
 
@@ -39,12 +39,13 @@ class Client:
     """A paho 3.1.1 client that records messages; subscribe() waits for the SUBACK."""
 
     def __init__(self, broker: DemoBroker, client_id: str = "",
-                 will: tuple[str, bytes, int, bool] | None = None, keepalive: int = 60) -> None:
+                 will: tuple[str, bytes, int, bool] | None = None, keepalive: int = 60,
+                 protocol: MQTTProtocolVersion = mqtt.MQTTv311) -> None:
         self.messages: list[mqtt.MQTTMessage] = []
         self.granted: dict[int, list[int]] = {}
         self.connected = threading.Event()
         self.c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
-                             protocol=mqtt.MQTTv311)
+                             protocol=protocol)
         if will:
             self.c.will_set(will[0], will[1], qos=will[2], retain=will[3])
         self.c.on_connect = lambda *a: self.connected.set()
@@ -58,7 +59,8 @@ class Client:
         self.granted[mid] = [int(code.value) for code in codes]
 
     def subscribe(self, topic: str, qos: int = 1) -> list[int]:
-        _, mid = self.c.subscribe(topic, qos)
+        mid = self.c.subscribe(topic, qos)[1]
+        assert mid is not None
         granted: list[int] = wait_until(lambda: self.granted.get(mid), what="SUBACK")
         return granted
 
@@ -114,6 +116,13 @@ def test_publish_subscribe_qos0_and_qos1(clients: Callable[..., Client]) -> None
                           ("zero", b"down", 0, False)]
 
 
+def test_mqtt31_client_is_accepted(clients: Callable[..., Client]) -> None:
+    old = clients(client_id="old-style", protocol=mqtt.MQTTv31)
+    assert old.subscribe("v3/#") == [1]
+    old.publish("v3/x", b"MQIsdp")
+    assert old.got(1) == [("v3/x", b"MQIsdp", 1, False)]
+
+
 def test_qos2_is_acknowledged_and_granted_qos_is_capped_at_1(
         clients: Callable[..., Client]) -> None:
     sub, pub = clients(), clients()
@@ -165,12 +174,13 @@ def test_will_on_abrupt_close(clients: Callable[..., Client]) -> None:
     assert later.got(1) == [("l2m/bridge/state", b"offline", 1, True)]
 
 
-def test_no_will_after_disconnect(clients: Callable[..., Client]) -> None:
+def test_no_will_after_disconnect(demo: DemoBroker, clients: Callable[..., Client]) -> None:
     watcher = clients()
     watcher.subscribe("#")
-    polite = clients(will=("w", b"offline", 0, False))
+    polite = clients(client_id="polite", will=("w", b"offline", 0, False))
     polite.c.disconnect()
     polite.c.loop_stop()
+    wait_until(lambda: "polite" not in demo._sessions, what="the broker to drop 'polite'")
     watcher.subscribe("ping")
     clients().publish("ping", b"1")
     assert watcher.got(1) == [("ping", b"1", 1, False)]
@@ -184,7 +194,7 @@ def test_keepalive_timeout_publishes_will(demo: DemoBroker,
     assert s.recv(4) == b"\x20\x02\x00\x00"
     started = time.monotonic()
     assert watcher.got(1) == [("silent/will", b"bye", 0, False)]
-    assert 1.4 < time.monotonic() - started < 3.0
+    assert 1.0 < time.monotonic() - started < 4.0
     assert s.recv(1) == b""  # the broker closed the silent connection
     s.close()
 
@@ -223,7 +233,7 @@ def test_raw_level5_and_empty_id_without_clean_session(demo: DemoBroker) -> None
 
 @pytest.mark.parametrize("garbage", [
     b"\xff\xff\xff\xff\xff\x01",  # 5-byte remaining length
-    b"\x30\x05\x00\x09ab",  # PUBLISH topic longer than the packet
+    b"\x30\x04\x00\x09ab",  # PUBLISH topic longer than the packet
     b"\x82\x02\x00\x01",  # SUBSCRIBE with wrong flags and no topics
     b"\x30\x06\x00\x02\xc3\x28xy",  # invalid UTF-8 topic
     b"\x30\x05\x00\x03a/#",  # wildcard in a PUBLISH topic

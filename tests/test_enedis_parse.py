@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import random
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -13,7 +15,7 @@ from hypothesis import strategies as st
 from linky2mqtt.enedis import aggregate_hours
 from linky2mqtt.enedis.errors import BadResponse
 from linky2mqtt.enedis.parse import parse_curve, parse_daily, parse_max_power
-from linky2mqtt.model import PARIS, Kind, day_bounds
+from linky2mqtt.model import PARIS, Kind, Reading, day_bounds
 
 PDL = "12345678901234"
 
@@ -76,7 +78,10 @@ def test_daily_2026_body_from_the_docs() -> None:
 
 @pytest.mark.parametrize("wrapped", [True, False])
 def test_daily_v5_wrapped_or_bare(wrapped: bool) -> None:
-    pts = [{"value": "11776", "date": "2023-04-01"}, {"value": 14401, "date": "2023-04-02"}]
+    pts: list[dict[str, Any]] = [
+        {"value": "11776", "date": "2023-04-01"},
+        {"value": 14401, "date": "2023-04-02"},
+    ]
     readings = parse_daily(body_v5(pts, "Wh", wrapped), PDL, Kind.PRODUCTION)
     assert [(r.local_date, r.value, r.kind) for r in readings] == [
         (date(2023, 4, 1), 11776.0, Kind.PRODUCTION),
@@ -196,11 +201,11 @@ def test_march_day_has_46_half_hours_without_0230_0300() -> None:
     readings = parse_curve(body, PDL, Kind.CONSUMPTION)
     assert len(readings) == 46
     starts = [r.start for r in readings]
-    assert all(b - a == timedelta(minutes=30) for a, b in zip(starts, starts[1:], strict=False))
+    assert all(b - a == timedelta(minutes=30) for a, b in itertools.pairwise(starts))
 
 
 def test_curve_unsorted_v5_kw_strings_zeros_and_gaps() -> None:
-    pts = [
+    pts: list[dict[str, Any]] = [
         {"value": "0", "date": "2026-07-14 01:00:00", "interval_length": "PT30M"},
         {"value": "1.5", "date": "2026-07-14 00:30:00", "interval_length": "PT30M"},
         {"value": None, "date": "2026-07-14 01:30:00", "interval_length": "PT30M"},
@@ -307,8 +312,9 @@ def test_hours_with_gaps_are_incomplete_and_only_present_hours_listed() -> None:
 
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
     max_leaves=20,
 )
 POINT_VALUE = st.one_of(
@@ -329,29 +335,34 @@ STEP = st.one_of(st.none(), st.text(max_size=6), st.sampled_from(["PT10M", "PT15
 POINT = st.fixed_dictionaries({}, optional={"v": POINT_VALUE, "d": STAMP, "p": STEP})
 
 
+def _curve(body: Any) -> list[Reading]:
+    return parse_curve(body, PDL, Kind.CONSUMPTION)
+
+
+def _daily(body: Any) -> list[Reading]:
+    return parse_daily(body, PDL, Kind.CONSUMPTION)
+
+
+def _max_power(body: Any) -> list[Reading]:
+    return parse_max_power(body, PDL)
+
+
+PARSERS = (_curve, _daily, _max_power)
+
+
 @settings(max_examples=300, deadline=None)
 @given(body=JSON)
 def test_property_arbitrary_bodies_never_crash(body: Any) -> None:
-    for parse in (
-        lambda b: parse_curve(b, PDL, Kind.CONSUMPTION),
-        lambda b: parse_daily(b, PDL, Kind.CONSUMPTION),
-        lambda b: parse_max_power(b, PDL),
-    ):
-        try:
+    for parse in PARSERS:
+        with contextlib.suppress(BadResponse):
             parse(body)
-        except BadResponse:
-            pass
 
 
 @settings(max_examples=300, deadline=None)
 @given(points=st.lists(POINT, max_size=12), unit=st.sampled_from(["W", "kW", "x", None]))
 def test_property_arbitrary_points_never_crash(points: list[dict[str, Any]], unit: Any) -> None:
     body = {"grandeur": [{"unite": unit, "points": points}]}
-    for parse in (
-        lambda b: parse_curve(b, PDL, Kind.CONSUMPTION),
-        lambda b: parse_daily(b, PDL, Kind.CONSUMPTION),
-        lambda b: parse_max_power(b, PDL),
-    ):
+    for parse in PARSERS:
         try:
             readings = parse(body)
         except BadResponse:

@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: stop.set())
-    pdls = list(SANDBOX_NOTES)[:-1]
+    pdls = list(SANDBOX_NOTES)
     log = logging.getLogger("linky2mqtt.simulator")
     log.info("simulator listening on %s (clock now %s)", sim.url,
              clock.now().astimezone(PARIS).isoformat(timespec="seconds"))

@@ -29,6 +29,7 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "EnedisSimulator/1.0"
     sys_version = ""
     timeout = IDLE_TIMEOUT
+    disable_nagle_algorithm = True
     server: SimHTTPServer
 
     def do_GET(self) -> None:

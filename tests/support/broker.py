@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -45,8 +46,10 @@ class Mosquitto:
         body = self.extra_conf or (
             f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
         )
+        # as root, mosquitto would switch to its own user and lose access to tmp_path
+        user = "user root\n" if os.geteuid() == 0 else ""
         self.conf.write_text(
-            f"persistence false\nlog_dest file {self.log}\nlog_type error\n"
+            f"{user}persistence false\nlog_dest file {self.log}\nlog_type error\n"
             f"log_type warning\nlog_type notice\n{body}"
         )
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.properties import Properties
 
 
@@ -35,7 +35,7 @@ class Collector:
         host: str,
         port: int,
         topics: list[str] | None = None,
-        protocol: int = mqtt.MQTTv5,
+        protocol: MQTTProtocolVersion = MQTTProtocolVersion.MQTTv5,
         client_id: str = "",
     ) -> None:
         self.messages: list[Message] = []

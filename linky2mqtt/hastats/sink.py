@@ -1,42 +1,29 @@
-"""Home Assistant long-term statistics sink: hour-exact energy for the Energy dashboard.
+"""The statistics sink: dirty marks in, hour-exact external statistics out.
 
-MQTT sensors are recorded by Home Assistant when a value arrives, so yesterday's energy
-lands in one lump this morning. This module places every hour where it belongs by writing
-*external statistics* over Home Assistant's websocket API (``recorder/import_statistics``):
-
-* one statistic per meter and kind: ``linky2mqtt:<pdl>_consumption`` / ``_production``,
-  source ``linky2mqtt``, kWh, ``has_sum``, ``mean_type`` 0, ``unit_class`` ``energy``;
-* one row per local clock hour (23 or 25 on DST days): ``start`` the local hour with its
-  offset, ``state`` the hour's kWh, ``sum`` the running total in kWh.
-
-It is incremental and idempotent. The bridge calls :meth:`StatisticsSink.notify` after it
-stored new hourly data; that marks the statistic dirty from that hour on, persistently
-(:class:`SyncState`, implemented by the SQLite store). :meth:`StatisticsSink.sync` then asks
-Home Assistant for the running sum just before the dirty hour, recomputes every row from
-there to the latest hour held, writes them in chunks (Home Assistant overwrites rows with
-the same start) and marks the statistic clean. Sums therefore never restart at 0, stay
-monotonic across runs, restarts and backfills, and nothing is sent when nothing is dirty.
-
-``sync`` never raises and never touches MQTT: Home Assistant being down or refusing the
-token leaves the statistic dirty for a later run (with a bounded backoff between
-connection attempts). The access token never appears in logs or exception messages.
+See the package docstring for the behaviour; this module holds :class:`StatisticsSink`,
+the :class:`SyncState` protocol (the SQLite store implements it), :class:`MemorySyncState`
+and the pure row builder :func:`build_rows`.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
-import urllib.parse
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from websockets.exceptions import InvalidHandshake, WebSocketException
-from websockets.sync.client import ClientConnection, connect
-
 from linky2mqtt.clock import Clock
+from linky2mqtt.hastats.client import (
+    HAAuthError,
+    HAConnection,
+    HAError,
+    HAUnavailable,
+    describe,
+    websocket_url,
+)
 from linky2mqtt.model import Kind, kwh, local_iso
 
 log = logging.getLogger(__name__)
@@ -85,22 +72,6 @@ class MemorySyncState:
             self._dirty.pop(statistic_id, None)
 
 
-class HAError(Exception):
-    """Home Assistant answered a command with ``success: false``."""
-
-    def __init__(self, command: str, code: str, message: str) -> None:
-        super().__init__(f"{command} failed: {code}: {message}")
-        self.code = code
-
-
-class HAAuthError(Exception):
-    """Home Assistant refused the access token (``auth_invalid``)."""
-
-
-class HAUnavailable(Exception):
-    """Home Assistant could not be reached or the connection broke."""
-
-
 @dataclass(frozen=True)
 class SyncReport:
     """What one :meth:`StatisticsSink.sync` did."""
@@ -124,18 +95,6 @@ def statistic_id(pdl: str, kind: Kind) -> str:
 
 def default_name(pdl: str, kind: Kind) -> str:
     return f"Linky {pdl} {kind.value}"
-
-
-def websocket_url(url: str) -> str:
-    """``http(s)://host:port[/]`` -> ``ws(s)://host:port/api/websocket``; ws URLs as is."""
-    parts = urllib.parse.urlsplit(url.strip())
-    scheme = parts.scheme.lower()
-    if scheme in ("ws", "wss"):
-        return url.strip()
-    if scheme not in ("http", "https") or not parts.netloc:
-        raise ValueError("Home Assistant URL must be http(s):// or ws(s)://")
-    path = parts.path.rstrip("/") + "/api/websocket"
-    return urllib.parse.urlunsplit(("ws" if scheme == "http" else "wss", parts.netloc, path, "", ""))
 
 
 def floor_hour(moment: datetime) -> datetime:
@@ -173,81 +132,6 @@ def build_rows(
     return rows
 
 
-class HAConnection:
-    """One authenticated websocket to Home Assistant, commands answered in order."""
-
-    def __init__(self, ws_url: str, token: str, *, timeout: float) -> None:
-        self._timeout = timeout
-        self._next_id = 1
-        try:
-            self._ws: ClientConnection = connect(
-                ws_url,
-                open_timeout=timeout,
-                close_timeout=2,
-                max_size=None,
-                proxy=None,
-                compression=None,
-                user_agent_header=f"{SOURCE} websockets",
-            )
-        except (OSError, TimeoutError, InvalidHandshake, WebSocketException) as err:
-            raise HAUnavailable(f"cannot connect to {_safe_url(ws_url)}: {_describe(err)}") from None
-        try:
-            first = self._recv()
-            if first.get("type") != "auth_required":
-                raise HAUnavailable(f"unexpected first message type {first.get('type')!r}")
-            self._send({"type": "auth", "access_token": token})
-            answer = self._recv()
-            if answer.get("type") == "auth_invalid":
-                message = str(answer.get("message", "")).replace(token, "***")
-                raise HAAuthError(f"Home Assistant refused the access token: {message}")
-            if answer.get("type") != "auth_ok":
-                raise HAUnavailable(f"unexpected auth answer type {answer.get('type')!r}")
-            self.ha_version = str(answer.get("ha_version", "?"))
-        except BaseException:
-            self.close()
-            raise
-
-    def close(self) -> None:
-        try:
-            self._ws.close()
-        except Exception:  # noqa: BLE001 - closing a broken socket may fail in many ways
-            log.debug("statistics: error while closing the websocket", exc_info=True)
-
-    def call(self, command: str, **payload: Any) -> Any:
-        """Send one command, return its ``result``; HAError on ``success: false``."""
-        mid = self._next_id
-        self._next_id += 1
-        self._send({"id": mid, "type": command, **payload})
-        while True:
-            msg = self._recv()
-            if msg.get("id") != mid or msg.get("type") != "result":
-                continue  # an event or a stale answer: not ours
-            if not msg.get("success"):
-                error = msg.get("error") or {}
-                raise HAError(command, str(error.get("code")), str(error.get("message")))
-            return msg.get("result")
-
-    def _send(self, obj: dict[str, Any]) -> None:
-        try:
-            self._ws.send(json.dumps(obj, separators=(",", ":")))
-        except (OSError, WebSocketException) as err:
-            raise HAUnavailable(f"connection lost: {_describe(err)}") from None
-
-    def _recv(self) -> dict[str, Any]:
-        try:
-            raw = self._ws.recv(timeout=self._timeout)
-        except TimeoutError:
-            raise HAUnavailable(f"no answer within {self._timeout:g} s") from None
-        except (OSError, WebSocketException) as err:
-            raise HAUnavailable(f"connection lost: {_describe(err)}") from None
-        msg = json.loads(raw)
-        if isinstance(msg, list):  # coalesced messages (never asked for; be tolerant)
-            raise HAUnavailable("coalesced messages are not supported")
-        if not isinstance(msg, dict):
-            raise HAUnavailable("unexpected message")
-        return msg
-
-
 class StatisticsSink:
     """Imports hourly energy into Home Assistant as external long-term statistics.
 
@@ -269,6 +153,7 @@ class StatisticsSink:
         chunk_size: int = 1000,
         name_for: NameFor = default_name,
         timeout: float = 30.0,
+        confirm_timeout: float = 30.0,
         backoff: Sequence[float] = (5.0, 30.0, 120.0, 600.0),
     ) -> None:
         if chunk_size < 1:
@@ -283,6 +168,7 @@ class StatisticsSink:
         self._chunk = chunk_size
         self._name_for = name_for
         self._timeout = timeout
+        self._confirm_timeout = confirm_timeout
         self._backoff = tuple(backoff) or (0.0,)
         self._lock = threading.Lock()  # guards _series and _recent
         self._sync_lock = threading.Lock()  # one sync at a time
@@ -324,9 +210,9 @@ class StatisticsSink:
         with self._sync_lock:
             try:
                 return self._sync()
-            except Exception as err:  # noqa: BLE001 - must never raise into the bridge
+            except Exception as err:
                 self._disconnect()
-                message = f"unexpected error: {_describe(err)}".replace(self._token, "***")
+                message = f"unexpected error: {describe(err)}".replace(self._token, "***")
                 log.exception("statistics: %s", message)
                 return SyncReport(pending=self._pending(), error=message)
 
@@ -340,10 +226,14 @@ class StatisticsSink:
         rows_done: dict[str, int] = {}
         calls = 0
         error: str | None = None
-        for sid, since in dirty.items():
+        for sid in dirty:
             pdl, kind = self._series[sid]
-            with self._lock:
+            with self._lock:  # from here on, a notify() is remembered in _recent
                 self._recent.pop(sid, None)
+                marked = self._state.stats_dirty_since(sid)
+            if marked is None:
+                continue
+            since = floor_hour(marked)
             while True:
                 reused = self._conn is not None  # may have died while idle: retry once
                 try:
@@ -358,7 +248,10 @@ class StatisticsSink:
                     return self._down(str(err), rows_done, calls, auth=True)
                 except HAError as err:
                     error = f"{sid}: {err}"
-                    log.error("statistics: Home Assistant rejected %s", error)
+                    if err.code == "not_confirmed":
+                        log.warning("statistics: %s; kept for the next run", error)
+                    else:
+                        log.error("statistics: Home Assistant rejected %s", error)
                     written = sent = -1
                     break
             if written < 0:
@@ -391,29 +284,67 @@ class StatisticsSink:
         }
         calls = 0
         for i in range(0, len(rows), self._chunk):
-            conn.call("recorder/import_statistics", metadata=metadata, stats=rows[i : i + self._chunk])
+            conn.call(
+                "recorder/import_statistics", metadata=metadata, stats=rows[i : i + self._chunk]
+            )
             calls += 1
+        if rows and not self._confirm(conn, sid, rows[-1]):
+            raise HAError(
+                "recorder/import_statistics", "not_confirmed",
+                f"last row not readable after {self._confirm_timeout:g} s",
+            )  # fmt: skip
         return len(rows), calls
 
     def _sum_before(self, conn: HAConnection, sid: str, since: datetime) -> float:
-        """The ``sum`` of the last row Home Assistant holds before ``since`` (0 if none)."""
-        common: dict[str, Any] = {
-            "end_time": since.isoformat(),
-            "statistic_ids": [sid],
-            "types": ["sum"],
-            "units": {"energy": "kWh"},
-        }
-        for start, period in ((since - LOOKBACK, "hour"), (EPOCH_SEARCH, "month")):
-            result = conn.call(
-                "recorder/statistics_during_period",
-                start_time=start.isoformat(),
-                period=period,
-                **common,
-            )
-            rows = [r for r in (result or {}).get(sid, []) if r.get("sum") is not None]
+        """The ``sum`` of the last row Home Assistant holds before ``since`` (0 if none).
+
+        First the hours of the last few days; if empty, monthly rows from 2000 on. Home
+        Assistant reduces a month over all its hours, past ``end_time`` too, so the month
+        holding ``since`` is searched hour by hour, and an older month gives its last sum.
+        """
+        rows = self._query(conn, sid, since - LOOKBACK, since, "hour")
+        if rows:
+            return float(rows[-1]["sum"])
+        since_ms = since.timestamp() * 1000
+        months = [r for r in self._query(conn, sid, EPOCH_SEARCH, since, "month")
+                  if r["start"] < since_ms]  # fmt: skip
+        if months and months[-1]["end"] > since_ms:
+            month_start = datetime.fromtimestamp(months.pop()["start"] / 1000, UTC)
+            rows = self._query(conn, sid, month_start, since, "hour")
             if rows:
                 return float(rows[-1]["sum"])
-        return 0.0
+        return float(months[-1]["sum"]) if months else 0.0
+
+    def _query(
+        self, conn: HAConnection, sid: str, start: datetime, end: datetime, period: str
+    ) -> list[dict[str, Any]]:
+        result = conn.call(
+            "recorder/statistics_during_period",
+            start_time=start.isoformat(),
+            end_time=end.isoformat(),
+            statistic_ids=[sid],
+            period=period,
+            types=["sum"],
+            units={"energy": "kWh"},
+        )
+        rows = (result or {}).get(sid, [])
+        return [r for r in rows if r.get("sum") is not None and r.get("start") is not None]
+
+    def _confirm(self, conn: HAConnection, sid: str, last: dict[str, Any]) -> bool:
+        """Wait until Home Assistant shows the last row written (its import is queued).
+
+        The next sync continues from what Home Assistant holds, so a statistic is marked
+        clean only once its newest row is readable with the sum just written.
+        """
+        start = datetime.fromisoformat(last["start"])
+        deadline = time.monotonic() + self._confirm_timeout
+        while True:
+            rows = self._query(conn, sid, start, start + HOUR, "hour")
+            if rows and abs(float(rows[-1]["sum"]) - last["sum"]) < 1e-6:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.1)
 
     # -- connection --------------------------------------------------------------------
 
@@ -464,16 +395,3 @@ class StatisticsSink:
 
     def _pending(self) -> tuple[str, ...]:
         return tuple(self._dirty())
-
-
-def _describe(err: BaseException) -> str:
-    text = str(err)
-    return f"{type(err).__name__}: {text}" if text else type(err).__name__
-
-
-def _safe_url(url: str) -> str:
-    """The URL without userinfo or query (where a token could hide)."""
-    parts = urllib.parse.urlsplit(url)
-    host = parts.hostname or ""
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", ""))
