@@ -73,11 +73,12 @@ def hourly(pdl: str, kind: Kind, day: date) -> list[tuple[datetime, float]]:
     return [(h.start, h.wh) for h in aggregate_hours(readings, day).hours]
 
 
-def wait_rows(conn: HAConnection, start: datetime, end: datetime, want: int) -> list[Any]:
-    """Home Assistant's import is queued in the recorder: poll until the rows are there."""
+def wait_rows(
+    conn: HAConnection, start: datetime, end: datetime, expected: list[tuple[datetime, float]]
+) -> list[Any]:
+    """Home Assistant's import is queued in the recorder: poll until the rows match."""
     deadline = time.monotonic() + 30
-    rows: list[Any] = []
-    while time.monotonic() < deadline:
+    while True:
         result = conn.call(
             "recorder/statistics_during_period",
             start_time=start.isoformat(),
@@ -86,11 +87,10 @@ def wait_rows(conn: HAConnection, start: datetime, end: datetime, want: int) -> 
             period="hour",
             types=["sum", "state"],
         )
-        rows = result.get(SID, [])
-        if len(rows) >= want:
+        rows: list[Any] = result.get(SID, [])
+        if not compare(rows, expected) or time.monotonic() > deadline:
             return rows
         time.sleep(0.5)
-    return rows
 
 
 def compare(rows: list[Any], hours: list[tuple[datetime, float]]) -> list[str]:
@@ -143,7 +143,7 @@ def main() -> int:
 
     conn = HAConnection(websocket_url(url), token, timeout=30)
     try:
-        rows = wait_rows(conn, day_bounds(first)[0], day_bounds(last)[1], len(expected))
+        rows = wait_rows(conn, day_bounds(first)[0], day_bounds(last)[1], expected)
         problems = compare(rows, expected)
         print(f"statistics_during_period: {len(rows)} hourly rows; mismatches: {len(problems)}")
         for row in rows[:2] + rows[-2:]:
@@ -157,7 +157,8 @@ def main() -> int:
 
         sink.notify(PDL, Kind.CONSUMPTION, day_bounds(first)[0])
         report = sink.sync()
-        rows2 = wait_rows(conn, day_bounds(first)[0], day_bounds(last)[1], len(expected))
+        time.sleep(2)  # let the recorder apply the rewrite before reading it back
+        rows2 = wait_rows(conn, day_bounds(first)[0], day_bounds(last)[1], expected)
         print(f"sync 3 (re-run): rows={report.rows}; identical rows: {rows2 == rows}")
         if rows2 != rows:
             failures.append("re-run changed the rows")
@@ -167,12 +168,42 @@ def main() -> int:
         sink.notify(PDL, Kind.CONSUMPTION, day_bounds(extra)[0])
         report = sink.sync()
         expected = source(PDL, Kind.CONSUMPTION, day_bounds(first)[0], day_bounds(extra)[1])
-        rows3 = wait_rows(conn, day_bounds(first)[0], day_bounds(extra)[1], len(expected))
+        rows3 = wait_rows(conn, day_bounds(first)[0], day_bounds(extra)[1], expected)
         problems = compare(rows3, expected)
         last_sum = rows3[-1]["sum"] if rows3 else None
         print(f"sync 4 (one more day): rows={report.rows}; total rows {len(rows3)}; "
               f"mismatches: {len(problems)}; last sum {last_sum}")  # fmt: skip
         failures += problems[:10]
+
+        daily = [
+            (day, kwh(sum(wh for _, wh in hourly(PDL, Kind.CONSUMPTION, day))),
+             kwh(simdata.daily_wh(PDL, Kind.CONSUMPTION, day) or 0))
+            for day in sorted(source.days)
+        ]  # fmt: skip
+        print("per day kWh (hours summed, simulator daily):", daily)
+        failures += [f"{d}: hours {h} != daily {w}" for d, h, w in daily if abs(h - w) > 0.001]
+
+        # backfill of older days, the two DST changes among them: everything from
+        # 2026-03-28 on is rewritten, sums stay continuous
+        dst_days = [date(2026, 3, 28), date(2026, 3, 29), date(2026, 10, 24), date(2026, 10, 25)]
+        source.days.update(dst_days)
+        sink.notify(PDL, Kind.CONSUMPTION, day_bounds(dst_days[0])[0])
+        report = sink.sync()
+        expected = source(PDL, Kind.CONSUMPTION, day_bounds(dst_days[0])[0], day_bounds(extra)[1])
+        rows5 = wait_rows(conn, day_bounds(dst_days[0])[0], day_bounds(extra)[1], expected)
+        problems = compare(rows5, expected)
+        per_day: dict[str, list[str]] = {}
+        for row in rows5:
+            iso = local_iso(datetime.fromtimestamp(row["start"] / 1000, UTC))
+            per_day.setdefault(iso[:10], []).append(iso[11:])
+        print(f"sync 5 (backfill with DST days): rows={report.rows}; total rows {len(rows5)}; "
+              f"mismatches: {len(problems)}; rows per day "
+              f"{ {d: len(v) for d, v in per_day.items() if d in {'2026-03-29', '2026-10-25'}} }")  # fmt: skip
+        print("  2026-03-29:", per_day.get("2026-03-29", [])[:4])
+        print("  2026-10-25:", per_day.get("2026-10-25", [])[:5])
+        failures += problems[:10]
+        if len(per_day.get("2026-03-29", [])) != 23 or len(per_day.get("2026-10-25", [])) != 25:
+            failures.append("DST days do not have 23 and 25 rows")
 
         listed = conn.call("recorder/list_statistic_ids", statistic_type="sum")
         print("list_statistic_ids:", [m for m in listed if m["statistic_id"] == SID])

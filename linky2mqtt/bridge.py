@@ -307,9 +307,7 @@ class Bridge:
         except errors.EnedisError as exc:
             log.error("account %s: cannot list the PDLs of the token: %s", account.name, exc)
             return []
-        return [MeterConfig(pdl=p, name=None, steps=frozenset(Step), production=False,
-                            max_power=False, refresh=86400, backfill_day=365,
-                            backfill_hour=30, enabled=True) for p in pdls]
+        return [account.meter_for(p) for p in pdls]
 
     # -- MQTT callbacks (run on the link's worker thread, never paho's) ---------------
 

@@ -54,7 +54,10 @@ def main(argv: list[str] | None = None) -> int:
     if args_list[:1] == ["simulator"]:
         args_list = args_list[1:]
     parser = _parser()
-    args = parser.parse_args(args_list)
+    try:
+        args = parser.parse_args(args_list)
+    except SystemExit as exc:  # --help: 0, usage error: 2
+        return int(exc.code or 0)
     try:
         clock = _clock(args.now, args.speed)
         options = SimOptions(
