@@ -61,6 +61,10 @@ def make_client(simulator: Simulator) -> Any:
                 base_url=simulator.url,
             )
         kwargs.setdefault("retry", RetryPolicy(attempts=4, sleep=no_sleep))
+        # the provider's real windows, on a clock whose 1 s waits cost no real time
+        kwargs.setdefault(
+            "budget", Budget(default_windows(provider), MemoryLedger(), ManualClock())
+        )
         client = EnedisClient(settings, **kwargs)
         made.append(client)
         return client
