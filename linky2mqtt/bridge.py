@@ -25,22 +25,26 @@ from typing import Any
 
 from linky2mqtt import __version__, commands, homeassistant, topics
 from linky2mqtt.clock import SYSTEM_CLOCK, Clock
-from linky2mqtt.config import AccountConfig, Config, MeterConfig, redacted
+from linky2mqtt.config import AccountConfig, BudgetOverride, Config, MeterConfig, redacted
 from linky2mqtt.enedis import (
     Budget,
     EnedisClient,
     Priority,
     ProviderSettings,
     RetryPolicy,
+    Window,
+    aggregate_hours,
     default_windows,
     errors,
+    scopes_for,
 )
-from linky2mqtt.model import PARIS, Kind, Step
+from linky2mqtt.hastats import StatisticsSink
+from linky2mqtt.model import PARIS, Kind, Reading, Step, day_bounds
 from linky2mqtt.mqtt import Incoming, MqttLink
 from linky2mqtt.poller import MeterPoller, PollOutcome
 from linky2mqtt.publisher import Publisher
-from linky2mqtt.service import CommandService
 from linky2mqtt.scheduler import late_retry_delay, next_regular_poll
+from linky2mqtt.service import CommandService
 from linky2mqtt.store import Store
 
 log = logging.getLogger(__name__)
@@ -71,6 +75,59 @@ class Job:
 
     run: Callable[[], None]
     done: threading.Event = field(default_factory=threading.Event)
+
+
+_WINDOW_NAMES = {1.0: "second", 3600.0: "hour", 43200.0: "12h", 86400.0: "day"}
+
+
+def _window_name(seconds: float) -> str:
+    return _WINDOW_NAMES.get(float(seconds), f"{seconds:g}s")
+
+
+def _override(windows: list[Window], override: BudgetOverride | None) -> list[Window]:
+    if override is None:
+        return windows
+    wanted = {1.0: override.per_second, 3600.0: override.per_hour,
+              43200.0: override.per_12h, 86400.0: override.per_day}
+    out = {float(w.seconds): w for w in windows}
+    for seconds, limit in wanted.items():
+        if limit is not None:
+            out[seconds] = Window(seconds, limit)
+    return [out[k] for k in sorted(out)]
+
+
+def budget_windows(cfg: Config) -> dict[str, list[Window]]:
+    """The request budget of every scope: provider defaults, then per-account overrides.
+
+    ``conso`` is one scope for the whole process (the ban is per IP): an override there
+    applies to all conso accounts, the strictest limit winning.
+    """
+    spec: dict[str, list[Window]] = {}
+    for provider in ("conso", "dataconnect", "myelectricaldata"):
+        spec.update(default_windows(provider))
+    for account in cfg.accounts:
+        if account.budget is None:
+            continue
+        if account.provider == "conso":
+            merged = _override(spec["conso"], account.budget)
+            spec["conso"] = [
+                min((w for w in merged + spec["conso"] if w.seconds == m.seconds),
+                    key=lambda w: w.limit) for m in merged]
+        elif account.provider == "dataconnect":
+            spec[f"dataconnect:{account.name}"] = _override(spec["dataconnect"],
+                                                            account.budget)
+        else:
+            per_pdl = _override(spec["myelectricaldata"], account.budget)
+            for meter in account.meters:
+                spec[f"myelectricaldata:{meter.pdl}"] = [w for w in per_pdl if w.seconds > 1]
+            fast = [w for w in per_pdl if w.seconds <= 1]
+            if fast:
+                spec[f"myelectricaldata:account:{account.name}"] = fast
+    return spec
+
+
+def _path(p: object) -> str | None:
+    return None if p is None else str(p)
 
 
 def provider_settings(account: AccountConfig) -> ProviderSettings:
@@ -217,11 +274,11 @@ class AccountRunner:
             if state.late_day != today:
                 state.late_day, state.late_attempts = today, 0
             state.late_attempts += 1
-            delay = late_retry_delay(state.late_attempts, state.meter.refresh)
-            if delay is None:
+            late = late_retry_delay(state.late_attempts, state.meter.refresh)
+            if late is None:
                 state.next_due = self._regular(now, state)
             else:
-                state.next_due = now.timestamp() + delay
+                state.next_due = now.timestamp() + late
                 log.info("%s: yesterday's data is not there yet; asking again at %s", pdl,
                          datetime.fromtimestamp(state.next_due, PARIS).strftime("%H:%M"))
         else:
@@ -264,19 +321,19 @@ class Bridge:
     ) -> None:
         self.cfg = cfg
         self.clock = clock
-        self.rng = rng or random.Random()  # noqa: S311 - scheduling jitter, not crypto
+        self.rng = rng or random.Random()
         self.base = cfg.mqtt.base_topic
         self.stopping = threading.Event()
         self.store = Store(cfg.store.path)
-        self.budget = Budget(self.store, clock=clock)
+        self.budget = Budget(budget_windows(cfg), self.store, clock)
         self.retry = retry or RetryPolicy()
         m = cfg.mqtt
         self.link = MqttLink(
             m.host, m.port, client_id=m.client_id, protocol=m.protocol,
             username=m.username,
             password=m.password.reveal() if m.password else None,
-            use_tls=m.use_tls, ca_file=m.tls.ca_file, cert_file=m.tls.cert_file,
-            key_file=m.tls.key_file, insecure=m.tls.insecure,
+            use_tls=m.use_tls, ca_file=_path(m.tls.ca_file), cert_file=_path(m.tls.cert_file),
+            key_file=_path(m.tls.key_file), insecure=m.tls.insecure,
             will_topic=topics.state_topic(self.base),
             will_payload=topics.dumps(topics.bridge_state(False)),
             on_connect=self._on_connect, on_message=self._on_message,
@@ -287,8 +344,6 @@ class Bridge:
         for account in cfg.accounts:
             if not account.enabled:
                 continue
-            self.budget.configure(account.provider, account.name, default_windows(
-                account.provider, account.budget))
             client = EnedisClient(provider_settings(account), budget=self.budget,
                                   retry=self.retry, clock=clock)
             meters = [mm for mm in account.meters if mm.enabled]
@@ -299,7 +354,16 @@ class Bridge:
             for pdl in runner.meters:
                 self.meter_account[pdl] = runner
         self.commands: CommandService | None = CommandService(self) if cfg.commands else None
-        self.statistics: Any = None
+        self.statistics: StatisticsWorker | None = None
+        stats = cfg.homeassistant.statistics
+        if stats is not None:
+            series = [(pdl, kind) for pdl, r in self.meter_account.items()
+                      if Step.HOUR in r.meters[pdl].meter.steps
+                      for kind in ([Kind.CONSUMPTION, Kind.PRODUCTION]
+                                   if r.meters[pdl].meter.production else [Kind.CONSUMPTION])]
+            sink = StatisticsSink(stats.url, stats.token.reveal(), self.store, clock,
+                                  hours_source=self._hours_source, series=series)
+            self.statistics = StatisticsWorker(sink, self.stopping)
 
     def _auto_meters(self, account: AccountConfig, client: EnedisClient) -> list[MeterConfig]:
         try:
@@ -315,12 +379,10 @@ class Bridge:
         log.info("connected to the broker; publishing state and retained topics")
         self.link.publish(topics.state_topic(self.base), topics.dumps(topics.bridge_state(True)),
                           qos=1, retain=True)
-        self.publisher.retained(topics.info_topic(self.base), self.info())
+        # bridge/info goes out with the other retained topics, from the store
+        self.store.set_retained(topics.info_topic(self.base), topics.dumps(self.info()))
         if self.cfg.homeassistant.discovery:
-            self.link.subscribe(self.cfg.homeassistant.status_topic)
             self.send_discovery()
-        if self.cfg.commands:
-            self.link.subscribe(f"{self.base}/bridge/request/+")
         self.publisher.republish_all()
 
     def _on_message(self, msg: Incoming) -> None:
@@ -367,10 +429,13 @@ class Bridge:
         return topics.bridge_info(__version__, meters, redacted(self.cfg))
 
     def budget_view(self, runner: AccountRunner, pdl: str) -> dict[str, Any]:
-        try:
-            return runner.client.budget_status(pdl)
-        except Exception:  # a view must never break a status update
-            return {}
+        """Requests used against each window of the meter's budget scopes."""
+        view: dict[str, Any] = {}
+        for scope in scopes_for(runner.account.provider, runner.account.name, pdl):
+            for w in self.budget.windows(scope):
+                view[f"{scope}/{_window_name(w.seconds)}"] = {
+                    "used": self.budget.used(scope, w.seconds), "limit": w.limit}
+        return view
 
     def publish_status(self, state: MeterState, account: AccountConfig) -> None:
         runner = self.meter_account.get(state.meter.pdl)
@@ -385,7 +450,21 @@ class Bridge:
 
     def hourly_stored(self, pdl: str, kind: Kind, since_day: date) -> None:
         if self.statistics is not None:
-            self.statistics.notify(pdl, kind, since_day)
+            self.statistics.notify(pdl, kind, day_bounds(since_day)[0])
+
+    def _hours_source(self, pdl: str, kind: Kind, start: datetime,
+                      end: datetime) -> list[tuple[datetime, float]]:
+        """Hourly energy held for ``[start, end)``: what the statistics import sends."""
+        readings = self.store.readings(pdl, kind, "curve", start, end)
+        by_day: dict[date, list[Reading]] = {}
+        for r in readings:
+            by_day.setdefault(r.local_date, []).append(r)
+        out: list[tuple[datetime, float]] = []
+        for day in sorted(by_day):
+            for h in aggregate_hours(by_day[day], day).hours:
+                if start <= h.start < end:
+                    out.append((h.start, h.wh))
+        return out
 
     # -- for the command service -----------------------------------------------------
 
@@ -421,8 +500,14 @@ class Bridge:
     def start(self) -> None:
         log.info("linky2mqtt %s starting: %d account(s), %d meter(s)", __version__,
                  len(self.runners), len(self.meter_account))
+        # subscriptions made before the first connect are acknowledged before on_connect
+        if self.cfg.homeassistant.discovery:
+            self.link.subscribe(self.cfg.homeassistant.status_topic)
         if self.commands is not None:
+            self.link.subscribe(topics.request_subscription(self.base))
             self.commands.start()
+        if self.statistics is not None:
+            self.statistics.start()
         self.link.start()
         for r in self.runners:
             r.start()
@@ -437,6 +522,8 @@ class Bridge:
                         topics.dumps(topics.bridge_state(False))))
         for r in self.runners:
             r.client.close()
+        if self.statistics is not None:
+            self.statistics.stop()
         self.store.close()
         log.info("linky2mqtt stopped")
 
@@ -445,6 +532,38 @@ class Bridge:
         while not stop.wait(1.0):
             pass
         self.stop()
+
+
+class StatisticsWorker:
+    """Runs the Home Assistant statistics import in its own thread, never blocking MQTT."""
+
+    PERIOD = 600.0  # also retry what is still dirty this often
+
+    def __init__(self, sink: StatisticsSink, stopping: threading.Event) -> None:
+        self.sink = sink
+        self.stopping = stopping
+        self.wake = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="ha-statistics", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def notify(self, pdl: str, kind: Kind, since: datetime) -> None:
+        self.sink.notify(pdl, kind, since)
+        self.wake.set()
+
+    def _run(self) -> None:
+        while not self.stopping.is_set():
+            report = self.sink.sync()
+            if report.error:
+                log.warning("Home Assistant statistics: %s", report.error)
+            self.wake.wait(self.PERIOD)
+            self.wake.clear()
+
+    def stop(self) -> None:
+        self.wake.set()
+        self.thread.join(10)
+        self.sink.close()
 
 
 def today_paris(clock: Clock) -> date:

@@ -152,12 +152,15 @@ def _parse_day(text: str, what: str) -> date:
 
 
 def _fetch(cfg: Any, args: argparse.Namespace) -> int:
-    from linky2mqtt.fetch import fetch_once
+    from linky2mqtt.fetch import FetchUsageError, fetch_once
 
     start, end = _parse_day(args.start, "start"), _parse_day(args.end, "end")
     if start >= end:
         raise UsageError("--start must be before --end (end is excluded)")
-    data = fetch_once(cfg, args.pdl, args.kind, args.step, start, end)
+    try:
+        data = fetch_once(cfg, args.pdl, args.kind, args.step, start, end)
+    except FetchUsageError as exc:
+        raise UsageError(str(exc)) from None
     print(json.dumps(data, ensure_ascii=False, indent=2))
     return 0
 

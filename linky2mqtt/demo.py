@@ -93,7 +93,7 @@ def _broker(url: str | None, out: TextIO) -> Iterator[tuple[str, int, str, bool]
         broker.stop()
 
 
-def demo_config(sim_url: str, conso_token: str, host: str, port: int, protocol: str,
+def demo_config(sim_url: str, conso_token: str, host: str, port: int, *, protocol: str,
                 store: str, base: str, discovery: bool) -> str:
     return f"""
 mqtt:
@@ -184,8 +184,8 @@ def run_demo(broker: str | None = None, seconds: float | None = None,
                 tempfile.TemporaryDirectory() as tmp:
             base = DEMO_BASE if shared else "linky2mqtt"
             text = demo_config(sim.url, sim.make_conso_token([CONSUMER, PRODUCER]), host,
-                               port, protocol, str(Path(tmp) / "demo.db"), base,
-                               discovery=not shared)
+                               port, protocol=protocol, store=str(Path(tmp) / "demo.db"),
+                               base=base, discovery=not shared)
             cfg = load_text(text)
             printer = _Printer(host, port, f"{base}/#", stream)
             bridge = Bridge(cfg, stagger=0.5)
@@ -223,7 +223,7 @@ class _Printer:
 
     def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
         flag = "R" if msg.retain else " "
-        line = f"{time.strftime('%H:%M:%S')} {flag} {msg.topic}  {describe(msg.topic, msg.payload)}"
+        line = f"{time.strftime('%H:%M:%S')} {flag} {msg.topic}  {describe(msg.topic, bytes(msg.payload))}"
         with self.lock:
             print(line, file=self.out, flush=True)
 

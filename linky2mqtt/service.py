@@ -27,6 +27,7 @@ from linky2mqtt import commands
 from linky2mqtt.enedis import Priority, aggregate_hours
 from linky2mqtt.model import PARIS, Kind, Step, day_bounds
 from linky2mqtt.mqtt import Incoming
+from linky2mqtt.poller import SeriesName
 from linky2mqtt.store import Store
 
 if TYPE_CHECKING:
@@ -48,7 +49,8 @@ class StoreReadSource:
 
     def max_power_values(self, pdl: str, start: date,
                          end: date) -> dict[date, tuple[float, datetime]]:
-        return self.store.max_power_values(pdl, start, end)
+        return {d: (va, at if at is not None else day_bounds(d)[0])
+                for d, (va, at) in self.store.max_power_values(pdl, start, end).items()}
 
     def hourly(self, pdl: str, kind: Kind,
                day: date) -> tuple[list[tuple[datetime, datetime, float]], bool] | None:
@@ -122,7 +124,7 @@ class CommandService:
         def fetch_then_answer() -> None:
             now = self.bridge.clock.now()
             poller = self.bridge.poller_for(req.pdl)
-            series = "curve" if req.step is Step.HOUR else "daily"
+            series: SeriesName = "curve" if req.step is Step.HOUR else "daily"
             outcome = poller.fetch_days(req.kind, series, missing, now, Priority.COMMAND)
             message = None
             if outcome.budget_retry_at is not None:
