@@ -158,7 +158,7 @@ def _fetch(cfg: Any, args: argparse.Namespace) -> int:
     if start >= end:
         raise UsageError("--start must be before --end (end is excluded)")
     try:
-        data = fetch_once(cfg, args.pdl, args.kind, args.step, start, end)
+        data = fetch_once(cfg, args.pdl, args.kind, args.step, start=start, end=end)
     except FetchUsageError as exc:
         raise UsageError(str(exc)) from None
     print(json.dumps(data, ensure_ascii=False, indent=2))

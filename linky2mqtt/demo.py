@@ -223,7 +223,8 @@ class _Printer:
 
     def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
         flag = "R" if msg.retain else " "
-        line = f"{time.strftime('%H:%M:%S')} {flag} {msg.topic}  {describe(msg.topic, bytes(msg.payload))}"
+        text = describe(msg.topic, bytes(msg.payload))
+        line = f"{time.strftime('%H:%M:%S')} {flag} {msg.topic}  {text}"
         with self.lock:
             print(line, file=self.out, flush=True)
 

@@ -62,7 +62,7 @@ def _account_for(cfg: Config, pdl: str) -> AccountConfig:
     raise FetchUsageError(f"PDL {pdl} is not configured in any account")
 
 
-def fetch_once(cfg: Config, pdl: str, kind: str, step: str, start: date,
+def fetch_once(cfg: Config, pdl: str, kind: str, step: str, *, start: date,
                end: date) -> dict[str, Any]:
     if not PDL_RE.match(pdl):
         raise FetchUsageError(f"--pdl: expected 14 digits, got {pdl!r}")
