@@ -326,7 +326,7 @@ class Bridge:
         self.stopping = threading.Event()
         self.store = Store(cfg.store.path)
         self.budget = Budget(budget_windows(cfg), self.store, clock)
-        self.retry = retry or RetryPolicy()
+        self.retry = retry or RetryPolicy(sleep=clock.sleep)
         m = cfg.mqtt
         self.link = MqttLink(
             m.host, m.port, client_id=m.client_id, protocol=m.protocol,
