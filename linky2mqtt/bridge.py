@@ -39,18 +39,21 @@ from linky2mqtt.enedis import (
     scopes_for,
 )
 from linky2mqtt.hastats import StatisticsSink
+from linky2mqtt.health import Heartbeat, health_path
 from linky2mqtt.model import PARIS, Kind, Reading, Step, day_bounds
 from linky2mqtt.mqtt import Incoming, MqttLink
 from linky2mqtt.poller import MeterPoller, PollOutcome
 from linky2mqtt.publisher import Publisher
 from linky2mqtt.scheduler import late_retry_delay, next_regular_poll
 from linky2mqtt.service import CommandService
-from linky2mqtt.store import Store
+from linky2mqtt.store import Store, StoreError
 
 log = logging.getLogger(__name__)
 
 # After an upstream failure (outage, 5xx after retries): try again after these delays.
 FAILURE_BACKOFF = (3600.0, 2 * 3600.0, 4 * 3600.0, 8 * 3600.0)
+# The first polls of an account's meters are spread over this many seconds at most.
+START_SPREAD = 30.0
 
 
 @dataclass
@@ -154,9 +157,13 @@ class AccountRunner:
         self.wake = threading.Event()
         now = self.clock.time()
         self.meters: dict[str, MeterState] = {}
+        # First polls are spread ``stagger`` apart, over START_SPREAD seconds at most: the
+        # budget paces a big fleet anyway, and 2 s per meter would hold 1,000 meters back
+        # for over half an hour.
+        step = min(stagger, START_SPREAD / len(meters)) if meters else stagger
         for i, m in enumerate(meters):
             poller = MeterPoller(m, client, bridge.store, account=account.name)
-            self.meters[m.pdl] = MeterState(m, poller, next_due=now + i * stagger)
+            self.meters[m.pdl] = MeterState(m, poller, next_due=now + i * step)
         self.thread = threading.Thread(target=self._run, name=f"account-{account.name}",
                                        daemon=True)
 
@@ -189,7 +196,15 @@ class AccountRunner:
             for state in due:
                 if stop.is_set():
                     break
-                self.poll(state)
+                try:
+                    self.poll(state)
+                except StoreError as exc:  # disk full, read-only: say it, retry later
+                    log.error("%s: poll stopped by a store error, retried later: %s",
+                              state.meter.pdl, exc)
+                    state.last_error = str(exc)
+                    delay = FAILURE_BACKOFF[min(state.failures, len(FAILURE_BACKOFF) - 1)]
+                    state.failures += 1
+                    state.next_due = self.clock.time() + delay
             while not stop.is_set():
                 try:
                     job = self.jobs.get_nowait()
@@ -221,6 +236,7 @@ class AccountRunner:
                     state = self.meters[pdl]
                     state.last_error = "PDL not covered by the account's token"
                     self.bridge.publish_status(state, self.account)
+        found = False
         for pdl, state in self.meters.items():
             if self.bridge.stopping.is_set():
                 return
@@ -240,6 +256,10 @@ class AccountRunner:
                      payload.get("subscribed_power_kva", "?"), payload.get("tariff", "?"))
             self.bridge.publisher.retained(topics.contract_topic(self.bridge.base, pdl),
                                            payload)
+            found = True
+        if found and self.bridge.cfg.homeassistant.discovery:
+            # discovery went out at connect, before the contract was known: add its sensor
+            self.bridge.send_discovery()
 
     # -- one poll ---------------------------------------------------------------------
 
@@ -364,6 +384,9 @@ class Bridge:
             sink = StatisticsSink(stats.url, stats.token.reveal(), self.store, clock,
                                   hours_source=self._hours_source, series=series)
             self.statistics = StatisticsWorker(sink, self.stopping)
+        hb_path = health_path(cfg.store.path)
+        self.heartbeat: Heartbeat | None = (
+            Heartbeat(hb_path, lambda: self.link.connected) if hb_path else None)
 
     def _auto_meters(self, account: AccountConfig, client: EnedisClient) -> list[MeterConfig]:
         try:
@@ -433,8 +456,9 @@ class Bridge:
         view: dict[str, Any] = {}
         for scope in scopes_for(runner.account.provider, runner.account.name, pdl):
             for w in self.budget.windows(scope):
-                view[f"{scope}/{_window_name(w.seconds)}"] = {
-                    "used": self.budget.used(scope, w.seconds), "limit": w.limit}
+                name = _window_name(w.seconds)
+                key = name if name not in view else f"{scope}/{name}"
+                view[key] = {"used": self.budget.used(scope, w.seconds), "limit": w.limit}
         return view
 
     def publish_status(self, state: MeterState, account: AccountConfig) -> None:
@@ -511,9 +535,13 @@ class Bridge:
         self.link.start()
         for r in self.runners:
             r.start()
+        if self.heartbeat is not None:
+            self.heartbeat.start()
 
     def stop(self) -> None:
         self.stopping.set()
+        if self.heartbeat is not None:
+            self.heartbeat.stop()
         for r in self.runners:
             r.wake.set()
         for r in self.runners:

@@ -43,8 +43,20 @@ def _parser() -> argparse.ArgumentParser:
                         default=os.environ.get("LINKY2MQTT_CONFIG", DEFAULT_CONFIG),
                         help="configuration file (default: $LINKY2MQTT_CONFIG or config.yaml)")
 
-    with_config(sub.add_parser("run", help="run the bridge (default)"))
+    r = sub.add_parser("run", help="run the bridge (default)")
+    with_config(r)
+    r.add_argument("--clock-start", default=None, metavar="ISO",
+                   help="TEST ONLY: run on a simulated clock that read this instant (naive: "
+                        "Paris time) at --clock-anchor; needs --clock-speed")
+    r.add_argument("--clock-speed", type=float, default=None, metavar="X",
+                   help="TEST ONLY: simulated seconds per real second; needs --clock-start")
+    r.add_argument("--clock-anchor", type=float, default=None, metavar="EPOCH",
+                   help="TEST ONLY: real epoch seconds at which the simulated clock read "
+                        "--clock-start (default: now); processes given the same three "
+                        "values share one simulated timeline")
     with_config(sub.add_parser("check-config", help="validate the configuration and summarise it"))
+    with_config(sub.add_parser("healthcheck",
+                               help="exit 0 when the running bridge's heartbeat is fresh"))
     f = sub.add_parser("fetch", help="one fetch from the provider, printed as JSON")
     with_config(f)
     f.add_argument("--pdl", required=True)
@@ -67,7 +79,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     # `linky2mqtt -c x.yaml` means `linky2mqtt run -c x.yaml`
-    known = {"run", "check-config", "fetch", "simulator", "demo"}
+    known = {"run", "check-config", "fetch", "simulator", "demo", "healthcheck"}
     if not args_list or (args_list[0] not in known and args_list[0] not in
                          ("-h", "--help", "--version")):
         args_list.insert(0, "run")
@@ -83,6 +95,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "check-config":
             return _check_config(args.config)
+        if args.command == "healthcheck":
+            return _healthcheck(args.config)
         if args.command == "fetch":
             cfg = _load(args.config)
             debug = cfg.log.level == "debug"
@@ -91,9 +105,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             from linky2mqtt.demo import run_demo
 
             return run_demo(broker=args.broker, seconds=args.seconds)
+        clock = _test_clock(getattr(args, "clock_start", None),
+                            getattr(args, "clock_speed", None),
+                            getattr(args, "clock_anchor", None))
         cfg = _load(args.config)
         debug = cfg.log.level == "debug"
-        return _run(cfg)
+        return _run(cfg, clock)
     except _ConfigFailed as exc:
         print(exc.text, file=sys.stderr)
         return 2
@@ -144,6 +161,25 @@ def _check_config(path: str) -> int:
     return 0
 
 
+def _healthcheck(path: str) -> int:
+    """Docker's HEALTHCHECK: 0 healthy, 1 unhealthy (never 2, which Docker reserves)."""
+    from linky2mqtt.config import ConfigError, load
+    from linky2mqtt.health import check, health_path
+
+    try:
+        cfg = load(path)
+    except ConfigError:
+        print(f"unhealthy: invalid configuration {path}", file=sys.stderr)
+        return 1
+    beat = health_path(cfg.store.path)
+    problem = "in-memory store: no heartbeat file" if beat is None else check(beat)
+    if problem is not None:
+        print(f"unhealthy: {problem}", file=sys.stderr)
+        return 1
+    print("healthy")
+    return 0
+
+
 def _parse_day(text: str, what: str) -> date:
     try:
         return date.fromisoformat(text)
@@ -165,7 +201,32 @@ def _fetch(cfg: Any, args: argparse.Namespace) -> int:
     return 0
 
 
-def _run(cfg: Any) -> int:
+def _test_clock(start: str | None, speed: float | None, anchor: float | None) -> Any:
+    """The simulated clock of ``run --clock-start/--clock-speed`` (tests), else None."""
+    if start is None and speed is None:
+        if anchor is not None:
+            raise UsageError("--clock-anchor needs --clock-start and --clock-speed")
+        return None
+    if start is None or speed is None:
+        raise UsageError("--clock-start and --clock-speed go together")
+    import time
+    from datetime import datetime
+
+    from linky2mqtt.clock import FastClock
+    from linky2mqtt.model import PARIS
+
+    try:
+        begin = datetime.fromisoformat(start)
+    except ValueError:
+        raise UsageError(f"--clock-start: expected an ISO instant, got {start!r}") from None
+    if begin.tzinfo is None:
+        begin = begin.replace(tzinfo=PARIS)
+    if speed <= 0:
+        raise UsageError("--clock-speed must be positive")
+    return FastClock.anchored(begin, speed, time.time() if anchor is None else anchor)
+
+
+def _run(cfg: Any, clock: Any = None) -> int:
     from linky2mqtt.bridge import Bridge
 
     stop = threading.Event()
@@ -176,7 +237,7 @@ def _run(cfg: Any) -> int:
 
     signal.signal(signal.SIGTERM, _signal)
     signal.signal(signal.SIGINT, _signal)
-    bridge = Bridge(cfg)
+    bridge = Bridge(cfg) if clock is None else Bridge(cfg, clock=clock)
     bridge.run_forever(stop)
     return 0
 

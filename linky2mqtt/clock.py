@@ -3,6 +3,8 @@
 ``SystemClock`` is real time. ``FastClock`` starts at a chosen instant and runs
 ``speed`` times faster than real time (3600: one simulated hour per real second), so
 tests exercise scheduling as it really runs, without patching anything.
+``FastClock.anchored`` shares one simulated timeline between processes (a test, the
+simulator and a bridge subprocess that may be killed and restarted).
 """
 
 from __future__ import annotations
@@ -57,6 +59,18 @@ class FastClock:
         self._origin = start.timestamp()
         self._t0 = _time.monotonic()
         self.speed = speed
+
+    @classmethod
+    def anchored(cls, start: datetime, speed: float, anchor_epoch: float) -> FastClock:
+        """A clock that read ``start`` at the real epoch instant ``anchor_epoch``.
+
+        Every process built with the same three values agrees on the simulated time
+        (within the real clocks' agreement), so a bridge restarted in a new process
+        continues the same simulated timeline as the simulator and the test driving it.
+        """
+        clock = cls(start, speed)
+        clock._origin = start.timestamp() + (_time.time() - anchor_epoch) * speed
+        return clock
 
     def time(self) -> float:
         return self._origin + (_time.monotonic() - self._t0) * self.speed

@@ -14,7 +14,8 @@
 Validation rules (in this order; the first failure is the answer):
 
 1. payload at most 64 KiB, UTF-8, JSON (strict: no NaN/Infinity), an object, not nested
-   deeper than 64 levels (an empty payload counts as ``{}``);
+   deeper than 64 levels (an empty payload counts as ``{}``); a payload over 64 KiB
+   (up to 1 MiB) is still searched for a short ``transaction`` to echo in the refusal;
 2. a known command (``read``, ``refresh``, ``info``);
 3. no unknown keys (a typo such as ``"strat"`` is reported rather than ignored);
 4. per field: ``pdl`` a string of 14 digits configured in this bridge; ``kind`` one of
@@ -39,6 +40,8 @@ from linky2mqtt.model import PDL_RE, Kind, Step, day_bounds, kwh, local_iso
 
 MAX_PAYLOAD: Final = 64 * 1024
 MAX_DEPTH: Final = 64
+OVERSIZE_SCAN: Final = 1024 * 1024  # an oversized payload is still searched for its transaction
+OVERSIZE_ECHO: Final = 1024  # ... and a transaction that short is echoed
 COMMANDS: Final = ("read", "refresh", "info")
 MAX_DAYS: Final[Mapping[Step, int]] = {Step.DAY: 366, Step.MONTH: 366, Step.HOUR: 31}
 
@@ -136,7 +139,9 @@ def _parse(
 ) -> Request | Rejection:
     if len(payload) > MAX_PAYLOAD:
         return Rejection(
-            command, f"payload too large: {len(payload)} bytes, at most {MAX_PAYLOAD} (64 KiB)"
+            command,
+            f"payload too large: {len(payload)} bytes, at most {MAX_PAYLOAD} (64 KiB)",
+            _oversize_transaction(payload),
         )
     try:
         text = payload.decode("utf-8-sig")
@@ -183,6 +188,32 @@ def _parse(
         f"unknown command {_show(command)}; known commands: {', '.join(COMMANDS)}",
         transaction,
     )
+
+
+def _oversize_transaction(payload: bytes) -> object:
+    """The ``transaction`` of a payload over 64 KiB, so that even this refusal can be
+    matched to its request: only up to :data:`OVERSIZE_SCAN` bytes are parsed, and only
+    a short transaction (encoded in at most :data:`OVERSIZE_ECHO` bytes) is echoed."""
+    if len(payload) > OVERSIZE_SCAN:
+        return NO_TRANSACTION
+    try:
+        body = json.loads(
+            payload.decode("utf-8-sig"),
+            parse_constant=_reject_constant,
+            parse_float=_finite_float,
+            parse_int=_short_int,
+        )
+    except (ValueError, RecursionError):
+        return NO_TRANSACTION
+    if not isinstance(body, dict) or "transaction" not in body:
+        return NO_TRANSACTION
+    transaction = body["transaction"]
+    try:
+        if len(json.dumps(transaction, allow_nan=False)) > OVERSIZE_ECHO:
+            return NO_TRANSACTION
+    except (ValueError, RecursionError):
+        return NO_TRANSACTION
+    return transaction
 
 
 def _parse_read(

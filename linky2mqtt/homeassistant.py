@@ -55,7 +55,10 @@ class MeterInfo:
 
     @property
     def display_name(self) -> str:
-        return self.name or f"Linky {self.pdl}"
+        # the configuration defaults a meter's name to its PDL: say what the device is
+        if not self.name or self.name == self.pdl:
+            return f"Linky {self.pdl}"
+        return self.name
 
 
 def device_id(pdl: str) -> str:

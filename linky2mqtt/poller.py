@@ -149,6 +149,8 @@ class MeterPoller:
         for s, window, priority in plans:
             if should_stop():
                 break
+            if (s.kind, s.series) in self.disabled:
+                continue  # refused for good by an earlier window of this poll
             try:
                 result = self._fetch(s, window, priority)
             except errors.BudgetExhausted as exc:
@@ -233,6 +235,7 @@ class MeterPoller:
             self.disabled.add((s.kind, s.series))
             log.warning("%s: %s refused by the provider for good: %s",
                         self.pdl, s.label, _describe(exc))
+            return  # a fact about the meter, not a failure of the poll
         else:
             # Before activation or beyond the history limit: these days will never come.
             d = window[0]

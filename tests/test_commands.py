@@ -279,6 +279,11 @@ def test_oversized_payload() -> None:
     assert parse("read", body) == Rejection(
         "read", f"payload too large: {len(body)} bytes, at most 65536 (64 KiB)"
     )
+    # a short transaction is still echoed in the refusal
+    big = json.dumps({"transaction": "t-1", "pdl": "x" * MAX_PAYLOAD}).encode()
+    assert parse("read", big) == Rejection(
+        "read", f"payload too large: {len(big)} bytes, at most 65536 (64 KiB)", "t-1"
+    )
     # exactly 64 KiB is still read
     padded = b'{"transaction":"' + b"x" * (MAX_PAYLOAD - 18) + b'"}'
     assert len(padded) == MAX_PAYLOAD

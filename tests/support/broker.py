@@ -47,7 +47,8 @@ class Mosquitto:
             f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
         )
         # as root, mosquitto would switch to its own user and lose access to tmp_path
-        user = "user root\n" if os.geteuid() == 0 else ""
+        needs_user = os.geteuid() == 0 and "user " not in self.extra_conf
+        user = "user root\n" if needs_user else ""
         self.conf.write_text(
             f"{user}persistence false\nlog_dest file {self.log}\nlog_type error\n"
             f"log_type warning\nlog_type notice\n{body}"
