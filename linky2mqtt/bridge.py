@@ -13,6 +13,7 @@ Threads (each a daemon, all stopped by :meth:`Bridge.stop`):
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import queue
@@ -42,9 +43,15 @@ from linky2mqtt.hastats import StatisticsSink
 from linky2mqtt.health import Heartbeat, health_path
 from linky2mqtt.model import PARIS, Kind, Reading, Step, day_bounds
 from linky2mqtt.mqtt import Incoming, MqttLink
-from linky2mqtt.poller import MeterPoller, PollOutcome
+from linky2mqtt.poller import MeterPoller, PollOutcome, SeriesName, meter_series
 from linky2mqtt.publisher import Publisher
-from linky2mqtt.scheduler import late_retry_delay, next_regular_poll
+from linky2mqtt.scheduler import (
+    PUBLISHED_FROM,
+    first_poll_of_day,
+    late_retry_delay,
+    next_regular_poll,
+    yesterday_published,
+)
 from linky2mqtt.service import CommandService
 from linky2mqtt.store import Store, StoreError
 
@@ -83,8 +90,15 @@ class Job:
 _WINDOW_NAMES = {1.0: "second", 3600.0: "hour", 43200.0: "12h", 86400.0: "day"}
 
 
+# Upstream counts a request when it arrives, we when we send it: a one-second window is
+# paced over 1 + SHORT_WINDOW_MARGIN seconds so that transport jitter never lands one
+# request too many inside the upstream's second (a 429 costs seconds of back-off).
+SHORT_WINDOW_MARGIN = 0.05
+
+
 def _window_name(seconds: float) -> str:
-    return _WINDOW_NAMES.get(float(seconds), f"{seconds:g}s")
+    key = 1.0 if seconds == 1.0 + SHORT_WINDOW_MARGIN else float(seconds)
+    return _WINDOW_NAMES.get(key, f"{seconds:g}s")
 
 
 def _override(windows: list[Window], override: BudgetOverride | None) -> list[Window]:
@@ -126,7 +140,8 @@ def budget_windows(cfg: Config) -> dict[str, list[Window]]:
             fast = [w for w in per_pdl if w.seconds <= 1]
             if fast:
                 spec[f"myelectricaldata:account:{account.name}"] = fast
-    return spec
+    return {scope: [Window(1.0 + SHORT_WINDOW_MARGIN, w.limit) if w.seconds == 1.0 else w
+                    for w in windows] for scope, windows in spec.items()}
 
 
 def _path(p: object) -> str | None:
@@ -163,7 +178,10 @@ class AccountRunner:
         step = min(stagger, START_SPREAD / len(meters)) if meters else stagger
         for i, m in enumerate(meters):
             poller = MeterPoller(m, client, bridge.store, account=account.name)
-            self.meters[m.pdl] = MeterState(m, poller, next_due=now + i * step)
+            poller.before_save = functools.partial(self._before_save, m.pdl)
+            poller.on_stored = functools.partial(self._stored, m.pdl)
+            self.meters[m.pdl] = MeterState(m, poller, next_due=now + i * step,
+                                            last_success=_last_success(bridge, m.pdl))
         self.thread = threading.Thread(target=self._run, name=f"account-{account.name}",
                                        daemon=True)
 
@@ -185,6 +203,7 @@ class AccountRunner:
 
     def _run(self) -> None:
         try:
+            self._reconcile()
             self._introduce()
         except Exception:  # never let the introduction kill the account
             log.exception("account %s: start-up checks failed", self.account.name)
@@ -196,15 +215,17 @@ class AccountRunner:
             for state in due:
                 if stop.is_set():
                     break
+                if state.next_due > self.clock.time():
+                    continue  # postponed by another meter's failure (upstream down)
                 try:
                     self.poll(state)
                 except StoreError as exc:  # disk full, read-only: say it, retry later
-                    log.error("%s: poll stopped by a store error, retried later: %s",
-                              state.meter.pdl, exc)
-                    state.last_error = str(exc)
                     delay = FAILURE_BACKOFF[min(state.failures, len(FAILURE_BACKOFF) - 1)]
                     state.failures += 1
                     state.next_due = self.clock.time() + delay
+                    state.last_error = str(exc)
+                    log.error("%s: poll stopped by a store error, retried later: %s",
+                              state.meter.pdl, exc)
             while not stop.is_set():
                 try:
                     job = self.jobs.get_nowait()
@@ -223,6 +244,30 @@ class AccountRunner:
             if self.jobs.empty():
                 self.clock.wait(self.wake, min(wait, 6 * 3600.0))
             self.wake.clear()
+
+    def _reconcile(self) -> None:
+        """Retained values that lag the store (a crash after a commit) go out again."""
+        for pdl, state in self.meters.items():
+            for s in meter_series(state.meter):
+                if s.series == "daily":
+                    self.bridge.publisher.reconcile_daily(pdl, s.kind, self.clock.now())
+
+    def _before_save(self, pdl: str, kind: Kind, series: SeriesName, days: set[date]) -> None:
+        if series == "curve":
+            self.bridge.publisher.mark_curve(pdl, kind, days)
+
+    def _stored(  # noqa: PLR0917 - the shape of MeterPoller.on_stored, pdl bound first
+            self, pdl: str, kind: Kind, series: SeriesName, fetched: set[date],
+            changed: set[date], now: datetime) -> None:
+        """Readings of one window were committed: publish what follows, at once."""
+        pub = self.bridge.publisher
+        if series == "daily":
+            if changed:
+                pub.daily_changed(pdl, kind, changed, now)
+        else:
+            pub.curve_stored(pdl, kind, fetched, changed)
+            if changed:
+                self.bridge.hourly_stored(pdl, kind, min(changed))
 
     def _introduce(self) -> None:
         """Log which PDLs the credentials cover and the contract details, once at start."""
@@ -290,6 +335,16 @@ class AccountRunner:
             delay = FAILURE_BACKOFF[min(state.failures, len(FAILURE_BACKOFF) - 1)]
             state.failures += 1
             state.next_due = now.timestamp() + delay
+            if outcome.upstream_down:
+                # the provider is down for the whole account: its other meters wait too
+                for other in self.meters.values():
+                    if other is not state and other.next_due < state.next_due:
+                        other.next_due = state.next_due
+        elif outcome.yesterday_missing and not outcome.fatal and not yesterday_published(now):
+            # before Enedis publishes (a start at night): ask at today's first poll
+            first = max(first_poll_of_day(today, bridge.cfg.poll_window, bridge.rng),
+                        datetime.combine(today, PUBLISHED_FROM, PARIS))
+            state.next_due = first.timestamp()
         elif outcome.yesterday_missing and not outcome.fatal:
             if state.late_day != today:
                 state.late_day, state.late_attempts = today, 0
@@ -313,17 +368,11 @@ class AccountRunner:
                                  self.bridge.rng).timestamp()
 
     def _publish_outcome(self, state: MeterState, outcome: PollOutcome, now: datetime) -> None:
-        pub = self.bridge.publisher
+        # what the poll stored was published window by window (:meth:`_stored`)
         pdl = state.meter.pdl
-        for (kind, series), days in outcome.changed.items():
-            if not days:
-                continue
-            if series == "daily":
-                pub.daily_changed(pdl, kind, days, now)
-            else:
-                pub.curve_changed(pdl, kind, days)
-                self.bridge.hourly_stored(pdl, kind, min(days))
-        state.latest_day = self.bridge.store.latest_daily_day(pdl, Kind.CONSUMPTION)
+        held = [d for d in (self.bridge.store.latest_daily_day(pdl, k)
+                            for k in (Kind.CONSUMPTION, Kind.PRODUCTION)) if d is not None]
+        state.latest_day = max(held, default=None)  # a producer has no consumption
 
 
 class Bridge:
@@ -403,7 +452,12 @@ class Bridge:
         self.link.publish(topics.state_topic(self.base), topics.dumps(topics.bridge_state(True)),
                           qos=1, retain=True)
         # bridge/info goes out with the other retained topics, from the store
-        self.store.set_retained(topics.info_topic(self.base), topics.dumps(self.info()))
+        info = topics.dumps(self.info())
+        try:
+            self.store.set_retained(topics.info_topic(self.base), info)
+        except StoreError as exc:  # disk full: still say who we are, then the rest
+            log.error("cannot record bridge/info: %s", exc)
+            self.link.publish(topics.info_topic(self.base), info, qos=1, retain=True)
         if self.cfg.homeassistant.discovery:
             self.send_discovery()
         self.publisher.republish_all()
@@ -473,6 +527,8 @@ class Bridge:
         self.publisher.retained(topics.status_topic(self.base, state.meter.pdl), payload)
 
     def hourly_stored(self, pdl: str, kind: Kind, since_day: date) -> None:
+        if self.commands is not None:
+            self.commands.curve_changed(pdl, kind, since_day)
         if self.statistics is not None:
             self.statistics.notify(pdl, kind, day_bounds(since_day)[0])
 
@@ -592,6 +648,17 @@ class StatisticsWorker:
         self.wake.set()
         self.thread.join(10)
         self.sink.close()
+
+
+def _last_success(bridge: Bridge, pdl: str) -> datetime | None:
+    """The last success of the previous run, from the retained status (kept across restarts,
+    so that Home Assistant's "Last success" does not turn unknown after a restart)."""
+    body = bridge.store.get_retained(topics.status_topic(bridge.base, pdl))
+    try:
+        text = json.loads(body)["last_success"] if body else None
+        return datetime.fromisoformat(text) if isinstance(text, str) else None
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 def today_paris(clock: Clock) -> date:

@@ -18,7 +18,7 @@ from datetime import date, datetime, timedelta
 from typing import Literal
 
 from linky2mqtt.config import MeterConfig
-from linky2mqtt.enedis import EnedisClient, FetchResult, Priority, errors
+from linky2mqtt.enedis import EnedisClient, FetchResult, Priority, errors, is_transient
 from linky2mqtt.model import PARIS, Kind, Step, day_bounds
 from linky2mqtt.scheduler import (
     CURVE_DAYS_PER_CALL,
@@ -26,6 +26,7 @@ from linky2mqtt.scheduler import (
     MAX_GAP_ATTEMPTS,
     plan_windows,
     wanted_days,
+    yesterday_published,
 )
 from linky2mqtt.store import Store
 
@@ -73,6 +74,7 @@ class PollOutcome:
     budget_retry_at: float | None = None
     left: int = 0  # days still wanted after this poll (backfill progress)
     done: int = 0
+    upstream_down: bool = False  # the error was transient (5xx, 429, no answer): retry later
 
 
 class MeterPoller:
@@ -96,6 +98,12 @@ class MeterPoller:
         # days asked and found empty today: not asked again before tomorrow (memory only)
         self._asked_empty: dict[tuple[Kind, SeriesName], set[date]] = {}
         self._asked_on: date | None = None
+        # Hooks set by the bridge: ``before_save(kind, series, days)`` runs before fetched
+        # readings are committed (to record that they are to be published, crash-safe);
+        # ``on_stored(kind, series, days_fetched, days_changed, now)`` right after.
+        self.before_save: Callable[[Kind, SeriesName, set[date]], None] | None = None
+        self.on_stored: Callable[[Kind, SeriesName, set[date], set[date], datetime],
+                                 None] | None = None
 
     @property
     def pdl(self) -> str:
@@ -137,6 +145,9 @@ class MeterPoller:
             if (s.kind, s.series) in self.disabled:
                 continue
             missing = self.missing_days(s, today)
+            if not yesterday_published(now):
+                # asking before Enedis publishes it only spends quota on a 404
+                missing = [d for d in missing if d != yesterday]
             per_call = CURVE_DAYS_PER_CALL if s.series == "curve" else DAILY_DAYS_PER_CALL
             for window in plan_windows(missing, per_call):
                 fresh = window[0] <= yesterday < window[1]
@@ -165,6 +176,7 @@ class MeterPoller:
                 continue
             except errors.EnedisError as exc:
                 outcome.error = _describe(exc)
+                outcome.upstream_down = is_transient(exc)
                 break
             outcome.requests_windows += 1
             outcome.done += (window[1] - window[0]).days
@@ -207,10 +219,17 @@ class MeterPoller:
 
     def _absorb(self, s: Series, window: tuple[date, date], result: FetchResult,
                 now: datetime, outcome: PollOutcome) -> None:
+        fetched_days = {r.local_date for r in result.readings}
+        if self.before_save is not None and fetched_days:
+            self.before_save(s.kind, s.series, fetched_days)
         changed = self.store.save_readings(result.readings)
         days = outcome.changed.setdefault((s.kind, s.series), set())
         for r in changed:
             days.add(r.local_date)
+        if self.on_stored is not None and fetched_days:
+            # published window by window, not at the end of a long backfill
+            self.on_stored(s.kind, s.series, fetched_days, {r.local_date for r in changed},
+                           now)
         # A day of the window that is still not complete counts as a gap attempt.
         start, end = window
         if s.series == "daily":

@@ -28,6 +28,8 @@ from linky2mqtt.store import Store
 log = logging.getLogger(__name__)
 
 DAY_KINDS = (Kind.CONSUMPTION, Kind.PRODUCTION)
+# Payload of a pending-batch mark: "this day's batch is to be built and published".
+TO_PUBLISH = b""
 
 
 class Publisher:
@@ -77,6 +79,9 @@ class Publisher:
             self._send(topic, body, retain=True)
         pending = self.store.pending_batch_entries()
         for topic, key, body in pending:
+            if body == TO_PUBLISH:
+                self._publish_marked(topic, key)
+                continue
             self._send(topic, body, retain=False,
                        on_ack=_acker(self.store, topic, key, body))
         log.info("republished %d retained topics and %d pending hourly batches",
@@ -120,6 +125,54 @@ class Publisher:
                 # an older month completed or corrected late: seen once, then the
                 # current month is the retained value again
                 self._send(month_topic, topics.dumps(payload), retain=False)
+
+    def mark_curve(self, pdl: str, kind: Kind, days: Iterable[date]) -> None:
+        """Before curve readings of ``days`` are committed: remember that their batches are
+        to be published, so that a crash between the commit and the publication loses
+        nothing (:meth:`republish_all` builds them from the store)."""
+        topic = topics.meter_topic(self.base, pdl, kind, "hour")
+        for day in sorted(set(days)):
+            self.store.add_pending_batch(topic, day.isoformat(), TO_PUBLISH)
+
+    def curve_stored(self, pdl: str, kind: Kind, fetched: Iterable[date],
+                     changed: Iterable[date]) -> None:
+        """After the commit: publish the days that changed, drop the other marks."""
+        changed = set(changed)
+        self.curve_changed(pdl, kind, changed)
+        topic = topics.meter_topic(self.base, pdl, kind, "hour")
+        for day in set(fetched) - changed:
+            self.store.ack_batch(topic, day.isoformat(), TO_PUBLISH)
+
+    def _publish_marked(self, topic: str, key: str) -> None:
+        pdl, kind_name = topic[len(self.base) + 1:].split("/")[:2]
+        try:
+            kind, day = Kind(kind_name), date.fromisoformat(key)
+        except ValueError:
+            self.store.ack_batch(topic, key, TO_PUBLISH)
+            return
+        self.store.ack_batch(topic, key, TO_PUBLISH)
+        self.curve_changed(pdl, kind, [day])
+
+    def reconcile_daily(self, pdl: str, kind: Kind, now: datetime) -> None:
+        """At start: publish the day/month (or max power) values when the retained ones lag
+        the store (a crash between a commit and its publication)."""
+        latest = self.store.latest_daily_day(pdl, kind)
+        if latest is None:
+            return
+        if kind is Kind.MAX_POWER:
+            if self._retained_date(topics.max_power_topic(self.base, pdl)) != latest:
+                self._publish_max_power(pdl, latest)
+            return
+        if self._retained_date(topics.meter_topic(self.base, pdl, kind, "day")) != latest:
+            self.daily_changed(pdl, kind, [latest], now)
+            return
+        first = latest.replace(day=1)
+        nxt = date(first.year + (first.month == 12), first.month % 12 + 1, 1)
+        month = topics.month_payload(pdl, f"{first:%Y-%m}",
+                                     self.store.daily_values(pdl, kind, first, nxt), latest)
+        month_topic = topics.meter_topic(self.base, pdl, kind, "month")
+        if self.store.get_retained(month_topic) != topics.dumps(month):
+            self.retained(month_topic, month)
 
     def curve_changed(self, pdl: str, kind: Kind, days: Iterable[date]) -> None:
         """Curve points of ``days`` were stored: one hourly batch per day, oldest first."""

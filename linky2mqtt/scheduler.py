@@ -23,6 +23,8 @@ CURVE_DAYS_PER_CALL = 7
 DAILY_DAYS_PER_CALL = 365
 # A day that came back empty is asked again on later days, this many times in all.
 MAX_GAP_ATTEMPTS = 5
+# Enedis publishes day D from about 08:00 (Europe/Paris) on D+1: not asked before.
+PUBLISHED_FROM = time(8, 0)
 # When yesterday is not there yet at the first poll: ask again later the same day.
 LATE_RETRY_DELAYS = (2 * 3600.0, 4 * 3600.0)
 
@@ -95,3 +97,8 @@ def late_retry_delay(attempt: int, refresh: int) -> float | None:
     if attempt < 1 or attempt > len(LATE_RETRY_DELAYS):
         return None
     return min(LATE_RETRY_DELAYS[attempt - 1], float(max(3600, refresh)))
+
+
+def yesterday_published(now: datetime) -> bool:
+    """Whether yesterday's data may be there at ``now`` (from 08:00 Paris time)."""
+    return now.astimezone(PARIS).time() >= PUBLISHED_FROM

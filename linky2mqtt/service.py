@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
@@ -36,13 +37,28 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 QUEUE_LIMIT = 256
+# Requests handed to account threads (reads that need upstream data, refreshes) and not
+# answered yet; beyond this, new ones are refused at once rather than queued without limit.
+UPSTREAM_LIMIT = 64
+
+
+HourlyDay = tuple[list[tuple[datetime, datetime, float]], bool]
 
 
 class StoreReadSource:
-    """:class:`commands.ReadSource` over the SQLite store."""
+    """:class:`commands.ReadSource` over the SQLite store.
 
-    def __init__(self, store: Store) -> None:
+    The clock hours of *complete* days are kept in memory (least recently used first out,
+    at most ``cache_days`` days), so that reading a month of hourly data again costs no
+    aggregation; :meth:`forget` drops days whose load curve changed in the store.
+    """
+
+    def __init__(self, store: Store, cache_days: int = 4096) -> None:
         self.store = store
+        self.cache_days = cache_days
+        self._hours: OrderedDict[tuple[str, Kind, date], list[tuple[datetime, datetime, float]]]
+        self._hours = OrderedDict()
+        self._lock = threading.Lock()
 
     def daily_values(self, pdl: str, kind: Kind, start: date, end: date) -> dict[date, float]:
         return self.store.daily_values(pdl, kind, start, end)
@@ -52,14 +68,32 @@ class StoreReadSource:
         return {d: (va, at if at is not None else day_bounds(d)[0])
                 for d, (va, at) in self.store.max_power_values(pdl, start, end).items()}
 
-    def hourly(self, pdl: str, kind: Kind,
-               day: date) -> tuple[list[tuple[datetime, datetime, float]], bool] | None:
+    def hourly(self, pdl: str, kind: Kind, day: date) -> HourlyDay | None:
+        key = (pdl, kind, day)
+        with self._lock:
+            held = self._hours.get(key)
+            if held is not None:
+                self._hours.move_to_end(key)
+                return held, True
         start, end = day_bounds(day)
         readings = self.store.readings(pdl, kind, "curve", start, end)
         if not readings:
             return None
         h = aggregate_hours(readings, day)
-        return [(x.start, x.end, x.wh) for x in h.hours], h.complete
+        hours = [(x.start, x.end, x.wh) for x in h.hours]
+        if h.complete:
+            with self._lock:
+                self._hours[key] = hours
+                while len(self._hours) > self.cache_days:
+                    self._hours.popitem(last=False)
+        return hours, h.complete
+
+    def forget(self, pdl: str, kind: Kind, since: date) -> None:
+        """The load curve of ``pdl``/``kind`` changed in the store from ``since`` on."""
+        with self._lock:
+            for key in [k for k in self._hours if k[0] == pdl and k[1] is kind
+                        and k[2] >= since]:
+                del self._hours[key]
 
 
 class CommandService:
@@ -68,10 +102,16 @@ class CommandService:
         self.base = bridge.base
         self.source = StoreReadSource(bridge.store)
         self.queue: queue.Queue[Incoming] = queue.Queue(QUEUE_LIMIT)
+        self._upstream_lock = threading.Lock()
+        self._upstream_pending = 0
         self.thread = threading.Thread(target=self._run, name="commands", daemon=True)
 
     def start(self) -> None:
         self.thread.start()
+
+    def curve_changed(self, pdl: str, kind: Kind, since: date) -> None:
+        """The store's load curve of ``pdl``/``kind`` changed from ``since`` on (a poll)."""
+        self.source.forget(pdl, kind, since)
 
     def submit(self, msg: Incoming) -> None:
         try:
@@ -114,18 +154,53 @@ class CommandService:
         else:
             self._refresh(msg, req)
 
+    def _take_upstream_slot(self, msg: Incoming, command: str, transaction: object) -> bool:
+        """Reserve room for one request handed to an account thread, or refuse it."""
+        with self._upstream_lock:
+            if self._upstream_pending < UPSTREAM_LIMIT:
+                self._upstream_pending += 1
+                return True
+        self._answer(msg, command, commands.error(
+            command, f"too many requests are waiting for upstream data ({UPSTREAM_LIMIT}); "
+            "try again once they are answered", transaction))
+        return False
+
+    def _release_upstream_slot(self) -> None:
+        with self._upstream_lock:
+            self._upstream_pending -= 1
+
     def _read(self, msg: Incoming, req: commands.ReadRequest) -> None:
-        missing = commands.missing_days(req, self.source)
-        if not missing:
+        if not commands.missing_days(req, self.source):
             data = commands.build_read_data(req, self.source)
             self._answer(msg, "read", commands.ok("read", data, req.transaction))
             return
+        if not self._take_upstream_slot(msg, "read", req.transaction):
+            return
 
         def fetch_then_answer() -> None:
+            try:
+                answer = fetch()
+            except Exception as exc:
+                log.exception("read of %s failed", req.pdl)
+                answer = commands.error("read", f"the read failed: {type(exc).__name__}",
+                                        req.transaction)
+            finally:
+                self._release_upstream_slot()
+            self._answer(msg, "read", answer)
+
+        def fetch() -> dict[str, Any]:
+            # an earlier request may have fetched some of these days meanwhile
+            missing = commands.missing_days(req, self.source)
+            if not missing:
+                return commands.ok("read", commands.build_read_data(req, self.source),
+                                   req.transaction)
             now = self.bridge.clock.now()
             poller = self.bridge.poller_for(req.pdl)
             series: SeriesName = "curve" if req.step is Step.HOUR else "daily"
             outcome = poller.fetch_days(req.kind, series, missing, now, Priority.COMMAND)
+            for (kind, changed_series), changed in outcome.changed.items():
+                if changed_series == "curve" and changed:
+                    self.source.forget(req.pdl, kind, min(changed))
             message = None
             if outcome.budget_retry_at is not None:
                 left = commands.missing_days(req, self.source)
@@ -134,7 +209,7 @@ class CommandService:
             elif outcome.error is not None:
                 message = f"some days could not be fetched: {outcome.error}"
             data = commands.build_read_data(req, self.source, message=message)
-            self._answer(msg, "read", commands.ok("read", data, req.transaction))
+            return commands.ok("read", data, req.transaction)
 
         self.bridge.run_on_account(req.pdl, fetch_then_answer)
 
@@ -146,19 +221,26 @@ class CommandService:
 
         def one(pdl: str) -> Callable[[], None]:
             def run() -> None:
-                self.bridge.poll_meter_now(pdl)
-                with lock:
-                    polled.append(pdl)
-                    left[0] -= 1
-                    done = left[0] == 0
-                if done:
-                    self._answer(msg, "refresh", commands.ok(
-                        "refresh", {"polled": sorted(polled)}, req.transaction))
+                try:
+                    self.bridge.poll_meter_now(pdl)
+                    with lock:
+                        polled.append(pdl)
+                finally:
+                    with lock:
+                        left[0] -= 1
+                        done = left[0] == 0
+                    if done:
+                        self._release_upstream_slot()
+                        self._answer(msg, "refresh", commands.ok(
+                            "refresh", {"polled": sorted(polled)}, req.transaction))
             return run
 
         if not pdls:
             self._answer(msg, "refresh", commands.ok("refresh", {"polled": []},
                                                      req.transaction))
+            return
+        if not self._take_upstream_slot(msg, "refresh", req.transaction):
+            return
         for pdl in pdls:
             self.bridge.run_on_account(pdl, one(pdl))
 
@@ -168,7 +250,7 @@ class CommandService:
         body = commands.encode(answer)
         link = self.bridge.link
         link.publish(commands.response_topic(self.base, command), body, qos=1, retain=False)
-        if msg.response_topic:
+        if msg.response_topic and not any(c in msg.response_topic for c in "+#\0"):
             props: dict[str, Any] = {"content_type": "application/json"}
             if msg.correlation_data is not None:
                 props["correlation_data"] = msg.correlation_data

@@ -22,6 +22,7 @@ from tests.support.bridge import (
     account_yaml,
     batches_by_date,
     config_yaml,
+    data_requests,
     days_back,
     latest_day,
     truth_day_kwh,
@@ -136,6 +137,7 @@ def test_three_providers_publish_exact_values(simulator: Simulator, broker: Mosq
     try:
         expected = {f"l2m/{pdl}/{kind.value}/{step}" for pdl, kinds in KINDS.items()
                     for kind in kinds for step in ("day", "month")}
+        expected |= {f"l2m/{pdl}/status" for pdl in KINDS}
         expected |= {"l2m/bridge/state", f"l2m/{SELF}/max_power/day"}
         retained = late.wait_for(
             lambda ms: {m.topic: m for m in ms if m.retain} if expected <= {
@@ -185,11 +187,11 @@ def test_three_providers_publish_exact_values(simulator: Simulator, broker: Mosq
     # requests: the lower bound, per kind and PDL
     by = simulator.stats()["by"]
     assert not [b for b in by if b["status"] != 200 and b["pdl"] != PRODUCER], by
+    # the producer's consumption: refused once per series, then never asked again
+    assert data_requests(simulator, PRODUCER, status=400) == 2
+    assert data_requests(simulator, SELF, "max_power") == 1
     for pdl, kinds in KINDS.items():
-        curve_calls = sum(b["count"] for b in by if b["pdl"] == pdl
-                          and "curve" in b["endpoint"] and b["status"] == 200)
-        daily_calls = sum(b["count"] for b in by if b["pdl"] == pdl
-                          and "daily" in b["endpoint"] and "power" not in b["endpoint"]
-                          and b["status"] == 200)
+        curve_calls = data_requests(simulator, pdl, "curve")
+        daily_calls = data_requests(simulator, pdl, "daily")
         assert curve_calls == len(kinds) * math.ceil(BACKFILL_HOUR / 7), (pdl, by)
         assert daily_calls == len(kinds) * math.ceil(BACKFILL_DAY / 365), (pdl, by)

@@ -17,7 +17,6 @@ import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import jinja2
 import pytest
@@ -47,21 +46,9 @@ class FixedDelay(random.Random):
 
 def config(broker: Broker, sim: Simulator, store: Path, pdls: list[str], *,
            discovery: bool = True) -> str:
-    meters = ""
-    if CONSUMER in pdls:
-        meters += f"""
-      - pdl: "{CONSUMER}"
-        name: House
-        steps: [day, month, hour]
-        max_power: true
-        backfill_days: {{day: 3, hour: 2}}"""
-    if PRODUCER in pdls:
-        meters += f"""
-      - pdl: "{PRODUCER}"
-        steps: [day, month]
-        production: true
-        backfill_days: {{day: 3, hour: 0}}"""
-    return f"""
+    """The consumer on a Conso API account (no contract there), the producer on a Data
+    Connect account (which tells the contract)."""
+    text = f"""
 mqtt:
   url: mqtt://{broker.host}:{broker.port}
   client_id: linky2mqtt-ha-live
@@ -72,10 +59,29 @@ store:
 accounts:
   - name: home
     provider: conso
-    token: {sim.make_conso_token([CONSUMER, PRODUCER])}
+    token: {sim.make_conso_token([CONSUMER])}
     base_url: {sim.url}
-    meters:{meters}
+    meters:
+      - pdl: "{CONSUMER}"
+        name: House
+        steps: [day, month, hour]
+        max_power: true
+        backfill_days: {{day: 3, hour: 2}}
 """
+    if PRODUCER in pdls:
+        text += f"""
+  - name: roof
+    provider: dataconnect
+    client_id: sim-client
+    client_secret: sim-secret
+    base_url: {sim.url}
+    meters:
+      - pdl: "{PRODUCER}"
+        steps: [day, month]
+        production: true
+        backfill_days: {{day: 3, hour: 0}}
+"""
+    return text
 
 
 def config_topic(pdl: str) -> str:
@@ -108,10 +114,6 @@ def _render(template: str, payload: bytes) -> str:
     return env.from_string(template).render(value_json=json.loads(payload), value=payload)
 
 
-def _is_meter_value(m: Message) -> bool:
-    return m.retain and bool(m.payload)
-
-
 def test_discovery_birth_states_and_removal(broker: Broker, simulator: Simulator,
                                             collector: Collector, tmp_path: Path) -> None:
     store = tmp_path / "store.db"
@@ -121,7 +123,8 @@ def test_discovery_birth_states_and_removal(broker: Broker, simulator: Simulator
     try:
         day_c = topics.meter_topic(B, CONSUMER, "consumption", "day")
         day_p = topics.meter_topic(B, PRODUCER, "production", "day")
-        # first the polls land (retained day values), so that the contract is known too
+        # first the polls land (retained day values) and the contract is known
+        collector.wait_topic(topics.contract_topic(B, PRODUCER), 60)
         collector.wait_topic(day_c, 60)
         collector.wait_topic(day_p, 60)
         collector.wait_topic(topics.status_topic(B, PRODUCER), 60)
@@ -135,7 +138,7 @@ def test_discovery_birth_states_and_removal(broker: Broker, simulator: Simulator
         assert configs[PRODUCER]["dev"]["name"] == f"Linky {PRODUCER}"
         assert sorted(configs[CONSUMER]["cmps"]) == [
             "consumption_day", "consumption_month", "last_error", "last_success",
-            "max_power", "subscribed_power"]
+            "max_power"]
         assert sorted(configs[PRODUCER]["cmps"]) == [
             "consumption_day", "consumption_month", "last_error", "last_success",
             "production_day", "production_month", "subscribed_power"]
@@ -170,6 +173,8 @@ def test_discovery_birth_states_and_removal(broker: Broker, simulator: Simulator
                 if "json_attributes_template" in cmp:
                     assert isinstance(json.loads(_render(cmp["json_attributes_template"],
                                                          body)), dict)
+        last_success = json.loads(snap[topics.status_topic(B, CONSUMER)].payload)[
+            "last_success"]
         day_value = json.loads(snap[day_c].payload)["value"]
         assert float(_render(configs[CONSUMER]["cmps"]["consumption_day"]["value_template"],
                              snap[day_c].payload)) == day_value
@@ -215,6 +220,11 @@ def test_discovery_birth_states_and_removal(broker: Broker, simulator: Simulator
         snap = retained_snapshot(broker, [config_topic(CONSUMER), topics.state_topic(B)])
         assert config_topic(PRODUCER) not in snap
         assert bridge.store.announced_meters() == {CONSUMER}
+        # the restarted bridge keeps the last success (HA's "Last success" stays known)
+        status = collector.wait_for(
+            lambda msgs: [m for m in msgs[n:] if m.topic == topics.status_topic(B, CONSUMER)
+                          and m.json()["last_poll"] is not None], 30, what="status after restart")
+        assert status[-1].json()["last_success"] == last_success
     finally:
         bridge.stop()
 

@@ -168,3 +168,72 @@ class BridgeProcess:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)
+
+
+def endpoint_class(endpoint: str) -> str:
+    """``daily``, ``curve``, ``max_power`` or ``other`` for a simulator stats endpoint."""
+    e = endpoint.lower()
+    if "max_power" in e or "puissance" in e or "max" in e:
+        return "max_power"
+    if "courbe" in e or "curve" in e:
+        return "curve"
+    if "quotidienne" in e or "daily" in e:
+        return "daily"
+    return "other"
+
+
+def data_requests(sim: Simulator, pdl: str | None = None,
+                  cls: str | None = None, status: int | None = 200) -> int:
+    """Data requests counted by the simulator (contract/token calls excluded)."""
+    return sum(
+        b["count"] for b in sim.stats()["by"]
+        if (pdl is None or b["pdl"] == pdl) and (status is None or b["status"] == status)
+        and endpoint_class(b["endpoint"]) != "other"
+        and (cls is None or endpoint_class(b["endpoint"]) == cls)
+    )
+
+
+class SessionCollector:
+    """An MQTT 3.1.1 subscriber with a persistent session (clean_session False, QoS 1).
+
+    With a broker that keeps sessions across its own restart, it receives every QoS 1
+    message published while it was away: what a real consumer of hourly batches sees.
+    """
+
+    def __init__(self, host: str, port: int, topic: str, client_id: str) -> None:
+        import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion
+
+        self.messages: list[Message] = []
+        self._cond = threading.Condition()
+        self.topic = topic
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
+                                  protocol=mqtt.MQTTv311, clean_session=False)
+        self.client.reconnect_delay_set(0.2, 1.0)
+        self.client.on_connect = lambda c, u, f, rc, p=None: c.subscribe(topic, qos=1)
+        self.client.on_message = self._on_message
+        self.client.connect(host, port)
+        self.client.loop_start()
+
+    def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
+        with self._cond:
+            self.messages.append(Message(msg.topic, bytes(msg.payload), bool(msg.retain),
+                                         msg.qos))
+            self._cond.notify_all()
+
+    def wait_for(self, predicate: Callable[[list[Message]], Any], timeout: float,
+                 what: str) -> Any:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                got = predicate(list(self.messages))
+                if got:
+                    return got
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"timed out waiting for {what}")
+                self._cond.wait(min(left, 0.5))
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()

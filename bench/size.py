@@ -1,0 +1,64 @@
+"""Figure 5, size: peak RSS and CPU of a bridge with many meters through its first cycle.
+
+10,000 meters (1,000 in quick mode) on Data Connect accounts of 1,000 meters each, steps
+day and hour, steady state (``backfill_days: {day: 1, hour: 1}``, contracts already in the
+store), against a simulator without quota or latency. The bridge runs in its own process
+(:mod:`bench.size_child`; the simulator stays in this one, so its CPU is not counted):
+peak RSS (``ru_maxrss``) and user+system CPU of the whole process, start-up included.
+The account budgets are raised so that only the bridge's own speed bounds the cycle.
+Goals: peak RSS under 150 MiB; CPU under 2 ms per meter-day (one day fetched per meter).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from bench.common import Row, broker, dataconnect_config, pdls
+from linky2mqtt import topics
+from linky2mqtt.config import load_text
+from linky2mqtt.simulator import SimOptions, Simulator
+from linky2mqtt.store import Store
+
+PER_ACCOUNT = 1000
+
+
+def run(quick: bool) -> list[Row]:
+    n = 1000 if quick else 10_000
+    meters = pdls(n, "4")
+    accounts = {f"a{i}": meters[i:i + PER_ACCOUNT] for i in range(0, n, PER_ACCOUNT)}
+    with broker() as mqtt, tempfile.TemporaryDirectory(prefix="bench-size-") as tmp:
+        sim = Simulator(SimOptions(port=0))
+        sim.start()
+        try:
+            text = dataconnect_config(
+                mqtt_port=mqtt.port, sim_url=sim.url, store=Path(tmp) / "s.db",
+                accounts=accounts, backfill_day=1, backfill_hour=1, per_second=100_000,
+                per_hour=1_000_000, client_id="bench-size")
+            cfg = load_text(text)
+            with Store(cfg.store.path) as store:
+                for pdl in meters:
+                    store.set_retained(topics.contract_topic(cfg.mqtt.base_topic, pdl),
+                                       b'{"pdl":"%s"}' % pdl.encode())
+            path = Path(tmp) / "config.yaml"
+            path.write_text(text)
+            proc = subprocess.run([sys.executable, "-m", "bench.size_child", str(path)],
+                                  capture_output=True, text=True, timeout=3600, check=False)
+            if proc.returncode != 0:
+                raise RuntimeError(f"size child failed: {proc.stderr[-2000:]}")
+            got = json.loads(proc.stdout.strip().splitlines()[-1])
+        finally:
+            sim.stop()
+    rss_mib = got["maxrss_kib"] / 1024
+    cpu_ms = got["cpu"] * 1000 / (n * 1)
+    note = f"{got['wall']:.0f} s wall, {got['errors']} meters in error"
+    return [
+        Row(f"size: peak RSS, {n} meters", f"{rss_mib:.0f} MiB", "150 MiB (goal)",
+            150 / rss_mib, "< 150 MiB", rss_mib < 150, note),
+        Row(f"size: CPU per meter-day, {n} meters", f"{cpu_ms:.2f} ms",
+            "2 ms (goal)", 2 / cpu_ms, "< 2 ms", cpu_ms < 2,
+            f"{got['cpu']:.1f} s CPU in all"),
+    ]
