@@ -3,27 +3,54 @@
 An echo client (paho-mqtt, MQTT 5) republishes at QoS 1 every message it receives on
 ``bench/ping`` to ``bench/pong``; the requester publishes at QoS 1 and times until its
 own message comes back, one at a time, with a payload the size of a ``read`` request.
+``nodelay=True`` runs it as the ``read`` headline does (mosquitto ``set_tcp_nodelay true``
+and TCP_NODELAY on both clients); ``False`` with mosquitto's and paho's defaults (Nagle's
+algorithm on: small replies can wait for a delayed ACK, about 40 ms a hop on Linux).
 """
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import statistics
+import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
-from bench.common import broker
+from tests.support.broker import Mosquitto, free_port
 
 
-def _client(name: str, port: int, topic: str,
-            on_message: Any) -> paho.Client:
+@contextlib.contextmanager
+def _broker(nodelay: bool) -> Iterator[Mosquitto]:
+    with tempfile.TemporaryDirectory(prefix="bench-echo-") as tmp:
+        port = free_port()
+        m = Mosquitto(Path(tmp), port, f"listener {port} 127.0.0.1\nallow_anonymous true\n"
+                      f"set_tcp_nodelay {str(nodelay).lower()}\n")
+        m.start()
+        try:
+            yield m
+        finally:
+            m.stop()
+
+
+def _client(name: str, port: int, topic: str, on_message: Any, nodelay: bool) -> paho.Client:
     c = paho.Client(CallbackAPIVersion.VERSION2, client_id=name,
                     protocol=MQTTProtocolVersion.MQTTv5)
     ready = threading.Event()
-    c.on_connect = lambda cl, *_: cl.subscribe(topic, qos=1)
+
+    def on_connect(cl: paho.Client, *_: Any) -> None:
+        sock = cl.socket()
+        if nodelay and isinstance(sock, socket.socket):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        cl.subscribe(topic, qos=1)
+
+    c.on_connect = on_connect
     c.on_subscribe = lambda *_: ready.set()
     c.on_message = on_message
     c.connect("127.0.0.1", port)
@@ -38,8 +65,8 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
 
 
-def round_trips(n: int) -> dict[str, float]:
-    """p50/p99 (ms) of ``n`` bare round trips."""
+def round_trips(n: int, nodelay: bool = True) -> dict[str, float]:
+    """p50/p99 (ms) of ``n`` bare round trips (after 10 unmeasured ones)."""
     got: dict[bytes, float] = {}
     cond = threading.Condition()
 
@@ -48,10 +75,10 @@ def round_trips(n: int) -> dict[str, float]:
             got[bytes(msg.payload)] = time.perf_counter()
             cond.notify_all()
 
-    with broker() as mqtt:
+    with _broker(nodelay) as mqtt:
         echo = _client("bench-echo", mqtt.port, "bench/ping",
-                       lambda c, u, m: c.publish("bench/pong", m.payload, qos=1))
-        req = _client("bench-ping", mqtt.port, "bench/pong", pong)
+                       lambda c, u, m: c.publish("bench/pong", m.payload, qos=1), nodelay)
+        req = _client("bench-ping", mqtt.port, "bench/pong", pong, nodelay)
         try:
             times: list[float] = []
             for i in range(n + 10):

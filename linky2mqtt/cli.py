@@ -70,7 +70,8 @@ def _parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="run the bridge against the built-in simulator")
     d.add_argument("--broker", default=None,
                    help="mqtt://host:port to use (default: localhost:1883 if it answers, "
-                        "else a private broker)")
+                        "else a private broker); 'mosquitto' or 'embedded' forces that "
+                        "private broker")
     d.add_argument("--seconds", type=float, default=None,
                    help="stop after this many seconds (default: until Ctrl-C)")
     return p

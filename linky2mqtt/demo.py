@@ -1,10 +1,12 @@
 """``linky2mqtt demo``: the real bridge against the built-in simulator, printing what it publishes.
 
-Which broker: ``--broker URL`` when given; otherwise ``localhost:1883`` when something
-answers there (the demo then uses the base topic ``linky2mqtt_demo`` and no Home
-Assistant discovery, so it cannot disturb a real installation); otherwise a private
-``mosquitto`` on a free port when the binary is installed; otherwise the embedded
-MQTT 3.1.1 broker of :mod:`linky2mqtt.demo_broker`. Nothing is needed but the package.
+Which broker: ``--broker URL`` when given (``--broker mosquitto`` / ``--broker embedded``
+force the fallbacks below, for a machine that already has a broker on 1883); otherwise
+``localhost:1883`` when something answers there (the demo then uses the base topic
+``linky2mqtt_demo`` and no Home Assistant discovery, so it cannot disturb a real
+installation); otherwise a private ``mosquitto`` on a free port when the binary is
+installed; otherwise the embedded MQTT 3.1.1 broker of :mod:`linky2mqtt.demo_broker`.
+Nothing is needed but the package.
 """
 
 from __future__ import annotations
@@ -50,20 +52,26 @@ def _free_port() -> int:
 
 @contextlib.contextmanager
 def _broker(url: str | None, out: TextIO) -> Iterator[tuple[str, int, str, bool]]:
-    """Yield (host, port, protocol, shared) for the broker the demo talks to."""
+    """Yield (host, port, protocol, shared) for the broker the demo talks to.
+
+    ``url`` may also be ``"mosquitto"`` (skip the probe of localhost:1883) or
+    ``"embedded"`` (go straight to the embedded broker), to force a fallback.
+    """
+    force = url if url in ("mosquitto", "embedded") else None
+    url = None if force else url
     if url:
         from urllib.parse import urlsplit
 
         u = urlsplit(url)
         yield (u.hostname or "localhost", u.port or 1883, "5", True)
         return
-    if _answers("127.0.0.1", 1883):
+    if force is None and _answers("127.0.0.1", 1883):
         print("demo: using the broker on localhost:1883", file=out)
         yield ("127.0.0.1", 1883, "5", True)
         return
     exe = shutil.which("mosquitto") or (
         "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
-    if exe:
+    if exe and force != "embedded":
         port = _free_port()
         with tempfile.TemporaryDirectory() as tmp:
             conf = Path(tmp) / "mosquitto.conf"

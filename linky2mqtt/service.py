@@ -8,7 +8,11 @@ error answer, never buffered without limit) and handled in order by one worker t
 * ``info`` and a ``read`` the store can answer are answered at once;
 * a ``read`` that lacks days, and ``refresh``, are handed to the meter's account thread,
   which runs them after its due polls (command priority is below the daily polls) and
-  answers when done; so a slow read never delays the next request's answer.
+  answers when done; so a slow read never delays the next request's answer. At most
+  :data:`UPSTREAM_LIMIT` of those wait at a time (more are refused with an error answer),
+  and a read checks again what is missing right before it fetches;
+* the clock hours of complete days are cached in memory (:class:`StoreReadSource`), so a
+  month of hourly data is served in a few milliseconds.
 
 Answers go to ``B/bridge/response/<command>`` (QoS 1, not retained) and, under MQTT 5,
 also to the request's ResponseTopic with its CorrelationData and content type JSON.

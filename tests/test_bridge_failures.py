@@ -16,7 +16,6 @@ from linky2mqtt.bridge import Bridge
 from linky2mqtt.config import load_text
 from linky2mqtt.model import Kind
 from linky2mqtt.simulator import Simulator
-
 from tests.support.bridge import account_yaml, config_yaml, latest_day, truth_day_kwh
 from tests.support.broker import Mosquitto
 from tests.support.mqtt_client import Collector, Message

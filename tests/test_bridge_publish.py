@@ -17,7 +17,6 @@ from linky2mqtt.bridge import Bridge
 from linky2mqtt.config import load_text
 from linky2mqtt.model import Kind, day_bounds, kwh, local_iso
 from linky2mqtt.simulator import Simulator
-
 from tests.support.bridge import (
     account_yaml,
     batches_by_date,

@@ -96,7 +96,11 @@ def retained_snapshot(broker: Broker, wanted: list[str], timeout: float = 30) ->
             seen = {m.topic: m for m in msgs if m.retain}
             return seen if all(t in seen for t in wanted) else None
 
-        result: dict[str, Message] = c.wait_for(got, timeout, what=f"retained {wanted}")
+        try:
+            result: dict[str, Message] = c.wait_for(got, timeout, what="retained topics")
+        except TimeoutError:
+            seen = {m.topic for m in c.messages if m.retain}
+            raise AssertionError(f"not retained: {sorted(set(wanted) - seen)}") from None
         return result
     finally:
         c.close()
@@ -127,7 +131,8 @@ def test_discovery_birth_states_and_removal(broker: Broker, simulator: Simulator
         collector.wait_topic(topics.contract_topic(B, PRODUCER), 60)
         collector.wait_topic(day_c, 60)
         collector.wait_topic(day_p, 60)
-        collector.wait_topic(topics.status_topic(B, PRODUCER), 60)
+        collector.wait_topic(topics.status_topic(B, PRODUCER), 60)  # the end of each poll
+        collector.wait_topic(topics.status_topic(B, CONSUMER), 60)
 
         # -- a fresh subscriber sees both device configs, retained ---------------------
         wanted = [config_topic(CONSUMER), config_topic(PRODUCER)]

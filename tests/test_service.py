@@ -43,8 +43,11 @@ pytestmark = pytest.mark.timeout(180)
 A = "12655648759651"  # consumption + production (simulator sandbox)
 B = "22516914714270"  # consumption, load curve on, no gaps
 BASE = "linky2mqtt"
-TODAY = datetime.now(PARIS).date()
-YESTERDAY = TODAY - timedelta(days=1)
+_NOW = datetime.now(PARIS)
+TODAY = _NOW.date()
+# the latest day the simulator serves: yesterday, from 08:00 Paris
+LATEST = TODAY - timedelta(days=1 if _NOW.hour >= 8 else 2)
+END = LATEST + timedelta(days=1)  # exclusive end of reads up to LATEST
 _tx = itertools.count(1)
 
 
@@ -62,7 +65,7 @@ class Env:
 def _wait_polled(c: Collector, pdls: list[str], timeout: float = 60.0) -> None:
     for pdl in pdls:
         c.wait_topic(f"{BASE}/{pdl}/status", timeout=timeout,
-                     where=lambda m: m.json().get("latest_day") == YESTERDAY.isoformat())
+                     where=lambda m: m.json().get("latest_day") == LATEST.isoformat())
 
 
 def _bridge(yaml: str, tmp: Path) -> Bridge:
@@ -179,28 +182,28 @@ def upstream(sim: Simulator) -> int:
 def test_read_from_the_store_every_step_and_kind(env: Env) -> None:
     sim, c = env.sim, env.client
     before = upstream(sim)
-    first = YESTERDAY - timedelta(days=8)
+    first = LATEST - timedelta(days=8)
     for kind in (Kind.CONSUMPTION, Kind.PRODUCTION):
-        data = read(c, A, kind.value, "day", first, TODAY)
+        data = read(c, A, kind.value, "day", first, END)
         assert data == {"pdl": A, "kind": kind.value, "step": "day", "unit": "kWh",
-                        "points": truth_day_points(sim, A, kind, first, TODAY), "missing": []}
+                        "points": truth_day_points(sim, A, kind, first, END), "missing": []}
         # two hourly days held by the backfill
-        data = read(c, A, kind.value, "hour", YESTERDAY - timedelta(days=1), TODAY)
+        data = read(c, A, kind.value, "hour", LATEST - timedelta(days=1), END)
         assert data["missing"] == []
-        assert data["points"] == (truth_hours(sim, A, kind, YESTERDAY - timedelta(days=1))
-                                  + truth_hours(sim, A, kind, YESTERDAY))
+        assert data["points"] == (truth_hours(sim, A, kind, LATEST - timedelta(days=1))
+                                  + truth_hours(sim, A, kind, LATEST))
         assert len(data["points"]) == 48
 
     # month: the backfill holds the last 40 days; one point per calendar month met
-    month_start = YESTERDAY - timedelta(days=39)
-    data = read(c, A, "consumption", "month", month_start, TODAY)
+    month_start = LATEST - timedelta(days=39)
+    data = read(c, A, "consumption", "month", month_start, END)
     assert data["missing"] == []
-    held = {d: sim.daily_wh(A, Kind.CONSUMPTION, d) for d in days(month_start, TODAY)}
+    held = {d: sim.daily_wh(A, Kind.CONSUMPTION, d) for d in days(month_start, END)}
     points = []
     first_of = month_start.replace(day=1)
-    while first_of < TODAY:
+    while first_of < END:
         nxt = (first_of + timedelta(days=32)).replace(day=1)
-        lo, hi = max(first_of, month_start), min(nxt, TODAY)
+        lo, hi = max(first_of, month_start), min(nxt, END)
         mine = [held[d] or 0 for d in days(lo, hi)]
         points.append({"month": first_of.strftime("%Y-%m"), "start": local_iso(day_bounds(lo)[0]),
                        "end": local_iso(day_bounds(hi)[0]), "value": kwh(sum(mine)),
@@ -208,9 +211,9 @@ def test_read_from_the_store_every_step_and_kind(env: Env) -> None:
         first_of = nxt
     assert data["points"] == points
 
-    data = read(c, A, "max_power", "day", first, TODAY)
+    data = read(c, A, "max_power", "day", first, END)
     expected = []
-    for d in days(first, TODAY):
+    for d in days(first, END):
         peak = sim.max_power(A, d)
         assert peak is not None
         lo, hi = day_bounds(d)
@@ -219,9 +222,9 @@ def test_read_from_the_store_every_step_and_kind(env: Env) -> None:
     assert data["points"] == expected and data["unit"] == "VA"
 
     # the dataconnect meter, from its own store rows
-    data = read(c, B, "consumption", "day", YESTERDAY - timedelta(days=9), TODAY)
+    data = read(c, B, "consumption", "day", LATEST - timedelta(days=9), END)
     assert data["points"] == truth_day_points(sim, B, Kind.CONSUMPTION,
-                                              YESTERDAY - timedelta(days=9), TODAY)
+                                              LATEST - timedelta(days=9), END)
     assert upstream(sim) == before  # all of it from the store
 
 
@@ -293,7 +296,7 @@ def test_info_is_bridge_info_plus_status(env: Env) -> None:
     assert [m["pdl"] for m in info["meters"]] == [A, B]
     for pdl in (A, B):
         assert statuses[pdl] == c.wait_topic(f"{BASE}/{pdl}/status").json()
-        assert statuses[pdl]["latest_day"] == YESTERDAY.isoformat()
+        assert statuses[pdl]["latest_day"] == LATEST.isoformat()
     # an empty payload counts as {}
     c.publish(f"{BASE}/bridge/request/info", b"")
     n = len(c.on(f"{BASE}/bridge/response/info"))
@@ -397,7 +400,7 @@ def test_mqtt5_response_topic_and_correlation_data(env: Env) -> None:
     props.ResponseTopic = "replies/node-red/1"
     props.CorrelationData = b"\x00corr-42\xff"
     body = json.dumps({"pdl": A, "kind": "consumption", "step": "day",
-                       "start": YESTERDAY.isoformat(), "end": TODAY.isoformat()})
+                       "start": LATEST.isoformat(), "end": END.isoformat()})
     c.publish(f"{BASE}/bridge/request/read", body, properties=props)
     reply = c.wait_topic("replies/node-red/1")
     assert getattr(reply.properties, "CorrelationData", None) == b"\x00corr-42\xff"
@@ -405,7 +408,7 @@ def test_mqtt5_response_topic_and_correlation_data(env: Env) -> None:
     answer = reply.json()
     assert answer["status"] == "ok" and "transaction" not in answer
     assert answer["data"]["points"] == truth_day_points(env.sim, A, Kind.CONSUMPTION,
-                                                        YESTERDAY, TODAY)
+                                                        LATEST, END)
     # the same answer on the command's own response topic, without those properties
     plain = c.wait_topic(f"{BASE}/bridge/response/read", where=lambda m: m.payload == reply.payload)
     assert getattr(plain.properties, "CorrelationData", None) is None
@@ -416,11 +419,11 @@ def test_mqtt311_client_uses_transaction(env: Env) -> None:
                     protocol=MQTTProtocolVersion.MQTTv311)
     try:
         answer = ask(old, "read", {"pdl": A, "kind": "production", "step": "day",
-                                   "start": YESTERDAY.isoformat(), "end": TODAY.isoformat()})
+                                   "start": LATEST.isoformat(), "end": END.isoformat()})
         assert answer["status"] == "ok"
         assert answer["transaction"].startswith("t")
         assert answer["data"]["points"] == truth_day_points(env.sim, A, Kind.PRODUCTION,
-                                                            YESTERDAY, TODAY)
+                                                            LATEST, END)
         answer = ask(old, "info", {})
         assert answer["status"] == "ok" and answer["data"]["schema"] == 1
     finally:
@@ -479,10 +482,10 @@ def test_fuzz_requests_are_answered_or_ignored_and_cost_nothing(env: Env) -> Non
         assert len(sent) >= 1900
         # the bridge still answers a valid read, after every fuzz request (in order)
         answer = ask(c, "read", {"pdl": A, "kind": "consumption", "step": "day",
-                                 "start": YESTERDAY.isoformat(), "end": TODAY.isoformat()},
+                                 "start": LATEST.isoformat(), "end": END.isoformat()},
                      timeout=60)
         assert answer["data"]["points"] == truth_day_points(sim, A, Kind.CONSUMPTION,
-                                                            YESTERDAY, TODAY)
+                                                            LATEST, END)
         # one answer per request (refresh answers come after their poll)
         expected = len(sent) + 1
         c.wait_for(lambda ms: len(ms) >= expected or None, timeout=60,
@@ -650,3 +653,42 @@ accounts:
         c.close()
         bridge.stop()
         sim.stop()
+
+
+# ----------------------------------------------------------------------------- hour cache
+
+
+def test_store_source_caches_complete_days_until_told_they_changed(tmp_path: Path) -> None:
+    from linky2mqtt.model import Reading
+    from linky2mqtt.service import StoreReadSource
+    from linky2mqtt.store import Store
+
+    store = Store(tmp_path / "s.db")
+    day = date(2026, 11, 2)
+    lo = day_bounds(day)[0]
+
+    def half_hours(watts: float, count: int = 48) -> list[Reading]:
+        return [Reading(A, Kind.CONSUMPTION, "PT30M", lo + timedelta(minutes=30 * i), watts)
+                for i in range(count)]
+
+    source = StoreReadSource(store, cache_days=2)
+    assert source.hourly(A, Kind.CONSUMPTION, day) is None
+    store.save_readings(half_hours(1000.0, 40))
+    got = source.hourly(A, Kind.CONSUMPTION, day)
+    assert got is not None and got[1] is False and len(got[0]) == 20  # incomplete: not kept
+    store.save_readings(half_hours(1000.0))
+    got = source.hourly(A, Kind.CONSUMPTION, day)
+    assert got is not None and got[1] is True and len(got[0]) == 24
+    first = {wh for *_, wh in got[0]}
+    assert len(first) == 1
+
+    def values() -> set[float]:
+        got = source.hourly(A, Kind.CONSUMPTION, day)
+        assert got is not None
+        return {wh for *_, wh in got[0]}
+
+    store.save_readings(half_hours(2000.0))  # corrected upstream: still cached
+    assert values() == first
+    source.forget(A, Kind.CONSUMPTION, day - timedelta(days=1))
+    assert values() == {2 * x for x in first}
+    store.close()

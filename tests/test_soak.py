@@ -320,7 +320,9 @@ def test_soak_35_days(tmp_path: Path, broker: Mosquitto,
         for c in collectors:
             c.close()
 
-    first_day = START.date() - timedelta(days=1)  # yesterday at the first poll
+    # the day of each meter's first poll (a process start takes real time: hours simulated)
+    first_poll = {pdl: min(datetime.fromtimestamp(r[0], PARIS).date() for r in seen
+                           if r[2] == pdl) for pdl in METERS}
     last_day = END.date() - timedelta(days=1)
     late_days = {GAP_DAY}  # arrives after a newer day: day topic never moves back
     days_checked = batches = retained_checked = 0
@@ -331,7 +333,7 @@ def test_soak_35_days(tmp_path: Path, broker: Mosquitto,
             day_msgs: dict[str, set[float]] = {}
             for p in _payloads(messages, f"{base}/day"):
                 day_msgs.setdefault(p["date"], set()).add(p["value"])
-            for d in _days(first_day, last_day + timedelta(days=1)):
+            for d in _days(first_poll[pdl] - timedelta(days=1), last_day + timedelta(days=1)):
                 if (pdl, d) in late_days:
                     continue
                 wh = sim.daily_wh(pdl, kind, d)
@@ -344,13 +346,13 @@ def test_soak_35_days(tmp_path: Path, broker: Mosquitto,
             for p in _payloads(messages, f"{base}/hour"):
                 if p["complete"]:
                     got.setdefault(p["date"], []).append(p)
-            for d in _days(START.date() - timedelta(days=BACKFILL_HOUR), last_day
-                           + timedelta(days=1)):
+            for d in _days(first_poll[pdl] - timedelta(days=BACKFILL_HOUR),
+                           last_day + timedelta(days=1)):
                 assert d.isoformat() in got, f"{pdl} {kind.value} hourly batch {d} never came"
-                wh, hours = _curve_day_wh(sim, pdl, kind, d)
+                curve_wh, hours = _curve_day_wh(sim, pdl, kind, d)
                 p = got[d.isoformat()][-1]
                 assert len(p["points"]) == hours, (pdl, d, len(p["points"]))
-                assert sum(x["value"] for x in p["points"]) == pytest.approx(wh / 1000,
+                assert sum(x["value"] for x in p["points"]) == pytest.approx(curve_wh / 1000,
                                                                             abs=1e-6)
                 batches += 1
             # October: published complete with its exact sum
@@ -391,12 +393,12 @@ def test_soak_35_days(tmp_path: Path, broker: Mosquitto,
     # data appears: the first poll covers the backfill in ceil(backfill / days per call)
     # calls (yesterday included); then one call per later day; each day that comes late
     # costs one more call for each series it hides (asked once missing, once there).
-    days_after_first = (END.date() - START.date()).days  # daily polls after the first
     series = [(p, k, s) for p, ks in METERS.items() for k in ks for s in ("daily", "curve")]
     lower = 0
     for pdl, _kind, s in series:
         per_call = DAILY_DAYS_PER_CALL if s == "daily" else CURVE_DAYS_PER_CALL
         backfill = BACKFILL_DAY if s == "daily" else BACKFILL_HOUR
+        days_after_first = (END.date() - first_poll[pdl]).days  # daily polls after the first
         lower += math.ceil(backfill / per_call) + days_after_first
         lower += sum(1 for late_pdl, _ in (LATE_DAY, GAP_DAY) if late_pdl == pdl)
     data = [r for r in seen if r[3] not in ("token", "situation_contrat_auto")]
@@ -419,10 +421,122 @@ def test_soak_35_days(tmp_path: Path, broker: Mosquitto,
         "events: " + "; ".join(fired),
     ]
     with (tmp_path / "requests.txt").open("w") as out:
-        for t, prov, pdl, endpoint, status in seen:
-            out.write(f"{datetime.fromtimestamp(t, PARIS):%m-%d %H:%M:%S} {prov} {pdl} "
+        for t, prov, who, endpoint, status in seen:
+            out.write(f"{datetime.fromtimestamp(t, PARIS):%m-%d %H:%M:%S} {prov} {who} "
                       f"{endpoint} {status}\n")
     print("\n".join(report))
     (tmp_path / "figures.txt").write_text("\n".join(report))
     assert len(faults) == 2 + len(BURSTS) + 2 and bridge.starts == 3
-    assert len(data) <= 1.10 * lower, "\n".join(report + [json.dumps(sim.stats())])
+    assert len(data) <= 1.10 * lower, "\n".join([*report, json.dumps(sim.stats())])
+
+
+# -- the pieces the soak relies on, tested fast ----------------------------------------------
+
+
+def test_anchored_clocks_share_one_timeline() -> None:
+    anchor = time.time() - 10.0  # the timeline began 10 real seconds ago
+    a = FastClock.anchored(START, 3600, anchor)
+    b = FastClock.anchored(START, 3600, anchor)
+    assert abs(a.time() - b.time()) < 0.05 * 3600
+    assert a.time() - START.timestamp() == pytest.approx(10 * 3600, abs=0.5 * 3600)
+    assert FastClock(START, 2.0).now() >= START  # the plain API is unchanged
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--clock-start", "2026-10-10T12:00"], "go together"),
+    (["--clock-speed", "100"], "go together"),
+    (["--clock-anchor", "1"], "needs --clock-start"),
+    (["--clock-start", "yesterday", "--clock-speed", "100"], "expected an ISO instant"),
+    (["--clock-start", "2026-10-10T12:00", "--clock-speed", "0"], "must be positive"),
+])
+def test_run_clock_options_are_checked(args: list[str], message: str,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    from linky2mqtt.cli import main
+
+    assert main(["run", "-c", "/nonexistent.yaml", *args]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_run_help_marks_the_clock_options_test_only(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from linky2mqtt.cli import main
+
+    assert main(["run", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("TEST ONLY") == 3
+
+
+def test_yesterday_is_published_from_8_paris() -> None:
+    from linky2mqtt.scheduler import yesterday_published
+
+    assert not yesterday_published(datetime(2026, 10, 25, 7, 59, tzinfo=PARIS))
+    assert yesterday_published(datetime(2026, 10, 25, 8, 0, tzinfo=PARIS))
+
+
+def _two_meter_bridge(broker: Mosquitto, sim: Simulator, tmp_path: Path, clock: FastClock,
+                      backfill: str) -> Any:
+    from linky2mqtt.bridge import Bridge
+
+    token = sim.make_conso_token([CONSUMER, SOLAR])
+    text = f"""
+mqtt: {{url: {broker.url}, client_id: soak-unit, base_topic: {BASE}}}
+homeassistant: {{discovery: false}}
+store: {{path: {tmp_path / 'unit.db'}}}
+commands: false
+poll_window: "08:00-08:30"
+accounts:
+  - name: home
+    provider: conso
+    token: "{token}"
+    base_url: {sim.url}
+    meters:
+      - {{pdl: "{CONSUMER}", steps: [day], backfill_days: {backfill}}}
+      - {{pdl: "{SOLAR}", steps: [day], backfill_days: {backfill}}}
+"""
+    return Bridge(load_text(text), clock=clock, stagger=60.0)
+
+
+def test_a_start_at_night_asks_nothing_before_enedis_publishes(
+        tmp_path: Path, broker: Mosquitto, make_simulator: MakeSimulator) -> None:
+    # 05:00 Paris, store empty: yesterday is not there before 08:00; it is asked once, then
+    clock = FastClock(datetime(2026, 11, 20, 5, 0, tzinfo=PARIS), 3600)
+    sim = make_simulator(clock=clock)
+    collector = Collector(broker.host, broker.port, [f"{BASE}/#"])
+    bridge = _two_meter_bridge(broker, sim, tmp_path, clock, "{day: 1, hour: 0}")
+    bridge.start()
+    try:
+        for pdl in (CONSUMER, SOLAR):
+            msg = collector.wait_topic(f"{BASE}/{pdl}/consumption/day", timeout=30)
+            assert msg.json()["date"] == "2026-11-19"
+            assert msg.json()["value"] == (sim.daily_wh(pdl, Kind.CONSUMPTION,
+                                                        date(2026, 11, 19)) or 0) / 1000
+        assert clock.now().astimezone(PARIS).hour >= 8
+    finally:
+        bridge.stop()
+        collector.close()
+    assert sim.count(status=404) == 0
+    assert sim.count(provider="conso") == 2  # one call per meter, no retry
+
+
+def test_an_upstream_outage_holds_back_every_meter_of_the_account(
+        tmp_path: Path, broker: Mosquitto, make_simulator: MakeSimulator) -> None:
+    clock = FastClock(datetime(2026, 11, 20, 12, 0, tzinfo=PARIS), 3600)
+    sim = make_simulator(clock=clock)
+    sim.set(fault_rate=1.0, fault_kinds=["500"])
+    collector = Collector(broker.host, broker.port, [f"{BASE}/#"])
+    bridge = _two_meter_bridge(broker, sim, tmp_path, clock, "{day: 1, hour: 0}")
+    bridge.start()
+    try:
+        # the first meter's poll fails after its 4 attempts; the second one waits too
+        deadline = time.monotonic() + 20
+        while sim.count(status=500) < 4 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        sim.set(fault_rate=0.0)
+        assert sim.count(status=500) == 4
+        for pdl in (CONSUMER, SOLAR):
+            collector.wait_topic(f"{BASE}/{pdl}/consumption/day", timeout=30)
+    finally:
+        bridge.stop()
+        collector.close()
+    assert sim.count(status=500) == 4  # one poll's attempts, not one per meter
+    assert sim.count(provider="conso", status=200) == 2

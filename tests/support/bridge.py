@@ -21,7 +21,6 @@ from typing import Any
 
 from linky2mqtt.model import PARIS, Kind, day_bounds, kwh, local_iso
 from linky2mqtt.simulator import Simulator
-
 from tests.support.mqtt_client import Message
 
 REPO = Path(__file__).resolve().parents[2]
@@ -209,7 +208,7 @@ class SessionCollector:
         self.topic = topic
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
                                   protocol=mqtt.MQTTv311, clean_session=False)
-        self.client.reconnect_delay_set(0.2, 1.0)
+        self.client.reconnect_delay_set(1, 1)
         self.client.on_connect = lambda c, u, f, rc, p=None: c.subscribe(topic, qos=1)
         self.client.on_message = self._on_message
         self.client.connect(host, port)
