@@ -25,10 +25,11 @@ import pytest
 
 from linky2mqtt import cli
 from linky2mqtt.bridge import Bridge
+from linky2mqtt.clock import SYSTEM_CLOCK
 from linky2mqtt.config import load_text
 from linky2mqtt.enedis import EnedisClient, ProviderSettings, RetryPolicy, errors, no_sleep
 from linky2mqtt.logs import RedactingFilter, setup_logging
-from linky2mqtt.model import Kind
+from linky2mqtt.model import PARIS, Kind
 from linky2mqtt.simulator import Simulator
 from tests.support.broker import Mosquitto, wait_port
 from tests.support.fake_ha import FakeHA
@@ -304,7 +305,7 @@ def test_exceptions_raised_with_bad_credentials_never_show_them(
     ]
     secrets = _secret_parts([expired, NOT_JWT_TOKEN, DC_WRONG_SECRET, MED_TOKEN])
     raised: list[BaseException] = []
-    day = date.today() - timedelta(days=5)
+    day = SYSTEM_CLOCK.now().astimezone(PARIS).date() - timedelta(days=5)
     end = day + timedelta(days=1)
     for s in cases:
         with EnedisClient(s, retry=RetryPolicy(attempts=1, sleep=no_sleep)) as client:
@@ -470,8 +471,8 @@ def test_no_secret_in_logs_info_topics_check_config_or_fetch(
             for account_pdl in (PDL3, "30001234567891"):
                 rc, out, err_ = _run_cli(
                     "fetch", "-c", str(cfg_path), "--pdl", account_pdl, "--start",
-                    str(date.today() - timedelta(days=3)), "--end",
-                    str(date.today() - timedelta(days=1)), env=env)
+                    str(_today() - timedelta(days=3)), "--end",
+                    str(_today() - timedelta(days=1)), env=env)
                 assert rc == 1 and out == "", (account_pdl, err_)
                 # (the simulator runs in this process and logs through the same handler)
                 lines = [ln for ln in err_.strip().splitlines()
@@ -504,7 +505,7 @@ def test_commands_never_reach_an_unconfigured_pdl(
     assert bridge.link.wait_connected(15)
     col.wait_for(lambda ms: any(m.topic == f"linky2mqtt/{PDL1}/status" for m in ms), 20,
                  "the configured meter's status")
-    day = date.today() - timedelta(days=10)
+    day = SYSTEM_CLOCK.now().astimezone(PARIS).date() - timedelta(days=10)
     requests = [
         ("read", {"pdl": UNCONFIGURED, "kind": "consumption", "step": "day",
                   "start": str(day), "end": str(day + timedelta(days=2)), "transaction": 1}),
@@ -560,3 +561,7 @@ def test_dockerfile_runs_as_non_root_with_healthcheck_and_data_volume() -> None:
                         check=False, capture_output=True, text=True, cwd=REPO, timeout=30)
     assert rc.returncode == 0 and "-c CONFIG" in rc.stdout
 
+
+
+def _today() -> date:
+    return SYSTEM_CLOCK.now().astimezone(PARIS).date()

@@ -32,6 +32,7 @@ from paho.mqtt.properties import Properties
 
 from linky2mqtt import commands
 from linky2mqtt.bridge import Bridge
+from linky2mqtt.clock import SYSTEM_CLOCK
 from linky2mqtt.config import load_text
 from linky2mqtt.model import PARIS, Kind, day_bounds, kwh, local_iso
 from linky2mqtt.simulator import SimOptions, Simulator
@@ -43,7 +44,7 @@ pytestmark = pytest.mark.timeout(180)
 A = "12655648759651"  # consumption + production (simulator sandbox)
 B = "22516914714270"  # consumption, load curve on, no gaps
 BASE = "linky2mqtt"
-_NOW = datetime.now(PARIS)
+_NOW = SYSTEM_CLOCK.now().astimezone(PARIS)
 TODAY = _NOW.date()
 # the latest day the simulator serves: yesterday, from 08:00 Paris
 LATEST = TODAY - timedelta(days=1 if _NOW.hour >= 8 else 2)
@@ -620,7 +621,7 @@ accounts:
             return got if len(got) == len(txs) else None
 
         answers = c.wait_for(all_answered, timeout=60, what="every read answered")
-        asked_at = datetime.now(UTC)
+        asked_at = SYSTEM_CLOCK.now()
         # 6 per 12 h; commands may use 90 % (5): the start-up poll took 1, so 4 reads fetch
         fetched = [tx for tx, a in answers.items() if not a["data"]["missing"]]
         refused = [tx for tx, a in answers.items() if a["data"]["missing"]]

@@ -15,10 +15,11 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from linky2mqtt.clock import SYSTEM_CLOCK
 from linky2mqtt.model import PARIS, Kind, day_bounds, kwh, local_iso
 from linky2mqtt.simulator import Simulator
 from tests.support.mqtt_client import Message
@@ -28,13 +29,13 @@ REPO = Path(__file__).resolve().parents[2]
 
 def latest_day(now: datetime | None = None) -> date:
     """The newest day the simulator serves (yesterday, from 08:00 Paris)."""
-    local = (now or datetime.now(UTC)).astimezone(PARIS)
+    local = (now or SYSTEM_CLOCK.now()).astimezone(PARIS)
     return local.date() - timedelta(days=1 if local.hour >= 8 else 2)
 
 
 def days_back(n: int, now: datetime | None = None) -> list[date]:
     """The ``n`` days a backfill of ``n`` wants, newest first (yesterday counts)."""
-    local = (now or datetime.now(UTC)).astimezone(PARIS).date()
+    local = (now or SYSTEM_CLOCK.now()).astimezone(PARIS).date()
     return [local - timedelta(days=i) for i in range(1, n + 1)]
 
 
