@@ -9,11 +9,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
 from linky2mqtt.bridge import Bridge
+from linky2mqtt.clock import SYSTEM_CLOCK
 from linky2mqtt.config import load_text
 from linky2mqtt.model import Kind
 from linky2mqtt.simulator import Simulator
@@ -107,7 +108,7 @@ def test_sigterm_then_restart_makes_no_upstream_request(
     watcher = Collector(broker.host, broker.port, ["l2m/#"])
     first = BridgeProcess(cfg)
     try:
-        started = datetime.now(UTC)
+        started = SYSTEM_CLOCK.now()
         watcher.wait_for(lambda ms: _all_batches(ms, days_back(10))
                          and _statuses_after(ms, started), timeout=45,
                          what="first run published everything")
@@ -120,7 +121,7 @@ def test_sigterm_then_restart_makes_no_upstream_request(
     finally:
         first.close()
 
-    restarted_at = datetime.now(UTC)
+    restarted_at = SYSTEM_CLOCK.now()
     n = len(watcher.messages)
     second = BridgeProcess(cfg)
     try:

@@ -10,9 +10,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
+from linky2mqtt.clock import SYSTEM_CLOCK
 from linky2mqtt.model import Kind
 from tests.support.bridge import (
     REPO,
@@ -74,7 +75,7 @@ def test_no_secret_in_payloads_or_debug_logs(make_simulator: MakeSimulator,
     cfg = _config(sim, broker, tmp_path, token)
     everything = Collector(broker.host, broker.port, ["#"])
     proc = BridgeProcess(cfg)
-    started = datetime.now(UTC).replace(microsecond=0)
+    started = SYSTEM_CLOCK.now().replace(microsecond=0)
 
     def done(msgs: list[Message]) -> bool:
         for pdl in (CONSO, DC, MED, REVOKED):

@@ -35,14 +35,15 @@ class Collector:
         host: str,
         port: int,
         topics: list[str] | None = None,
-        protocol: MQTTProtocolVersion = MQTTProtocolVersion.MQTTv5,
+        protocol: int = mqtt.MQTTv5,
         client_id: str = "",
     ) -> None:
         self.messages: list[Message] = []
         self._cond = threading.Condition()
         self._connected = threading.Event()
         self.client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=client_id, protocol=protocol
+            CallbackAPIVersion.VERSION2, client_id=client_id,
+            protocol=MQTTProtocolVersion(protocol)
         )
         self.topics = topics or ["#"]
         self.client.on_connect = self._on_connect
