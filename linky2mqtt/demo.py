@@ -152,6 +152,12 @@ accounts:
 """
 
 
+def _short(value: Any) -> str:
+    if isinstance(value, list) and len(value) > 3:
+        return f"[{len(value)} days: {value[0]} .. {value[-1]}]"
+    return json.dumps(value, ensure_ascii=False)
+
+
 def describe(topic: str, payload: bytes) -> str:
     """One readable line for a published message."""
     if not payload:
@@ -169,7 +175,7 @@ def describe(topic: str, payload: bytes) -> str:
                 f"{doc.get('unit', '')} complete={doc.get('complete')}")
     keys = ("state", "date", "month", "value", "unit", "days", "complete", "missing",
             "last_error", "latest_day", "subscribed_power_kva", "tariff", "version")
-    parts = [f"{k}={json.dumps(doc[k], ensure_ascii=False)}" for k in keys if k in doc]
+    parts = [f"{k}={_short(doc[k])}" for k in keys if k in doc]
     if "cmps" in doc:
         parts.append(f"{len(doc['cmps'])} entities")
     return " ".join(parts) if parts else json.dumps(doc, ensure_ascii=False)[:100]

@@ -103,7 +103,8 @@ class Publisher:
             return
         day_topic = topics.meter_topic(self.base, pdl, kind, "day")
         previous = self._retained_date(day_topic)
-        if previous is None or latest >= previous:
+        # a newer day, or the latest day itself corrected; never an older one
+        if previous is None or latest > previous or (latest == previous and latest in days):
             values = self.store.daily_values(pdl, kind, latest, latest + timedelta(days=1))
             if latest in values:
                 self.retained(day_topic, topics.day_payload(

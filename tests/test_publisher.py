@@ -1,0 +1,128 @@
+"""Publisher rules over a real broker: `day` never moves back, a late day of an older
+month republishes that month once (complete) while the retained month stays current, and
+a partial load-curve day goes out `complete: false`, then again complete."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from linky2mqtt.model import DAILY, Kind, Reading, day_bounds
+from linky2mqtt.mqtt import MqttLink
+from linky2mqtt.publisher import Publisher
+from linky2mqtt.store import Store
+from tests.support.broker import Mosquitto
+from tests.support.mqtt_client import Collector, Message
+
+PDL = "12345678901234"
+BASE = "pt"
+FETCHED = datetime(2026, 11, 29, 9, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def rig(broker: Mosquitto, tmp_path: Path) -> Iterator[tuple[Publisher, Store, Collector]]:
+    store = Store(tmp_path / "p.db")
+    link = MqttLink(broker.host, broker.port, client_id="pub-test", protocol="5",
+                    will_topic=f"{BASE}/bridge/state", will_payload=b'{"state":"offline"}')
+    link.start()
+    assert link.wait_connected(10)
+    collector = Collector(broker.host, broker.port, [f"{BASE}/#"])
+    try:
+        yield Publisher(link, store, BASE), store, collector
+    finally:
+        collector.close()
+        link.stop(None)
+        store.close()
+
+
+def daily(day: date, wh: float) -> Reading:
+    return Reading(PDL, Kind.CONSUMPTION, DAILY, day_bounds(day)[0], wh, quality="BRUT")
+
+
+def curve(day: date, skip: set[int] = frozenset()) -> list[Reading]:  # type: ignore[assignment]
+    start, end = day_bounds(day)
+    out = []
+    i, t = 0, start
+    while t < end:
+        if i not in skip:
+            out.append(Reading(PDL, Kind.CONSUMPTION, "PT30M", t, 100.0 + i))
+        t += timedelta(minutes=30)
+        i += 1
+    return out
+
+
+def _json(m: Message) -> dict[str, object]:
+    doc = m.json()
+    assert isinstance(doc, dict)
+    return doc
+
+
+def test_day_never_moves_back_and_month_stays_current(
+        rig: tuple[Publisher, Store, Collector]) -> None:
+    pub, store, col = rig
+    day_topic = f"{BASE}/{PDL}/consumption/day"
+    month_topic = f"{BASE}/{PDL}/consumption/month"
+    store.save_readings([daily(date(2026, 11, 20), 12345)])
+    pub.daily_changed(PDL, Kind.CONSUMPTION, [date(2026, 11, 20)], FETCHED)
+    col.wait_topic(day_topic, where=lambda m: _json(m)["date"] == "2026-11-20")
+
+    # a backfilled older day of the same month: the month grows, the day does not move
+    store.save_readings([daily(date(2026, 11, 10), 1000)])
+    pub.daily_changed(PDL, Kind.CONSUMPTION, [date(2026, 11, 10)], FETCHED)
+    month = col.wait_topic(month_topic, where=lambda m: _json(m)["value"] == 13.345)
+    assert _json(month)["days"] == 2
+    assert [_json(m)["date"] for m in col.on(day_topic)] == ["2026-11-20"]
+    assert store.retained_payload(day_topic) is not None
+    assert json.loads(store.retained_payload(day_topic) or b"{}")["date"] == "2026-11-20"
+
+
+def test_late_day_completes_an_older_month_once_then_the_current_month_is_retained(
+        rig: tuple[Publisher, Store, Collector]) -> None:
+    pub, store, col = rig
+    month_topic = f"{BASE}/{PDL}/consumption/month"
+    october = [date(2026, 10, 1) + timedelta(days=i) for i in range(31)]
+    late = date(2026, 10, 15)
+    store.save_readings([daily(d, 1000 + d.day) for d in october if d != late])
+    store.save_readings([daily(date(2026, 11, d), 2000) for d in (1, 2, 3)])
+    pub.daily_changed(PDL, Kind.CONSUMPTION, [date(2026, 11, 3)], FETCHED)
+    col.wait_topic(month_topic, where=lambda m: _json(m)["month"] == "2026-11")
+
+    store.save_readings([daily(late, 1015)])
+    pub.daily_changed(PDL, Kind.CONSUMPTION, [late], FETCHED)
+    expected = sum(1000 + d.day for d in october) / 1000
+    old = col.wait_topic(month_topic, where=lambda m: _json(m)["month"] == "2026-10")
+    doc = _json(old)
+    assert doc["complete"] is True and doc["missing"] == [] and doc["days"] == 31
+    assert doc["value"] == round(expected, 6)
+    col.wait_for(lambda ms: [m for m in ms if m.topic == month_topic][-1].json()["month"]
+                 == "2026-11", what="November again last")
+    assert json.loads(store.retained_payload(month_topic) or b"{}")["month"] == "2026-11"
+
+
+def test_partial_curve_day_goes_out_incomplete_then_complete(
+        rig: tuple[Publisher, Store, Collector]) -> None:
+    pub, store, col = rig
+    hour_topic = f"{BASE}/{PDL}/consumption/hour"
+    day = date(2026, 11, 27)
+    full = curve(day)
+    partial = curve(day, skip={10, 11})  # 05:00-06:00 missing
+    store.save_readings(partial)
+    pub.curve_changed(PDL, Kind.CONSUMPTION, [day])
+    first = _json(col.wait_topic(hour_topic))
+    assert first["complete"] is False and first["date"] == "2026-11-27"
+    assert len(first["points"]) == 23  # type: ignore[arg-type]
+
+    store.save_readings(full)
+    pub.curve_changed(PDL, Kind.CONSUMPTION, [day])
+    second = _json(col.wait_topic(hour_topic, where=lambda m: _json(m)["complete"] is True))
+    points = second["points"]
+    assert isinstance(points, list) and len(points) == 24
+    # hour 05:00 local = intervals 10 and 11: (110 + 111) Wh
+    assert points[5]["value"] == 0.221
+    assert sum(p["value"] for p in points) == pytest.approx(sum(r.value for r in full) / 1000)
+    # acknowledged by the broker: nothing left pending
+    col.wait_for(lambda ms: not store.pending_batches(), what="batches acknowledged")
