@@ -674,21 +674,34 @@ def _deep_merge(into: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+CONFIG_KEYS = {"mqtt", "homeassistant", "store", "log", "commands", "poll_window", "accounts"}
+
+
 def test_readme_yaml_blocks_are_valid(tmp_path: Path) -> None:
-    """Every ```yaml block of docs/readme/configuration.md loads (fragments merged into a base)."""
-    doc = ROOT / "docs" / "readme" / "configuration.md"
-    blocks = re.findall(r"```yaml\n(.*?)```", doc.read_text(), re.S)
-    assert blocks
+    """Every ```yaml block of README.md that is linky2mqtt configuration loads (fragments
+    merged into a base); blocks of other programs' YAML (a Home Assistant automation)
+    are recognised by their top-level keys and left alone."""
+    blocks = re.findall(r"```yaml\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
     (tmp_path / "secrets").mkdir()
-    for name in ("conso_token", "mqtt_password", "dc_secret"):
+    for name in ("conso_token", "mqtt_password", "dc_secret", "ha_token"):
         (tmp_path / "secrets" / name).write_text("file-SECRET\n")
     env = {"CONSO_TOKEN": TOKEN, "MQTT_PASSWORD": "p", "DC_CLIENT_ID": "i",
            "DC_CLIENT_SECRET": "s", "HA_TOKEN": "h", "MED_TOKEN": "m"}
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "ca.crt").write_text("-----BEGIN CERTIFICATE-----\n")
+    checked = 0
     for block in blocks:
-        data = yaml.safe_load(block.replace("/run/secrets/", f"{tmp_path}/secrets/"))
+        text = block.replace("/run/secrets/", f"{tmp_path}/secrets/")
+        data = yaml.safe_load(text.replace(" /data/", f" {tmp_path}/data/"))
+        assert isinstance(data, dict), block
+        if not set(data) & CONFIG_KEYS:
+            continue
+        assert set(data) <= CONFIG_KEYS, f"unknown top-level keys in README block: {block}"
         if "accounts" not in data:
             data = _deep_merge(base(), data)
         ok(data, env=env, base_dir=tmp_path)
+        checked += 1
+    assert checked >= 5
 
 
 # --------------------------------------------------------------------------- redaction
