@@ -31,7 +31,7 @@ from linky2mqtt.config import load_text
 
 DEMO_BASE = "linky2mqtt_demo"
 CONSUMER = "12345678901234"
-PRODUCER = "10284856584123"
+PRODUCER = "12655648759651"  # self-consumption: consumes and produces
 DATACONNECT_PDL = "22516914714270"
 HOLES_PDL = "42900589957123"  # no data on Tuesdays and Wednesdays
 
@@ -127,7 +127,7 @@ accounts:
         max_power: true
         backfill_days: {{day: 60, hour: 40}}
       - pdl: "{PRODUCER}"
-        name: Solar roof
+        name: Self-consumption
         steps: [day, month, hour]
         production: true
         backfill_days: {{day: 40, hour: 7}}
@@ -239,7 +239,8 @@ class _Printer:
         flag = "R" if msg.retain else " "
         text = describe(msg.topic, bytes(msg.payload))
         line = f"{time.strftime('%H:%M:%S')} {flag} {msg.topic}  {text}"
-        with self.lock:
+        # the reader may go away (| head): never a traceback for that
+        with self.lock, contextlib.suppress(BrokenPipeError, ValueError):
             print(line, file=self.out, flush=True)
 
     def close(self) -> None:
