@@ -428,8 +428,9 @@ class Bridge:
         if stats is not None:
             series = [(pdl, kind) for pdl, r in self.meter_account.items()
                       if Step.HOUR in r.meters[pdl].meter.steps
-                      for kind in ([Kind.CONSUMPTION, Kind.PRODUCTION]
-                                   if r.meters[pdl].meter.production else [Kind.CONSUMPTION])]
+                      for kind, on in ((Kind.CONSUMPTION, r.meters[pdl].meter.consumption),
+                                       (Kind.PRODUCTION, r.meters[pdl].meter.production))
+                      if on]
             sink = StatisticsSink(stats.url, stats.token.reveal(), self.store, clock,
                                   hours_source=self._hours_source, series=series)
             self.statistics = StatisticsWorker(sink, self.stopping)
@@ -489,7 +490,8 @@ class Bridge:
     def meter_info(self, state: MeterState) -> homeassistant.MeterInfo:
         m = state.meter
         has_contract = bool(self.store.get_retained(topics.contract_topic(self.base, m.pdl)))
-        return homeassistant.MeterInfo(pdl=m.pdl, name=m.name, production=m.production,
+        return homeassistant.MeterInfo(pdl=m.pdl, name=m.name, consumption=m.consumption,
+                                       production=m.production,
                                        max_power=m.max_power, has_contract=has_contract,
                                        steps=m.steps)
 
@@ -500,9 +502,10 @@ class Bridge:
         for r in self.runners:
             for s in r.meters.values():
                 m = s.meter
-                meters.append({"pdl": m.pdl, "name": m.name, "account": r.account.name,
-                               "steps": sorted(x.value for x in m.steps),
-                               "production": m.production, "max_power": m.max_power})
+                meters.append(topics.meter_entry(
+                    m.pdl, name=m.name, account=r.account.name, steps=m.steps,
+                    consumption=m.consumption, production=m.production,
+                    max_power=m.max_power))
         return topics.bridge_info(__version__, meters, redacted(self.cfg))
 
     def budget_view(self, runner: AccountRunner, pdl: str) -> dict[str, Any]:
@@ -550,7 +553,8 @@ class Bridge:
 
     def meter_views(self) -> dict[str, commands.MeterView]:
         return {pdl: commands.MeterView(production=r.meters[pdl].meter.production,
-                                        max_power=r.meters[pdl].meter.max_power)
+                                        max_power=r.meters[pdl].meter.max_power,
+                                        consumption=r.meters[pdl].meter.consumption)
                 for pdl, r in self.meter_account.items()}
 
     def all_pdls(self) -> list[str]:

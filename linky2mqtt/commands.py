@@ -70,13 +70,14 @@ class MeterView:
 
     production: bool = False
     max_power: bool = False
+    consumption: bool = True
 
     def has(self, kind: Kind) -> bool:
         if kind is Kind.PRODUCTION:
             return self.production
         if kind is Kind.MAX_POWER:
             return self.max_power
-        return True
+        return self.consumption
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,6 +224,8 @@ def _parse_read(
     _check_keys("read", body, ("pdl", "kind", "step", "start", "end"))
     pdl = _pdl(body, pdls)
     kind = _choice(body, "kind", Kind, _KINDS)
+    if kind is Kind.CONSUMPTION and not pdls[pdl].has(kind):
+        raise _Invalid(f"meter {pdl} does not measure consumption (consumption: false)")
     if not pdls[pdl].has(kind):
         raise _Invalid(
             f"PDL {pdl} has no {kind.value} data in this bridge "

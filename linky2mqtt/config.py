@@ -153,6 +153,7 @@ class MeterDefaults:
     """Per-meter settings an account gives its meters (and every ``meters: auto`` meter)."""
 
     steps: frozenset[Step] = ALL_STEPS
+    consumption: bool = True
     production: bool = False
     max_power: bool = False
     refresh: int = DEFAULT_REFRESH
@@ -165,6 +166,7 @@ class MeterConfig:
     pdl: str
     name: str
     steps: frozenset[Step] = ALL_STEPS
+    consumption: bool = True
     production: bool = False
     max_power: bool = False
     refresh: int = DEFAULT_REFRESH
@@ -193,7 +195,8 @@ class AccountConfig:
             if meter.pdl == pdl:
                 return meter
         d = self.meter_defaults
-        return MeterConfig(pdl=pdl, name=pdl, steps=d.steps, production=d.production,
+        return MeterConfig(pdl=pdl, name=pdl, steps=d.steps, consumption=d.consumption,
+                           production=d.production,
                            max_power=d.max_power, refresh=d.refresh,
                            backfill_day=d.backfill_day, backfill_hour=d.backfill_hour)
 
@@ -715,7 +718,8 @@ _STATS_KEYS: Final = ("url", "token", "token_file")
 _ACCOUNT_KEYS: Final = ("name", "provider", "token", "token_file", "client_id",
                         "client_id_file", "client_secret", "client_secret_file", "base_url",
                         "enabled", "meters", "meter_defaults", "budget")
-_SETTING_KEYS: Final = ("steps", "production", "max_power", "refresh", "backfill_days")
+_SETTING_KEYS: Final = ("steps", "consumption", "production", "max_power", "refresh",
+                         "backfill_days")
 _METER_KEYS: Final = ("pdl", "name", "enabled", *_SETTING_KEYS)
 _BUDGET_KEYS: Final = ("per_second", "per_hour", "per_12h", "per_day")
 _ACCOUNT_HINTS: Final = {k: "meter settings go under meters[] or meter_defaults"
@@ -1006,6 +1010,10 @@ def _account(ctx: _Ctx, raw: Any, path: str, pdls: dict[str, str]) -> AccountCon
                 meters.append(meter)
     elif raw_meters is not _BAD:
         ctx.add(sec.at("meters"), f"expected a list of meters or auto, got {_show(raw_meters)}")
+    if auto and not (defaults.consumption or defaults.production or defaults.max_power):
+        ctx.add(sec.at("meter_defaults"), "nothing to fetch: consumption, production and "
+                "max_power are all false for the meters: auto meters; set at least one of "
+                "them to true")
     return AccountConfig(
         name=name,
         provider=cast(Provider, provider or "conso"),
@@ -1031,6 +1039,7 @@ def _budget(ctx: _Ctx, raw: Any, path: str) -> BudgetOverride | None:
 
 def _settings(sec: _Section, base: MeterDefaults) -> MeterDefaults:
     steps = _steps(sec, base.steps)
+    consumption = sec.boolean("consumption", base.consumption)
     production = sec.boolean("production", base.production)
     max_power = sec.boolean("max_power", base.max_power)
     refresh = sec.integer("refresh", base.refresh, low=MIN_REFRESH,
@@ -1040,7 +1049,8 @@ def _settings(sec: _Section, base: MeterDefaults) -> MeterDefaults:
                         ("day", "hour"))
     day = backfill.integer("day", base.backfill_day, low=0, high=MAX_BACKFILL_DAY)
     hour = backfill.integer("hour", base.backfill_hour, low=0, high=MAX_BACKFILL_HOUR)
-    return MeterDefaults(steps=steps, production=production, max_power=max_power,
+    return MeterDefaults(steps=steps, consumption=consumption, production=production,
+                         max_power=max_power,
                          refresh=refresh if refresh is not None else base.refresh,
                          backfill_day=day if day is not None else base.backfill_day,
                          backfill_hour=hour if hour is not None else base.backfill_hour)
@@ -1091,8 +1101,12 @@ def _meter(ctx: _Ctx, raw: Any, path: str, defaults: MeterDefaults,
     name = sec.string("name", pdl or "") or (pdl or "")
     settings = _settings(sec, defaults)
     enabled = sec.boolean("enabled", True)
+    if not (settings.consumption or settings.production or settings.max_power):
+        ctx.add(path, "nothing to fetch: consumption, production and max_power are all "
+                "false; set at least one of them to true")
     return MeterConfig(pdl=pdl or "", name=name, steps=settings.steps,
-                       production=settings.production, max_power=settings.max_power,
+                       consumption=settings.consumption, production=settings.production,
+                       max_power=settings.max_power,
                        refresh=settings.refresh, backfill_day=settings.backfill_day,
                        backfill_hour=settings.backfill_hour, enabled=enabled)
 
@@ -1137,7 +1151,8 @@ def _budget_dict(b: BudgetOverride) -> dict[str, int | None]:
 
 
 def _settings_dict(s: MeterDefaults | MeterConfig) -> dict[str, Any]:
-    return {"steps": _steps_list(s.steps), "production": s.production, "max_power": s.max_power,
+    return {"steps": _steps_list(s.steps), "consumption": s.consumption,
+            "production": s.production, "max_power": s.max_power,
             "refresh": s.refresh,
             "backfill_days": {"day": s.backfill_day, "hour": s.backfill_hour}}
 
@@ -1145,6 +1160,7 @@ def _settings_dict(s: MeterDefaults | MeterConfig) -> dict[str, Any]:
 def _settings_text(s: MeterDefaults | MeterConfig) -> str:
     extras = [x for x, on in (("production", s.production), ("max power", s.max_power)) if on]
     return (", ".join(_steps_list(s.steps)) + (" + " + " + ".join(extras) if extras else "")
+            + ("" if s.consumption else " (no consumption)")
             + f"; refresh {s.refresh} s; backfill {s.backfill_day} days daily, "
             f"{s.backfill_hour} days hourly")
 

@@ -48,6 +48,7 @@ class MeterInfo:
 
     pdl: str
     name: str | None = None
+    consumption: bool = True
     production: bool = False
     max_power: bool = False
     has_contract: bool = False
@@ -107,7 +108,8 @@ def _energy(
 def _components(base: str, meter: MeterInfo) -> dict[str, dict[str, Any]]:
     pdl = meter.pdl
     cmps: dict[str, dict[str, Any]] = {}
-    kinds = [Kind.CONSUMPTION] + ([Kind.PRODUCTION] if meter.production else [])
+    kinds = (([Kind.CONSUMPTION] if meter.consumption else [])
+             + ([Kind.PRODUCTION] if meter.production else []))
     for kind in kinds:
         label = "Consumption" if kind is Kind.CONSUMPTION else "Production"
         if Step.DAY in meter.steps:

@@ -47,11 +47,16 @@ class Series:
 
 
 def meter_series(meter: MeterConfig) -> list[Series]:
-    """The series a meter's configuration asks for, freshest-needed first."""
+    """The series a meter's configuration asks for, freshest-needed first.
+
+    ``consumption: false`` (a production-only delivery point) drops the consumption
+    series; max power is asked for if and only if ``max_power`` is true.
+    """
     out: list[Series] = []
     wants_daily = bool(meter.steps & {Step.DAY, Step.MONTH})
     wants_curve = Step.HOUR in meter.steps
-    kinds = [Kind.CONSUMPTION] + ([Kind.PRODUCTION] if meter.production else [])
+    kinds = (([Kind.CONSUMPTION] if meter.consumption else [])
+             + ([Kind.PRODUCTION] if meter.production else []))
     for kind in kinds:
         if wants_daily:
             out.append(Series(kind, "daily", meter.backfill_day))

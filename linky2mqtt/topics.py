@@ -166,6 +166,7 @@ def meter_entry(
     steps: Iterable[Step | str],
     production: bool,
     max_power: bool,
+    consumption: bool = True,
 ) -> dict[str, Any]:
     """One element of ``bridge/info``'s ``meters``; steps in day, month, hour order."""
     wanted = {Step(s) for s in steps}
@@ -174,6 +175,7 @@ def meter_entry(
         "name": name,
         "account": account,
         "steps": [str(s) for s in (Step.DAY, Step.MONTH, Step.HOUR) if s in wanted],
+        "consumption": consumption,
         "production": production,
         "max_power": max_power,
     }

@@ -260,6 +260,22 @@ def test_rejection_message(command: str, body: object, message: str) -> None:
     assert got == Rejection(command, message, NO_TRANSACTION)
 
 
+def test_consumption_read_refused_on_a_production_only_meter() -> None:
+    farm = "24880057139941"
+    pdls = {**PDLS, farm: MeterView(production=True, consumption=False)}
+    assert MeterView().consumption is True
+    assert not pdls[farm].has(Kind.CONSUMPTION) and pdls[farm].has(Kind.PRODUCTION)
+    for step in ("day", "month", "hour"):
+        body = read_body(pdl=farm, step=step, transaction="t1")
+        got = parse_request("read", json.dumps(body).encode(), pdls=pdls, today=TODAY)
+        assert got == Rejection(
+            "read", f"meter {farm} does not measure consumption (consumption: false)", "t1")
+    production = parse_request("read", json.dumps(read_body(pdl=farm, kind="production"))
+                               .encode(), pdls=pdls, today=TODAY)
+    assert isinstance(production, ReadRequest)
+    assert (production.pdl, production.kind) == (farm, Kind.PRODUCTION)
+
+
 @pytest.mark.parametrize("transaction", ["abc", 42, {"id": 7}, None])
 @pytest.mark.parametrize(
     ("command", "body", "message"),

@@ -226,6 +226,62 @@ def test_meters_auto_refused_on_other_providers(provider: str, creds: dict[str, 
         f"PDLs it covers); list the meters of this {provider} account"]
 
 
+def test_consumption_defaults_to_true() -> None:
+    cfg = ok(base())
+    assert cfg.accounts[0].meters[0].consumption is True
+    assert cfg.accounts[0].meter_defaults.consumption is True
+    assert MeterConfig(pdl=PDL1, name=PDL1).consumption is True
+    assert redacted(cfg)["accounts"][0]["meters"][0]["consumption"] is True
+    assert "no consumption" not in summary(cfg)
+
+
+def test_consumption_false_for_a_production_only_meter() -> None:
+    cfg = ok(with_meter(pdl="24880057139941", consumption=False, production=True))
+    m = cfg.accounts[0].meters[0]
+    assert (m.consumption, m.production, m.max_power) == (False, True, False)
+    r = redacted(cfg)["accounts"][0]["meters"][0]
+    assert (r["consumption"], r["production"], r["max_power"]) == (False, True, False)
+    assert summary(cfg).splitlines()[-1] == (
+        "    24880057139941 '24880057139941': day, month, hour + production (no consumption); "
+        "refresh 86400 s; backfill 365 days daily, 30 days hourly")
+    # max power alone is something to fetch
+    only_peak = ok(with_meter(consumption=False, max_power=True)).accounts[0].meters[0]
+    assert (only_peak.consumption, only_peak.production, only_peak.max_power) == (
+        False, False, True)
+
+
+def test_consumption_through_meter_defaults_and_auto() -> None:
+    doc = with_account(meters="auto", meter_defaults={"consumption": False,
+                                                      "production": True})
+    a = ok(doc).accounts[0]
+    assert a.meter_defaults.consumption is False
+    auto = a.meter_for("24880057139941")
+    assert (auto.consumption, auto.production) == (False, True)
+    assert redacted(ok(doc))["accounts"][0]["meter_defaults"]["consumption"] is False
+    listed = ok(with_account(meter_defaults={"consumption": False, "production": True},
+                             meters=[{"pdl": PDL1}, {"pdl": PDL2, "consumption": True}]))
+    assert [m.consumption for m in listed.accounts[0].meters] == [False, True]
+
+
+def test_nothing_to_fetch_is_an_error() -> None:
+    doc = base()
+    doc["accounts"][0]["meters"] = [
+        {"pdl": PDL1},
+        {"pdl": PDL2, "consumption": False, "production": False, "max_power": False}]
+    assert problems(doc) == [
+        "accounts[0].meters[1]: nothing to fetch: consumption, production and max_power are "
+        "all false; set at least one of them to true"]
+    # inherited from meter_defaults counts too
+    assert problems(with_account(meter_defaults={"consumption": False})) == [
+        "accounts[0].meters[0]: nothing to fetch: consumption, production and max_power are "
+        "all false; set at least one of them to true"]
+    assert problems(with_account(meters="auto", meter_defaults={"consumption": False})) == [
+        "accounts[0].meter_defaults: nothing to fetch: consumption, production and max_power "
+        "are all false for the meters: auto meters; set at least one of them to true"]
+    assert problems(with_meter(consumption="no")) == [
+        'accounts[0].meters[0].consumption: expected true or false, got "no"']
+
+
 def test_pdl_written_as_a_number_is_accepted() -> None:
     assert ok(as_text(base()).replace(f"'{PDL1}'", PDL1)).accounts[0].meters[0].pdl == PDL1
 
@@ -661,7 +717,8 @@ def test_example_file_documents_every_key() -> None:
                 "status_topic", "statistics", "token", "path", "level", "format", "commands",
                 "poll_window", "accounts", "name", "provider", "client_secret", "base_url",
                 "enabled", "budget", "per_second", "per_hour", "per_12h", "per_day",
-                "meter_defaults", "meters", "pdl", "steps", "production", "max_power",
+                "meter_defaults", "meters", "pdl", "steps", "consumption", "production",
+                "max_power",
                 "refresh", "backfill_days"):
         assert key in keys, key
 
@@ -761,7 +818,8 @@ def test_redacted_shape() -> None:
         "***", "auto", {"per_second": None, "per_hour": None, "per_12h": 50, "per_day": None})
     assert (b["token"], b["client_id"], b["client_secret"]) == (None, "public-id", "***")
     assert b["meters"] == [{"pdl": PDL1, "name": "Home", "steps": ["day", "month", "hour"],
-                            "production": False, "max_power": False, "refresh": 86400,
+                            "consumption": True, "production": False, "max_power": False,
+                            "refresh": 86400,
                             "backfill_days": {"day": 365, "hour": 30}, "enabled": True}]
     assert c["enabled"] is False
     assert json.loads(json.dumps(r)) == r

@@ -37,6 +37,10 @@ VARIANTS: dict[str, ha.MeterInfo] = {
     "discovery_day_only_producer": ha.MeterInfo(
         pdl="10284856584123", name="Toit", production=True, steps=frozenset({Step.DAY})
     ),
+    # a production-only delivery point (consumption: false): no consumption components
+    "discovery_production_only": ha.MeterInfo(
+        pdl="24880057139941", name="Solar farm", consumption=False, production=True
+    ),
 }
 
 # HA's units per device class (the subset we use); a unit outside it makes HA drop the
@@ -82,6 +86,18 @@ def test_full_variant_component_ids_never_change() -> None:
         "linky2mqtt_12345678901234_last_success",
         "linky2mqtt_12345678901234_last_error",
     ]
+
+
+def test_production_only_variant_has_no_consumption_component() -> None:
+    assert ha.component_ids(VARIANTS["discovery_production_only"]) == [
+        "linky2mqtt_24880057139941_production_day",
+        "linky2mqtt_24880057139941_production_month",
+        "linky2mqtt_24880057139941_last_success",
+        "linky2mqtt_24880057139941_last_error",
+    ]
+    only_max_power = ha.MeterInfo(pdl=PDL, consumption=False, max_power=True)
+    assert [c.rsplit("_", 1)[-1] if "power" not in c else "max_power"
+            for c in ha.component_ids(only_max_power)] == ["max_power", "success", "error"]
 
 
 def test_topics_and_device() -> None:
