@@ -86,6 +86,7 @@ def test_bridge_state_and_info() -> None:
                 "name": "House",
                 "account": "home",
                 "steps": ["day", "hour"],
+                "consumption": True,
                 "production": False,
                 "max_power": True,
             }
