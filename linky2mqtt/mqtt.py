@@ -43,6 +43,7 @@ import contextlib
 import logging
 import queue
 import random
+import socket
 import ssl
 import threading
 from collections.abc import Callable
@@ -187,6 +188,7 @@ class MqttLink:
         self._client.will_set(will_topic, will_payload, qos=1, retain=True)
 
         self._client.on_connect = self._handle_connect
+        self._client.on_socket_open = _no_delay
         self._client.on_connect_fail = self._handle_connect_fail
         self._client.on_disconnect = self._handle_disconnect
         self._client.on_message = self._handle_message
@@ -483,3 +485,9 @@ class MqttLink:
         # Resolved on the worker: publish() registers the mid under self._lock right after
         # paho returns it, and the PUBACK may arrive before that.
         self._dispatch(lambda: self._run_ack(mid))
+
+
+def _no_delay(client: mqtt.Client, userdata: Any, sock: Any) -> None:
+    """Send small packets (acks, command answers) at once: no Nagle delay on our socket."""
+    with contextlib.suppress(OSError, AttributeError):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
