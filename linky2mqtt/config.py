@@ -194,11 +194,17 @@ class AccountConfig:
         for meter in self.meters:
             if meter.pdl == pdl:
                 return meter
-        d = self.meter_defaults
-        return MeterConfig(pdl=pdl, name=pdl, steps=d.steps, consumption=d.consumption,
-                           production=d.production,
-                           max_power=d.max_power, refresh=d.refresh,
-                           backfill_day=d.backfill_day, backfill_hour=d.backfill_hour)
+        return _meter_config(pdl, pdl, self.meter_defaults)
+
+
+def _meter_config(pdl: str, name: str, settings: MeterDefaults,
+                  enabled: bool = True) -> MeterConfig:
+    """A meter ``pdl`` named ``name`` with every per-meter setting taken from ``settings``."""
+    return MeterConfig(pdl=pdl, name=name, steps=settings.steps,
+                       consumption=settings.consumption, production=settings.production,
+                       max_power=settings.max_power,
+                       refresh=settings.refresh, backfill_day=settings.backfill_day,
+                       backfill_hour=settings.backfill_hour, enabled=enabled)
 
 
 @dataclass(frozen=True, slots=True)
@@ -1104,11 +1110,7 @@ def _meter(ctx: _Ctx, raw: Any, path: str, defaults: MeterDefaults,
     if not (settings.consumption or settings.production or settings.max_power):
         ctx.add(path, "nothing to fetch: consumption, production and max_power are all "
                 "false; set at least one of them to true")
-    return MeterConfig(pdl=pdl or "", name=name, steps=settings.steps,
-                       consumption=settings.consumption, production=settings.production,
-                       max_power=settings.max_power,
-                       refresh=settings.refresh, backfill_day=settings.backfill_day,
-                       backfill_hour=settings.backfill_hour, enabled=enabled)
+    return _meter_config(pdl or "", name, settings, enabled)
 
 
 def _pdl(sec: _Section) -> str | None:

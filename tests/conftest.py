@@ -15,4 +15,4 @@ import time
 SUITE_START = "2026-11-29T10:30:00+01:00"
 os.environ.setdefault("LINKY2MQTT_CLOCK", f"{SUITE_START}@{time.time()}")
 
-pytest_plugins = ["tests.support.broker", "tests.support.simulator"]
+pytest_plugins = ["tests.support.broker", "tests.support.pki", "tests.support.simulator"]

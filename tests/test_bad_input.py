@@ -8,7 +8,6 @@ test_enedis_parse.py; here the same inputs go through the user-facing entry poin
 from __future__ import annotations
 
 import contextlib
-import io
 import logging
 import os
 import re
@@ -28,7 +27,6 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from linky2mqtt import cli
 from linky2mqtt.config import load_text
 from linky2mqtt.enedis import (
     Budget,
@@ -45,6 +43,7 @@ from linky2mqtt.model import Kind
 from linky2mqtt.simulator import Simulator
 from linky2mqtt.store import Store, StoreError
 from tests.support.broker import Mosquitto
+from tests.support.cli import run_cli, saved_root_logging
 from tests.test_config_fuzz import ENV, PROBLEM_RE, SECRET_VALUES, VALID, VALUES, paths
 from tests.test_enedis_budget import ManualClock
 from tests.test_enedis_client import jwt
@@ -56,27 +55,8 @@ PDL = "12345678901234"
 @pytest.fixture(autouse=True)
 def _restore_logging() -> Iterator[None]:
     """cli.main configures the root logger; put it back after each test."""
-    root = logging.getLogger()
-    level, handlers = root.level, list(root.handlers)
-    yield
-    for h in list(root.handlers):
-        if h not in handlers:
-            root.removeHandler(h)
-    root.setLevel(level)
-
-
-def run_cli(*argv: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    saved = dict(os.environ)
-    if env:
-        os.environ.update(env)
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            rc = cli.main(list(argv))
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-    return rc, out.getvalue(), err.getvalue()
+    with saved_root_logging():
+        yield
 
 
 # -- the configuration file through `linky2mqtt check-config` --------------------------

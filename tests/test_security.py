@@ -6,7 +6,6 @@ no Docker engine here).
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import logging
@@ -15,7 +14,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from datetime import date, timedelta
 from pathlib import Path
@@ -23,7 +21,6 @@ from typing import Any
 
 import pytest
 
-from linky2mqtt import cli
 from linky2mqtt.bridge import Bridge
 from linky2mqtt.clock import SYSTEM_CLOCK
 from linky2mqtt.config import load_text
@@ -32,9 +29,11 @@ from linky2mqtt.logs import RedactingFilter, setup_logging
 from linky2mqtt.model import PARIS, Kind
 from linky2mqtt.simulator import Simulator
 from tests.support.broker import Mosquitto, wait_port
+from tests.support.cli import run_cli, saved_root_logging
 from tests.support.fake_ha import FakeHA
 from tests.support.mqtt_client import Collector, Message
 from tests.support.simulator import MakeSimulator
+from tests.support.waiting import wait_until
 
 REPO = Path(__file__).resolve().parent.parent
 PDL1, PDL2, PDL3, PDL4 = "12345678901234", "22516914714270", "30001234567890", "40001234567890"
@@ -49,57 +48,13 @@ HA_TOKEN = "ha-LLAT-SECRET-31337q"
 NOT_JWT_TOKEN = "conso-NOTJWT-SECRET-4242"
 
 
-def wait_until(cond: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
-
-
 @pytest.fixture(autouse=True)
 def _restore_logging() -> Iterator[None]:
-    root = logging.getLogger()
-    level, handlers = root.level, list(root.handlers)
-    yield
-    for h in list(root.handlers):
-        if h not in handlers:
-            root.removeHandler(h)
-    root.setLevel(level)
+    with saved_root_logging():
+        yield
 
 
 # -- a broker with TLS and passwords ------------------------------------------------------
-
-
-def _openssl(*args: str, cwd: Path) -> None:
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
-
-
-def _make_ca(d: Path, name: str) -> None:
-    _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-             "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.crt", "-days", "2",
-             "-subj", f"/CN={name}", "-addext", "basicConstraints=critical,CA:TRUE",
-             "-addext", "keyUsage=critical,keyCertSign,cRLSign", cwd=d)
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A test CA, a server certificate for 127.0.0.1, and an unrelated CA."""
-    d = tmp_path_factory.mktemp("pki")
-    _make_ca(d, "ca")
-    _make_ca(d, "other-ca")
-    _openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-             "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost", cwd=d)
-    (d / "ext.cnf").write_text(
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n"
-        "keyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n")
-    _openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-             "-CAcreateserial", "-out", "server.crt", "-days", "2", "-extfile", "ext.cnf",
-             cwd=d)
-    return d
 
 
 class SecureBroker:
@@ -382,19 +337,6 @@ accounts:
     return path
 
 
-def _run_cli(*argv: str, env: dict[str, str]) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    saved = dict(os.environ)
-    os.environ.update(env)
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            rc = cli.main(list(argv))
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-    return rc, out.getvalue(), err.getvalue()
-
-
 def test_no_secret_in_logs_info_topics_check_config_or_fetch(
     secure_broker: SecureBroker, make_simulator: MakeSimulator, tmp_path: Path,
 ) -> None:
@@ -444,7 +386,7 @@ def test_no_secret_in_logs_info_topics_check_config_or_fetch(
         assert {a["name"]: (a.get("token"), a.get("client_secret"))
                 for a in info["config"]["accounts"]}["pro"][1] == "***"
 
-        rc, out, err_ = _run_cli("check-config", "-c", str(config), env=env)
+        rc, out, err_ = run_cli("check-config", "-c", str(config), env=env)
         assert rc == 0 and err_ == ""
         assert "home" in out and PDL1 in out
         for p in secrets:
@@ -456,7 +398,7 @@ def test_no_secret_in_logs_info_topics_check_config_or_fetch(
             f"  client_id: l2m-redaction\n  passwrd: '{MQTT_PASSWORD}'\n").replace(
             f"    token: '{MED_TOKEN}'\n",
             f"    token: ['{MED_TOKEN}']\n    client_secret: '{DC_SECRET}'\n"))
-        rc, out, err_ = _run_cli("check-config", "-c", str(bad), env=env)
+        rc, out, err_ = run_cli("check-config", "-c", str(bad), env=env)
         assert rc == 2 and "Traceback" not in err_
         assert "mqtt.passwrd" in err_ and "accounts[5]" in err_
         for p in secrets:
@@ -469,7 +411,7 @@ def test_no_secret_in_logs_info_topics_check_config_or_fetch(
             cfg_path = tmp_path / f"fetch-{level}.yaml"
             cfg_path.write_text(broken.replace("log: {level: debug}", f"log: {{level: {level}}}"))
             for account_pdl in (PDL3, "30001234567891"):
-                rc, out, err_ = _run_cli(
+                rc, out, err_ = run_cli(
                     "fetch", "-c", str(cfg_path), "--pdl", account_pdl, "--start",
                     str(_today() - timedelta(days=3)), "--end",
                     str(_today() - timedelta(days=1)), env=env)

@@ -2,46 +2,31 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import logging
 import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from linky2mqtt import cli
 from linky2mqtt.bridge import Bridge
 from linky2mqtt.config import load
 from linky2mqtt.health import MAX_AGE, MAX_DISCONNECTED, Heartbeat, check, health_path
 from linky2mqtt.simulator import Simulator
 from tests.support.broker import Mosquitto
+from tests.support.cli import run_cli, saved_root_logging
+from tests.support.waiting import wait_until
 
 REPO = Path(__file__).resolve().parent.parent
 
 
-def wait_until(cond: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
-
-
 def healthcheck(config: Path) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        rc = cli.main(["healthcheck", "-c", str(config)])
-    return rc, out.getvalue(), err.getvalue()
+    return run_cli("healthcheck", "-c", str(config))
 
 
 def write(path: Path, **body: Any) -> None:
@@ -120,13 +105,8 @@ def config(tmp_path: Path, broker: Mosquitto, simulator: Simulator) -> Path:
 
 @pytest.fixture
 def restore_logging() -> Iterator[None]:
-    root = logging.getLogger()
-    level, handlers = root.level, list(root.handlers)
-    yield
-    for h in list(root.handlers):
-        if h not in handlers:
-            root.removeHandler(h)
-    root.setLevel(level)
+    with saved_root_logging():
+        yield
 
 
 def test_bridge_heartbeat_drives_healthcheck(
