@@ -19,6 +19,7 @@ import logging
 import queue
 import random
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -626,6 +627,11 @@ class StatisticsWorker:
     """Runs the Home Assistant statistics import in its own thread, never blocking MQTT."""
 
     PERIOD = 600.0  # also retry what is still dirty this often
+    # A backfill stores its hours window by window, newest first: wait until the notices
+    # stop for SETTLE seconds (MAX_SETTLE at most) so that each hour is written once,
+    # not once per window.
+    SETTLE = 3.0
+    MAX_SETTLE = 120.0
 
     def __init__(self, sink: StatisticsSink, stopping: threading.Event) -> None:
         self.sink = sink
@@ -642,11 +648,21 @@ class StatisticsWorker:
 
     def _run(self) -> None:
         while not self.stopping.is_set():
+            self._settle()
+            if self.stopping.is_set():
+                break
             report = self.sink.sync()
             if report.error:
                 log.warning("Home Assistant statistics: %s", report.error)
             self.wake.wait(self.PERIOD)
+
+    def _settle(self) -> None:
+        """Return once no notice came for SETTLE seconds (or after MAX_SETTLE)."""
+        deadline = time.monotonic() + self.MAX_SETTLE
+        while (not self.stopping.is_set() and self.wake.is_set()
+               and time.monotonic() < deadline):
             self.wake.clear()
+            self.wake.wait(self.SETTLE)
 
     def stop(self) -> None:
         self.wake.set()
