@@ -363,6 +363,8 @@ def test_no_secret_in_logs_info_topics_check_config_or_fetch(
             col.client.publish("linky2mqtt/bridge/request/info", b"{}", qos=1)
             col.wait_for(lambda ms: any(m.topic == "linky2mqtt/bridge/response/info"
                                         for m in ms), 20, "the info answer")
+            # the statistics import has tried the (wrong) Home Assistant token
+            wait_until(lambda: ha.auth_failures > 0, 30, "the statistics import's attempt")
         finally:
             proc.send_signal(signal.SIGTERM)
             try:
