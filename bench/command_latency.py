@@ -15,14 +15,12 @@ at the simulator). Goal: p50 under 20 ms.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import socket
 import statistics
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -35,7 +33,7 @@ from linky2mqtt.bridge import Bridge
 from linky2mqtt.config import load_text
 from linky2mqtt.model import PARIS, Kind
 from linky2mqtt.simulator import SimOptions, Simulator
-from tests.support.broker import Mosquitto, free_port
+from tests.support.broker import Mosquitto
 
 PDL = "22516914714270"
 BASE = "linky2mqtt"
@@ -99,25 +97,12 @@ def run(quick: bool) -> dict[str, Any]:
     headline: ``p50_ms``, ``p99_ms``...) and with mosquitto's default settings
     (``default_broker``), each also for a client with Nagle's algorithm on."""
     n = 60 if quick else 400
-    with _broker(nodelay=True) as mqtt:
+    with broker(nodelay=True) as mqtt:
         best = _measure(mqtt, n)
     with broker() as mqtt:
         default = _measure(mqtt, n // 2)
     return {**best, "goal_p50_ms": GOAL_P50_MS, "met": best["p50_ms"] < GOAL_P50_MS,
             "default_broker": default}
-
-
-@contextlib.contextmanager
-def _broker(nodelay: bool) -> Iterator[Mosquitto]:
-    with tempfile.TemporaryDirectory(prefix="bench-mqtt-") as tmp:
-        port = free_port()
-        m = Mosquitto(Path(tmp), port, f"listener {port} 127.0.0.1\nallow_anonymous true\n"
-                      f"set_tcp_nodelay {str(nodelay).lower()}\n")
-        m.start()
-        try:
-            yield m
-        finally:
-            m.stop()
 
 
 def _measure(mqtt: Mosquitto, n: int) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.support.broker import Mosquitto
+from tests.support.broker import Mosquitto, free_port
 
 # Yesterday's data is served from 08:00 Paris: the real clock is what the figures use,
 # except where a FastClock is said to be used.
@@ -35,10 +35,13 @@ def pdls(n: int, prefix: str = "5") -> list[str]:
 
 
 @contextlib.contextmanager
-def broker() -> Iterator[Mosquitto]:
-    """A private mosquitto on a free port, in a temporary directory."""
+def broker(nodelay: bool = False) -> Iterator[Mosquitto]:
+    """A private mosquitto on a free port, in a temporary directory; ``nodelay`` sets
+    mosquitto's ``set_tcp_nodelay`` (false is mosquitto's default)."""
     with tempfile.TemporaryDirectory(prefix="bench-mqtt-") as tmp:
-        m = Mosquitto(Path(tmp))
+        port = free_port()
+        m = Mosquitto(Path(tmp), port, f"listener {port} 127.0.0.1\nallow_anonymous true\n"
+                      f"set_tcp_nodelay {str(nodelay).lower()}\n")
         m.start()
         try:
             yield m

@@ -10,33 +10,16 @@ algorithm on: small replies can wait for a delayed ACK, about 40 ms a hop on Lin
 
 from __future__ import annotations
 
-import contextlib
 import socket
 import statistics
-import tempfile
 import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
-from tests.support.broker import Mosquitto, free_port
-
-
-@contextlib.contextmanager
-def _broker(nodelay: bool) -> Iterator[Mosquitto]:
-    with tempfile.TemporaryDirectory(prefix="bench-echo-") as tmp:
-        port = free_port()
-        m = Mosquitto(Path(tmp), port, f"listener {port} 127.0.0.1\nallow_anonymous true\n"
-                      f"set_tcp_nodelay {str(nodelay).lower()}\n")
-        m.start()
-        try:
-            yield m
-        finally:
-            m.stop()
+from bench.common import broker
 
 
 def _client(name: str, port: int, topic: str, on_message: Any, nodelay: bool) -> paho.Client:
@@ -75,7 +58,7 @@ def round_trips(n: int, nodelay: bool = True) -> dict[str, float]:
             got[bytes(msg.payload)] = time.perf_counter()
             cond.notify_all()
 
-    with _broker(nodelay) as mqtt:
+    with broker(nodelay) as mqtt:
         echo = _client("bench-echo", mqtt.port, "bench/ping",
                        lambda c, u, m: c.publish("bench/pong", m.payload, qos=1), nodelay)
         req = _client("bench-ping", mqtt.port, "bench/pong", pong, nodelay)
