@@ -20,10 +20,10 @@ from pathlib import Path
 
 from bench.common import Row, broker, dataconnect_config, pdls, wait_until
 from linky2mqtt import topics
-from linky2mqtt.bridge import Bridge, yesterday_paris
+from linky2mqtt.bridge import Bridge
 from linky2mqtt.clock import SYSTEM_CLOCK
 from linky2mqtt.config import load_text
-from linky2mqtt.model import Kind
+from linky2mqtt.model import Kind, paris_today
 from linky2mqtt.simulator import SimOptions, Simulator
 from linky2mqtt.store import Store
 
@@ -34,7 +34,7 @@ LATENCY = 0.1
 def run(quick: bool) -> list[Row]:
     n = 100 if quick else 1000
     meters = pdls(n, "8")
-    yesterday = yesterday_paris(SYSTEM_CLOCK)
+    yesterday = paris_today(SYSTEM_CLOCK.now()) - timedelta(days=1)
     nxt = yesterday + timedelta(days=1)
     with broker() as mqtt, tempfile.TemporaryDirectory(prefix="bench-fleet-") as tmp:
         sim = Simulator(SimOptions(port=0, rate_per_second=RATE, latency=LATENCY))

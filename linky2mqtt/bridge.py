@@ -21,8 +21,8 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from dataclasses import dataclass
+from datetime import date, datetime
 from typing import Any
 
 from linky2mqtt import __version__, commands, homeassistant, topics
@@ -31,7 +31,6 @@ from linky2mqtt.config import AccountConfig, BudgetOverride, Config, MeterConfig
 from linky2mqtt.enedis import (
     Budget,
     EnedisClient,
-    Priority,
     ProviderSettings,
     RetryPolicy,
     Window,
@@ -44,7 +43,7 @@ from linky2mqtt.hastats import StatisticsSink
 from linky2mqtt.health import Heartbeat, health_path
 from linky2mqtt.model import PARIS, Kind, Reading, Step, day_bounds
 from linky2mqtt.mqtt import Incoming, MqttLink
-from linky2mqtt.poller import MeterPoller, PollOutcome, SeriesName, meter_series
+from linky2mqtt.poller import MeterPoller, SeriesName, meter_series
 from linky2mqtt.publisher import Publisher
 from linky2mqtt.scheduler import (
     PUBLISHED_FROM,
@@ -77,15 +76,6 @@ class MeterState:
     late_day: date | None = None
     failures: int = 0
     waiting_budget_until: float | None = None
-    contract: dict[str, Any] | None = None
-
-
-@dataclass
-class Job:
-    """Work handed to an account's thread (a command's upstream part)."""
-
-    run: Callable[[], None]
-    done: threading.Event = field(default_factory=threading.Event)
 
 
 _WINDOW_NAMES = {1.0: "second", 3600.0: "hour", 43200.0: "12h", 86400.0: "day"}
@@ -169,7 +159,7 @@ class AccountRunner:
         self.account = account
         self.client = client
         self.clock = bridge.clock
-        self.jobs: queue.Queue[Job] = queue.Queue()
+        self.jobs: queue.Queue[Callable[[], None]] = queue.Queue()
         self.wake = threading.Event()
         now = self.clock.time()
         self.meters: dict[str, MeterState] = {}
@@ -191,15 +181,8 @@ class AccountRunner:
     def start(self) -> None:
         self.thread.start()
 
-    def submit(self, job: Job) -> None:
+    def submit(self, job: Callable[[], None]) -> None:
         self.jobs.put(job)
-        self.wake.set()
-
-    def poll_now(self, pdls: list[str]) -> None:
-        now = self.clock.time()
-        for pdl in pdls:
-            if pdl in self.meters:
-                self.meters[pdl].next_due = now
         self.wake.set()
 
     def _run(self) -> None:
@@ -233,11 +216,9 @@ class AccountRunner:
                 except queue.Empty:
                     break
                 try:
-                    job.run()
+                    job()
                 except Exception:
                     log.exception("account %s: a command failed", self.account.name)
-                finally:
-                    job.done.set()
             if stop.is_set():
                 break
             nxt = min((s.next_due for s in self.meters.values()), default=None)
@@ -283,7 +264,7 @@ class AccountRunner:
                     state.last_error = "PDL not covered by the account's token"
                     self.bridge.publish_status(state, self.account)
         found = False
-        for pdl, state in self.meters.items():
+        for pdl in self.meters:
             if self.bridge.stopping.is_set():
                 return
             known = self.bridge.store.get_retained(topics.contract_topic(self.bridge.base, pdl))
@@ -296,7 +277,6 @@ class AccountRunner:
                 continue
             if contract is None:
                 continue
-            state.contract = contract
             payload = topics.contract_payload(pdl, contract)
             log.info("account %s: contract found: PDL %s - %s kVA, tariff %s", name, pdl,
                      payload.get("subscribed_power_kva", "?"), payload.get("tariff", "?"))
@@ -315,7 +295,7 @@ class AccountRunner:
         pdl = state.meter.pdl
         outcome = state.poller.poll(now, should_stop=bridge.stopping.is_set)
         state.last_poll = now
-        self._publish_outcome(state, outcome, now)
+        self._update_latest_day(state)
         today = now.astimezone(PARIS).date()
         if outcome.error is None:
             state.last_error = None
@@ -368,8 +348,9 @@ class AccountRunner:
         return next_regular_poll(now, state.meter.refresh, self.bridge.cfg.poll_window,
                                  self.bridge.rng).timestamp()
 
-    def _publish_outcome(self, state: MeterState, outcome: PollOutcome, now: datetime) -> None:
-        # what the poll stored was published window by window (:meth:`_stored`)
+    def _update_latest_day(self, state: MeterState) -> None:
+        """The newest day held (what the poll stored was published window by window,
+        by :meth:`_stored`)."""
         pdl = state.meter.pdl
         held = [d for d in (self.bridge.store.latest_daily_day(pdl, k)
                             for k in (Kind.CONSUMPTION, Kind.PRODUCTION)) if d is not None]
@@ -566,7 +547,7 @@ class Bridge:
 
     def run_on_account(self, pdl: str, fn: Callable[[], None]) -> None:
         """Run ``fn`` on the thread of ``pdl``'s account, after its due polls."""
-        self.meter_account[pdl].submit(Job(fn))
+        self.meter_account[pdl].submit(fn)
 
     def poll_meter_now(self, pdl: str) -> None:
         """Poll one meter now (called on its account's thread)."""
@@ -679,14 +660,3 @@ def _last_success(bridge: Bridge, pdl: str) -> datetime | None:
         return datetime.fromisoformat(text) if isinstance(text, str) else None
     except (ValueError, KeyError, TypeError):
         return None
-
-
-def today_paris(clock: Clock) -> date:
-    return clock.now().astimezone(PARIS).date()
-
-
-def yesterday_paris(clock: Clock) -> date:
-    return today_paris(clock) - timedelta(days=1)
-
-
-__all__ = ["Bridge", "Priority"]

@@ -19,7 +19,7 @@ from typing import Literal
 
 from linky2mqtt.config import MeterConfig
 from linky2mqtt.enedis import EnedisClient, FetchResult, Priority, errors, is_transient
-from linky2mqtt.model import PARIS, Kind, Step, day_bounds
+from linky2mqtt.model import PARIS, Kind, Step
 from linky2mqtt.scheduler import (
     CURVE_DAYS_PER_CALL,
     DAILY_DAYS_PER_CALL,
@@ -277,7 +277,3 @@ class MeterPoller:
 
 def _describe(exc: BaseException) -> str:
     return str(exc) or exc.__class__.__name__
-
-
-def day_window(day: date) -> tuple[datetime, datetime]:
-    return day_bounds(day)

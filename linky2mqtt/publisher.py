@@ -13,6 +13,7 @@ what each payload looks like and ``mqtt`` owns the connection.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections.abc import Callable, Iterable
@@ -55,16 +56,11 @@ class Publisher:
         self.store.set_retained(topic, body)
         self._send(topic, body, retain=True)
 
-    def clear_retained(self, topic: str) -> None:
-        self.store.delete_retained(topic)
-        self._send(topic, b"", retain=True)
-
     def batch(self, topic: str, payload: dict[str, Any], key: str) -> None:
         """Publish an hourly batch; it stays pending in the store until acknowledged."""
         body = topics.dumps(payload)
         self.store.add_pending_batch(topic, key, body)
-        self._send(topic, body, retain=False,
-                   on_ack=lambda: self.store.ack_batch(topic, key, body))
+        self._send(topic, body, retain=False, on_ack=_acker(self.store, topic, key, body))
 
     def _send(self, topic: str, body: bytes, *, retain: bool,
               on_ack: Callable[[], None] | None = None) -> None:
@@ -115,11 +111,11 @@ class Publisher:
         months.append((latest.year, latest.month))
         month_topic = topics.meter_topic(self.base, pdl, kind, "month")
         for y, m in months:
-            first = date(y, m, 1)
-            nxt = date(y + (m == 12), m % 12 + 1, 1)
+            month = f"{y:04d}-{m:02d}"
+            first, nxt = topics.month_bounds(month)
             upto = min(latest, nxt - timedelta(days=1))
             values = self.store.daily_values(pdl, kind, first, nxt)
-            payload = topics.month_payload(pdl, f"{y:04d}-{m:02d}", values, upto)
+            payload = topics.month_payload(pdl, month, values, upto)
             if (y, m) == (latest.year, latest.month):
                 self.retained(month_topic, payload)
             else:
@@ -146,12 +142,11 @@ class Publisher:
 
     def _publish_marked(self, topic: str, key: str) -> None:
         pdl, kind_name = topic[len(self.base) + 1:].split("/")[:2]
+        self.store.ack_batch(topic, key, TO_PUBLISH)
         try:
             kind, day = Kind(kind_name), date.fromisoformat(key)
         except ValueError:
-            self.store.ack_batch(topic, key, TO_PUBLISH)
             return
-        self.store.ack_batch(topic, key, TO_PUBLISH)
         self.curve_changed(pdl, kind, [day])
 
     def reconcile_daily(self, pdl: str, kind: Kind, now: datetime) -> None:
@@ -167,9 +162,8 @@ class Publisher:
         if self._retained_date(topics.meter_topic(self.base, pdl, kind, "day")) != latest:
             self.daily_changed(pdl, kind, [latest], now)
             return
-        first = latest.replace(day=1)
-        nxt = date(first.year + (first.month == 12), first.month % 12 + 1, 1)
-        month = topics.month_payload(pdl, f"{first:%Y-%m}",
+        first, nxt = topics.month_bounds(f"{latest:%Y-%m}")
+        month = topics.month_payload(pdl, f"{latest:%Y-%m}",
                                      self.store.daily_values(pdl, kind, first, nxt), latest)
         month_topic = topics.meter_topic(self.base, pdl, kind, "month")
         if self.store.get_retained(month_topic) != topics.dumps(month):
@@ -200,8 +194,6 @@ class Publisher:
         body = self.store.get_retained(topic)
         if not body:
             return None
-        import json
-
         try:
             return date.fromisoformat(json.loads(body)["date"])
         except (ValueError, KeyError, TypeError):
