@@ -21,8 +21,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from linky2mqtt import homeassistant, topics
-from linky2mqtt.enedis import aggregate_hours
-from linky2mqtt.model import Kind, day_bounds
+from linky2mqtt.model import Kind
 from linky2mqtt.mqtt import MqttLink
 from linky2mqtt.store import Store
 
@@ -173,9 +172,7 @@ class Publisher:
         """Curve points of ``days`` were stored: one hourly batch per day, oldest first."""
         topic = topics.meter_topic(self.base, pdl, kind, "hour")
         for day in sorted(set(days)):
-            start, end = day_bounds(day)
-            readings = self.store.readings(pdl, kind, "curve", start, end)
-            hourly = aggregate_hours(readings, day)
+            hourly = self.store.hourly_day(pdl, kind, day)
             if not hourly.hours:
                 continue
             payload = topics.hour_payload(

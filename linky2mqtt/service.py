@@ -29,7 +29,7 @@ from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
 from linky2mqtt import commands
-from linky2mqtt.enedis import Priority, aggregate_hours
+from linky2mqtt.enedis import Priority
 from linky2mqtt.model import PARIS, Kind, Step, day_bounds
 from linky2mqtt.mqtt import Incoming
 from linky2mqtt.poller import SeriesName
@@ -79,11 +79,9 @@ class StoreReadSource:
             if held is not None:
                 self._hours.move_to_end(key)
                 return held, True
-        start, end = day_bounds(day)
-        readings = self.store.readings(pdl, kind, "curve", start, end)
-        if not readings:
+        h = self.store.hourly_day(pdl, kind, day)
+        if not h.hours:
             return None
-        h = aggregate_hours(readings, day)
         hours = [(x.start, x.end, x.wh) for x in h.hours]
         if h.complete:
             with self._lock:

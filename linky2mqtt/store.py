@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar, overload
 
 from linky2mqtt.clock import SYSTEM_CLOCK, Clock
+from linky2mqtt.enedis.hours import HourlyDay, aggregate_hours
 from linky2mqtt.model import DAILY, PARIS, Kind, Reading, day_bounds, resolution_minutes
 
 __all__ = ["LEDGER_KEEP_SECONDS", "MIGRATIONS", "SCHEMA_VERSION", "Store", "StoreError"]
@@ -351,6 +352,12 @@ class Store:
             quality=quality,
             peak_at=None if peak_at is None else _utc(peak_at),
         )
+
+    def hourly_day(self, pdl: str, kind: Kind, day: date) -> HourlyDay:
+        """The clock hours of one local day, aggregated from the stored load curve
+        (23, 24 or 25 hours; ``complete`` when every interval of the day is held)."""
+        start, end = day_bounds(day)
+        return aggregate_hours(self.readings(pdl, kind, "curve", start, end), day)
 
     def readings(
         self,
