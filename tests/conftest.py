@@ -16,3 +16,26 @@ SUITE_START = "2026-11-29T10:30:00+01:00"
 os.environ.setdefault("LINKY2MQTT_CLOCK", f"{SUITE_START}@{time.time()}")
 
 pytest_plugins = ["tests.support.broker", "tests.support.pki", "tests.support.simulator"]
+
+
+# ----------------------------------------------------------------------------- tiers
+#
+# The fast tier (`pytest -q -m "not e2e"`, well under a minute) runs the unit and
+# component tests; the README's test command runs everything. A test is end-to-end when
+# it starts a mosquitto (the `broker` fixture, or a module that starts its own
+# `Mosquitto`), or lives in a module that drives whole processes over time (the soak,
+# the demo).
+
+import pytest  # noqa: E402
+
+E2E_FIXTURES = frozenset({"broker"})
+E2E_MODULES = frozenset({"test_soak", "test_demo", "test_demo_broker"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        module = item.nodeid.split("::", 1)[0].rsplit("/", 1)[-1].removesuffix(".py")
+        starts_broker = hasattr(getattr(item, "module", None), "Mosquitto")
+        if fixtures & E2E_FIXTURES or module in E2E_MODULES or starts_broker:
+            item.add_marker(pytest.mark.e2e)

@@ -735,10 +735,12 @@ CONFIG_KEYS = {"mqtt", "homeassistant", "store", "log", "commands", "poll_window
 
 
 def test_readme_yaml_blocks_are_valid(tmp_path: Path) -> None:
-    """Every ```yaml block of README.md that is linky2mqtt configuration loads (fragments
-    merged into a base); blocks of other programs' YAML (a Home Assistant automation)
-    are recognised by their top-level keys and left alone."""
-    blocks = re.findall(r"```yaml\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    """Every ```yaml block of README.md and docs/*.md that is linky2mqtt configuration
+    loads (fragments merged into a base); blocks of other programs' YAML (a Home Assistant
+    automation) are recognised by their top-level keys and left alone."""
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    blocks = [b for page in pages
+              for b in re.findall(r"```yaml\n(.*?)```", page.read_text(), re.S)]
     (tmp_path / "secrets").mkdir()
     for name in ("conso_token", "mqtt_password", "dc_secret", "ha_token"):
         (tmp_path / "secrets" / name).write_text("file-SECRET\n")
@@ -749,7 +751,9 @@ def test_readme_yaml_blocks_are_valid(tmp_path: Path) -> None:
     checked = 0
     for block in blocks:
         text = block.replace("/run/secrets/", f"{tmp_path}/secrets/")
-        data = yaml.safe_load(text.replace(" /data/", f" {tmp_path}/data/"))
+        for prefix in (" /data/", " /etc/linky2mqtt/"):
+            text = text.replace(prefix, f" {tmp_path}/data/")
+        data = yaml.safe_load(text)
         assert isinstance(data, dict), block
         if not set(data) & CONFIG_KEYS:
             continue
