@@ -386,7 +386,7 @@ def test_property_arbitrary_points_never_crash(points: list[dict[str, Any]], uni
     kilo=st.booleans(),
     wall=st.booleans(),
 )
-def test_property_energy_conserved_curve_to_hours(  # noqa: PLR0913, PLR0917
+def test_property_energy_conserved_curve_to_hours(
     day: date, minutes: int, seed: int, kilo: bool, wall: bool
 ) -> None:
     rng = random.Random(seed)

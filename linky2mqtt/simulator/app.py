@@ -521,7 +521,8 @@ class App:
         if pdl is None or start is None or end is None:
             raise invalid("usage_point_id (14 digits), start and end (YYYY-MM-DD) are required.")
         q = Query(pdl, spec[0], spec[1], start, end)
-        return json_response(200, {"meter_reading": bodies.meter_reading(q, self._days(q), self.dst_stamps)})
+        body = bodies.meter_reading(q, self._days(q), self.dst_stamps)
+        return json_response(200, {"meter_reading": body})
 
     def _dc_contract(self, req: Request, pdl: str) -> Response:
         if (bad := self._method(req, "GET")) is not None:
@@ -549,7 +550,8 @@ class App:
         if _pdl(pdl) is None or the_start is None or the_end is None:
             return json_response(400, {"detail": "Invalid PDL or dates (YYYY-MM-DD)."})
         q = Query(pdl, kind, series, the_start, the_end)
-        return json_response(200, {"meter_reading": bodies.meter_reading(q, self._days(q), self.dst_stamps)})
+        body = bodies.meter_reading(q, self._days(q), self.dst_stamps)
+        return json_response(200, {"meter_reading": body})
 
     def _med_info(self, req: Request, name: str, pdl: str) -> Response:
         if (bad := self._method(req, "GET") or self._med_auth(req)) is not None:
