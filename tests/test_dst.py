@@ -198,7 +198,7 @@ def truth_hours(sim: Simulator, pdl: str, day: date) -> list[tuple[datetime, flo
 @pytest.mark.parametrize("provider", ["conso", "dataconnect", "myelectricaldata"])
 @pytest.mark.parametrize("minutes", [10, 15, 30, 60])
 def test_client_hours_equal_the_simulator_intervals(
-    convention: str, provider: str, minutes: int, make_client: MakeClient,
+    convention: str, provider: str, minutes: int, make_client: MakeClient,  # noqa: F811
     simulator: Simulator, caplog: pytest.LogCaptureFixture,
 ) -> None:
     simulator.app.set(dst_stamps=convention)
