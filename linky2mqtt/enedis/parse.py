@@ -377,41 +377,41 @@ def parse_curve(
                 continue
             raise BadResponse("curve points carry no step and no step can be inferred")
         parsed.append(_CurvePoint(i, stamp, naive, minutes, value, aware))
-    naive_points = [p for p in parsed if p.aware is None]
+    naive_points = [cp for cp in parsed if cp.aware is None]
     convention, starts, unplaced = _decide(naive_points)
-    for p in parsed:
-        if p.aware is not None:  # an explicit offset says the instant: honour it
-            starts[p.index] = p.aware - timedelta(minutes=p.minutes)
+    for cp in parsed:
+        if cp.aware is not None:  # an explicit offset says the instant: honour it
+            starts[cp.index] = cp.aware - timedelta(minutes=cp.minutes)
     if unplaced:
         _warn_unplaced(pdl, unplaced)
     by_start: dict[datetime, _CurvePoint] = {}
     refused: dict[date, str] = {}
-    for p in sorted(parsed, key=lambda q: q.index):
-        if p.index not in starts or p.value is None:
+    for cp in sorted(parsed, key=lambda q: q.index):
+        if cp.index not in starts or cp.value is None:
             continue
-        utc_start = starts[p.index]
+        utc_start = starts[cp.index]
         day = utc_start.astimezone(PARIS).date()
         if not _in_range(day, start, end):
             continue
         held = by_start.get(utc_start)
         if held is None or held.value is None:
-            by_start[utc_start] = p
-        elif held.value != p.value or held.minutes != p.minutes:
-            refused.setdefault(day, f"{held.stamp}={held.value:g}, {p.stamp}={p.value:g}")
+            by_start[utc_start] = cp
+        elif held.value != cp.value or held.minutes != cp.minutes:
+            refused.setdefault(day, f"{held.stamp}={held.value:g}, {cp.stamp}={cp.value:g}")
         else:
             log.info("curve %s: point %s repeated with the same value, kept once", pdl,
-                     p.stamp)
+                     cp.stamp)
     for day, detail in sorted(refused.items()):
         log.warning("curve %s: day %s refused, two different values for one instant (%s); "
                     "it stays missing and is asked again later", pdl, day, detail)
     if convention != WALL_CLOCK:
         log.debug("curve %s: stamps written in the offset of their interval's start", pdl)
     readings: dict[datetime, Reading] = {}
-    for utc_start, p in by_start.items():
-        if p.value is None or utc_start.astimezone(PARIS).date() in refused:
+    for utc_start, cp in by_start.items():
+        if cp.value is None or utc_start.astimezone(PARIS).date() in refused:
             continue
         readings[utc_start] = Reading(
-            pdl, kind, f"PT{p.minutes}M", utc_start, p.value * factor * p.minutes / 60.0
+            pdl, kind, f"PT{cp.minutes}M", utc_start, cp.value * factor * cp.minutes / 60.0
         )
     return [readings[t] for t in sorted(readings)]
 
