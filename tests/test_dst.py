@@ -232,3 +232,16 @@ def test_simulator_serves_each_convention(simulator: Simulator) -> None:
         assert http.post("/_sim/config", json={"dst_stamps": "utc"}).status_code == 400
     assert seen["wall-clock"][2:5] == ["01:30", "03:00", "03:30"]
     assert seen["start-offset"][2:5] == ["01:30", "02:00", "03:30"]
+
+
+def test_two_daily_values_for_one_day_refuse_it(caplog: pytest.LogCaptureFixture) -> None:
+    from linky2mqtt.enedis.parse import parse_daily
+
+    pts = [{"v": "1000", "d": "2026-07-14"}, {"v": "1000", "d": "2026-07-14"},
+           {"v": "2000", "d": "2026-07-15"}, {"v": "2500", "d": "2026-07-15"}]
+    caplog.set_level(logging.WARNING)
+    readings = parse_daily({"grandeur": [{"unite": "Wh", "points": pts}]}, PDL,
+                           Kind.CONSUMPTION)
+    assert [(r.local_date, r.value) for r in readings] == [(date(2026, 7, 14), 1000.0)]
+    text = " ".join(r.getMessage() for r in caplog.records)
+    assert PDL in text and "2026-07-15" in text and "2500" in text

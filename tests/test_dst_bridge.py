@@ -42,7 +42,7 @@ from tests.support.bridge import (
 )
 from tests.support.broker import Mosquitto
 from tests.support.fake_ha import FakeHA
-from tests.support.mqtt_client import Collector
+from tests.support.mqtt_client import Collector, Message
 from tests.support.simulator import MakeSimulator
 
 CONVENTIONS = ["wall-clock", "start-offset"]
@@ -105,6 +105,19 @@ def _online(watch: Collector, count: int) -> None:
                                    ]) >= count, timeout=30, what="bridge online")
 
 
+def _batches(watch: Collector, pdl: str, dates: set[str]) -> dict[str, dict[str, Any]]:
+    """The hourly batches of ``pdl`` once those of ``dates`` have all arrived."""
+    topic = f"l2m/{pdl}/consumption/hour"
+
+    def arrived(msgs: list[Message]) -> dict[str, dict[str, Any]] | None:
+        got = batches_by_date(msgs, topic)
+        return got if dates <= set(got) else None
+
+    result: dict[str, dict[str, Any]] = watch.wait_for(arrived, timeout=60,
+                                                       what=f"batches of {pdl}")
+    return result
+
+
 def _rows_between(ha: FakeHA, pdl: str, day: date) -> list[dict[str, Any]]:
     lo, hi = day_bounds(day)
     return [r for r in ha.rows(f"linky2mqtt:{pdl}_consumption") if lo <= r["start"] < hi]
@@ -143,8 +156,7 @@ def test_dst_days_exact_in_each_convention(
         _online(watch, 1)
         yesterday = latest_day().isoformat()
         for _, pdl in METERS.values():  # the first poll (yesterday) done
-            watch.wait_for(lambda ms, p=pdl: yesterday in batches_by_date(
-                ms, f"l2m/{p}/consumption/hour"), timeout=60, what=f"first poll of {pdl}")
+            _batches(watch, pdl, {yesterday})
         for _, pdl in METERS.values():
             for day in DST_DAYS:
                 before = data_requests(sim, pdl)
@@ -156,11 +168,7 @@ def test_dst_days_exact_in_each_convention(
                 assert data_requests(sim, pdl) == before + 1  # one fetch of that day
         # the hourly batches published on MQTT: the same hours, complete
         for _, pdl in METERS.values():
-            topic = f"l2m/{pdl}/consumption/hour"
-            got = watch.wait_for(
-                lambda ms, t=topic: (b if {d.isoformat() for d in DST_DAYS} <= set(
-                    b := batches_by_date(ms, t)) else None), timeout=30,
-                what=f"batches of {pdl}")
+            got = _batches(watch, pdl, {d.isoformat() for d in DST_DAYS})
             for day in DST_DAYS:
                 batch = got[day.isoformat()]
                 assert batch["complete"] is True

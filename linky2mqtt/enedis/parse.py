@@ -204,13 +204,25 @@ def parse_daily(
     points, unit, _ = series_points(body)
     factor = _scale(unit, ENERGY_UNITS, "Wh")
     by_day: dict[date, Reading] = {}
+    refused: dict[date, str] = {}
     for p in points:
         value = _number(p.value)
         day = _day(p.stamp)
-        if value is None or not _in_range(day, start, end) or day in by_day:
+        if value is None or not _in_range(day, start, end):
             continue
-        by_day[day] = Reading(pdl, kind, DAILY, day_bounds(day)[0], value * factor)
-    return [by_day[d] for d in sorted(by_day)]
+        reading = Reading(pdl, kind, DAILY, day_bounds(day)[0], value * factor)
+        held = by_day.setdefault(day, reading)
+        if held.value != reading.value:
+            refused.setdefault(day, f"{held.value:g} and {reading.value:g} Wh")
+    return [by_day[d] for d in sorted(by_day) if d not in _refuse(pdl, refused)]
+
+
+def _refuse(pdl: str, refused: Mapping[date, str]) -> Mapping[date, str]:
+    """Log the days refused for two different values of one instant; return them."""
+    for day, detail in sorted(refused.items()):
+        log.warning("%s: day %s refused, two different values for one instant (%s); it "
+                    "stays missing and is asked again later", pdl, day, detail)
+    return refused
 
 
 def _to_utc(naive: datetime, fold: int) -> datetime:
@@ -401,9 +413,7 @@ def parse_curve(
         else:
             log.info("curve %s: point %s repeated with the same value, kept once", pdl,
                      cp.stamp)
-    for day, detail in sorted(refused.items()):
-        log.warning("curve %s: day %s refused, two different values for one instant (%s); "
-                    "it stays missing and is asked again later", pdl, day, detail)
+    _refuse(pdl, refused)
     if convention != WALL_CLOCK:
         log.debug("curve %s: stamps written in the offset of their interval's start", pdl)
     readings: dict[datetime, Reading] = {}
