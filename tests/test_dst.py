@@ -245,3 +245,12 @@ def test_two_daily_values_for_one_day_refuse_it(caplog: pytest.LogCaptureFixture
     assert [(r.local_date, r.value) for r in readings] == [(date(2026, 7, 14), 1000.0)]
     text = " ".join(r.getMessage() for r in caplog.records)
     assert PDL in text and "2026-07-15" in text and "2500" in text
+
+
+def test_simulator_cli_option(capsys: pytest.CaptureFixture[str]) -> None:
+    from linky2mqtt.simulator.cli import _parser, main
+
+    assert _parser().parse_args(["--dst-stamps", "start-offset"]).dst_stamps == "start-offset"
+    assert _parser().parse_args([]).dst_stamps == "wall-clock"
+    assert main(["simulator", "--port", "0", "--dst-stamps", "utc"]) == 2
+    assert "--dst-stamps" in capsys.readouterr().err
