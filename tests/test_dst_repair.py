@@ -4,11 +4,24 @@ checked by interval count and instants, once, when a pre-version-4 store is open
 from __future__ import annotations
 
 import sqlite3
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
-from linky2mqtt.model import Kind, day_bounds
+from linky2mqtt.config import MeterConfig
+from linky2mqtt.enedis import (
+    Budget,
+    EnedisClient,
+    MemoryLedger,
+    ProviderSettings,
+    RetryPolicy,
+    default_windows,
+    no_sleep,
+)
+from linky2mqtt.model import PARIS, Kind, Step, day_bounds
+from linky2mqtt.poller import MeterPoller
+from linky2mqtt.simulator import Simulator
 from linky2mqtt.store import MIGRATIONS, SCHEMA_VERSION, Store
+from tests.support.bridge import data_requests
 
 PDL = "12345678901234"
 MARCH, OCTOBER, NORMAL = date(2026, 3, 29), date(2026, 10, 25), date(2026, 7, 14)
@@ -70,3 +83,47 @@ def test_the_check_runs_once_and_a_new_store_has_nothing_to_repair(tmp_path: Pat
         assert store.repair_days(PDL, Kind.CONSUMPTION, "curve") == {}
     with Store(tmp_path / "new.db") as store:
         assert store.repair_days(PDL, Kind.CONSUMPTION, "curve") == {}
+
+
+def test_poll_fetches_a_listed_day_once_and_drops_what_was_misplaced(
+        tmp_path: Path, simulator: Simulator) -> None:
+    """The repair through the poller, against the simulator: one request for the listed
+    day (given up on long ago), the off-grid row gone, the day whole, the listing cleared."""
+    pdl = "11111111111120"  # a 30-minute curve
+    raw = simulator.curve(pdl, Kind.CONSUMPTION, OCTOBER)
+    assert raw is not None
+    path = tmp_path / "old.db"
+    _old_store(path, {})
+    conn = sqlite3.connect(path)
+    rows = [(pdl, "PT30M", int((end - timedelta(minutes=30)).timestamp()), w / 2)
+            for end, w, _ in raw[:-1]]  # the last half-hour lost
+    rows.append((pdl, "PT30M", int((day_bounds(OCTOBER)[0] + timedelta(minutes=45))
+                                   .timestamp()), 999.0))  # and one off the grid
+    conn.executemany("INSERT INTO readings VALUES (?, 'consumption', ?, ?, ?, NULL, NULL, 0)",
+                     rows)
+    conn.execute("INSERT INTO gaps VALUES (?, 'consumption', 'curve', ?, 5, 0)",
+                 (pdl, OCTOBER.isoformat()))
+    conn.commit()
+    conn.close()
+    settings = ProviderSettings("myelectricaldata", token="t", base_url=simulator.url)
+    client = EnedisClient(settings, budget=Budget(default_windows("myelectricaldata"),
+                                                  MemoryLedger()),
+                          retry=RetryPolicy(attempts=1, sleep=no_sleep))
+    meter = MeterConfig(pdl, "m", steps=frozenset({Step.HOUR}), backfill_hour=1)
+    now = datetime(2026, 11, 29, 10, 0, tzinfo=PARIS)
+    with Store(path) as store:
+        assert set(store.repair_days(pdl, Kind.CONSUMPTION, "curve")) == {OCTOBER}
+        poller = MeterPoller(meter, client, store, account="a")
+        before = data_requests(simulator, pdl)
+        outcome = poller.poll(now)
+        assert outcome.error is None
+        # yesterday (the backfill) and the listed day: two windows, one request each
+        assert data_requests(simulator, pdl) == before + 2
+        assert OCTOBER in outcome.changed[(Kind.CONSUMPTION, "curve")]
+        held = store.readings(pdl, Kind.CONSUMPTION, "curve", *day_bounds(OCTOBER))
+        assert [(r.start, r.value) for r in held] == [
+            (end - timedelta(minutes=30), w / 2) for end, w, _ in raw]
+        assert store.repair_days(pdl, Kind.CONSUMPTION, "curve") == {}
+        poller.poll(now + timedelta(hours=1))  # nothing more to ask
+        assert data_requests(simulator, pdl) == before + 2
+    client.close()
