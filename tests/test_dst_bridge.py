@@ -188,8 +188,10 @@ def test_dst_days_exact_in_each_convention(
     finally:
         bridge.stop()
 
-    # a restart: nothing asked upstream, the read answered from the store
+    # a restart: nothing asked upstream (no data, token or contract request), the read
+    # answered from the store
     before = data_requests(sim)
+    total = sim.stats()["total"]
     again = Bridge(load_text(text, env={}), stagger=0.0)
     again.start()
     try:
@@ -205,6 +207,7 @@ def test_dst_days_exact_in_each_convention(
         again.stop()
         watch.close()
     assert data_requests(sim) == before == 3 * len(METERS) + len(METERS)  # + yesterday
+    assert sim.stats()["total"] == total
 
 
 # -- a store written by the previous release ---------------------------------------------

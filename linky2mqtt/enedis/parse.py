@@ -236,17 +236,21 @@ def parse_max_power(
     points, unit, _ = series_points(body)
     factor = _scale(unit, APPARENT_UNITS, "VA")
     by_day: dict[date, Reading] = {}
+    refused: dict[date, str] = {}
     for p in points:
         value = _number(p.value)
         naive, has_time, aware = _parse_stamp(p.stamp)
         day = naive.date()
-        if value is None or not _in_range(day, start, end) or day in by_day:
+        if value is None or not _in_range(day, start, end):
             continue
         peak = (aware or _to_utc(naive, 0)) if has_time else None
-        by_day[day] = Reading(
+        reading = Reading(
             pdl, Kind.MAX_POWER, DAILY, day_bounds(day)[0], value * factor, peak_at=peak
         )
-    return [by_day[d] for d in sorted(by_day)]
+        held = by_day.setdefault(day, reading)
+        if held.value != reading.value:
+            refused.setdefault(day, f"{held.value:g} and {reading.value:g} VA")
+    return [by_day[d] for d in sorted(by_day) if d not in _refuse(pdl, refused)]
 
 
 # The two ways a naive END stamp is written on the DST change days (see module docstring).
