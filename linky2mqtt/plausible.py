@@ -24,7 +24,7 @@ from typing import Protocol
 
 from linky2mqtt.model import Kind, Reading, day_bounds, resolution_minutes
 
-__all__ = ["MARGIN", "NO_CONTRACT_VA", "power_limit_va", "screen", "subscribed_kva"]
+__all__ = ["MARGIN", "NO_CONTRACT_VA", "power_limit_va", "problem", "screen", "subscribed_kva"]
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,8 @@ def power_limit_va(kva: float | None) -> float:
     return NO_CONTRACT_VA if kva is None else MARGIN * kva * 1000.0
 
 
-def _why(r: Reading, limit: float) -> str | None:
+def problem(r: Reading, limit: float) -> str | None:
+    """Why ``r`` is impossible under ``limit`` (VA), or None when it is plausible."""
     if r.value < 0:
         return f"negative value {r.value:g}"
     if r.kind is Kind.MAX_POWER:
@@ -80,7 +81,7 @@ def screen(readings: Iterable[Reading], pdl: str, kva: float | None) -> list[Rea
         key = (r.kind, r.local_date, r.is_daily)
         if key in refused:
             continue
-        why = _why(r, limit)
+        why = problem(r, limit)
         if why is not None:
             refused[key] = why
     for (kind, day, daily), why in sorted(refused.items(), key=lambda kv: kv[0][1]):

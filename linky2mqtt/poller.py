@@ -245,11 +245,12 @@ class MeterPoller:
         if self.before_save is not None and fetched_days:
             self.before_save(s.kind, s.series, fetched_days)
         start, end = window
-        repairs = {d for d in self.store.repair_days(self.pdl, s.kind, s.series)
-                   if start <= d < end}
+        repairs = {d: why for d, why in self.store.repair_days(self.pdl, s.kind, s.series
+                                                                ).items() if start <= d < end}
         changed = self.store.save_readings(readings)
-        for d in sorted(repairs):
-            self._finish_repair(s, d, [r for r in readings if r.local_date == d], changed)
+        for d, why in sorted(repairs.items()):
+            self._finish_repair(s, d, why, [r for r in readings if r.local_date == d],
+                                changed)
         days = outcome.changed.setdefault((s.kind, s.series), set())
         for r in changed:
             days.add(r.local_date)
@@ -272,21 +273,26 @@ class MeterPoller:
                 asked.add(d)
             d += timedelta(days=1)
 
-    def _finish_repair(self, s: Series, day: date, fetched: list[Reading],
-                       changed: list[Reading]) -> None:
-        """A day listed for repair was fetched once more: when the answer covers it, what
-        an earlier version put at a wrong instant goes; either way it is not listed any
-        more (a day still incomplete is a gap like any other)."""
-        if s.series == "curve" and fetched and aggregate_hours(fetched, day).complete:
+    def _finish_repair(self, s: Series, day: date, why: str,
+                       fetched: list[Reading], changed: list[Reading]) -> None:
+        """A day listed for repair was fetched once more: when the answer covers it (and
+        was plausible), what an earlier version put at a wrong instant goes; either way it
+        is not listed any more (a day still incomplete is a gap like any other)."""
+        whole = bool(fetched) and (s.series == "daily"
+                                   or aggregate_hours(fetched, day).complete)
+        if whole and s.series == "curve":
             removed = self.store.replace_curve_day(self.pdl, s.kind, day, fetched)
             if removed and not any(r.local_date == day for r in changed):
                 # nothing new was written, yet rows went: the day still changed
                 changed.append(fetched[0])
-            log.info("%s: %s %s repaired (%d intervals, %d stale removed)", self.pdl,
+            log.info("%s: %s %s repaired (%d intervals, %d misplaced removed)", self.pdl,
                      s.label, day, len(fetched), removed)
+        elif whole:
+            log.info("%s: %s %s repaired", self.pdl, s.label, day)
         else:
-            log.warning("%s: %s %s fetched once more for repair, still incomplete upstream",
-                        self.pdl, s.label, day)
+            log.warning("%s: %s %s fetched once more to repair it (%s), but the answer does "
+                        "not cover it: what is stored stays as it is", self.pdl, s.label,
+                        day, why)
         self.store.clear_repair(self.pdl, s.kind, s.series, day)
 
     def _handle_bad_request(self, s: Series, window: tuple[date, date],

@@ -18,7 +18,8 @@ Tables (schema version in ``PRAGMA user_version``, upgraded at open by ``MIGRATI
 * ``stats_sync``      Home Assistant statistics that need importing again, from when;
 * ``repairs``         days to fetch once more: when a store written before version 4 is
                       opened, every stored DST-change day whose load curve does not tile
-                      the day exactly (interval count and instants) is listed here.
+                      the day exactly (interval count and instants), and every day holding
+                      a value no meter produces, is listed here.
 
 Every :mod:`sqlite3` failure (disk full, read-only file, locked, corrupt) surfaces as a
 :class:`StoreError` naming the file; a failed write is rolled back, never half-applied.
@@ -38,6 +39,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal, TypeVar, overload
 
+from linky2mqtt import plausible
 from linky2mqtt.clock import SYSTEM_CLOCK, Clock
 from linky2mqtt.enedis.hours import HourlyDay, aggregate_hours
 from linky2mqtt.model import DAILY, PARIS, Kind, Reading, day_bounds, resolution_minutes
@@ -242,7 +244,7 @@ class Store:
             conn.execute("PRAGMA synchronous = NORMAL")
             found = self._migrate(conn)
             if 0 < found < DST_CHECK_BEFORE:
-                self._flag_dst_days(conn)
+                self._flag_for_repair(conn)
             # Fail at start, not at the first fetch, when the file cannot be written.
             conn.execute("BEGIN IMMEDIATE")
             conn.execute("ROLLBACK")
@@ -293,9 +295,31 @@ class Store:
                 raise
         return version
 
-    def _flag_dst_days(self, conn: sqlite3.Connection) -> None:
-        """List in ``repairs`` every stored DST-change day whose load curve does not tile
-        the day exactly: an earlier version may have dropped or misplaced an interval."""
+    def _flag_for_repair(self, conn: sqlite3.Connection) -> None:
+        """List in ``repairs`` what an earlier version may have stored wrong: every DST
+        change day whose load curve does not tile the day exactly (an interval dropped or
+        misplaced), and every day holding a value no meter produces (negative, or above
+        :data:`plausible.NO_CONTRACT_VA`)."""
+        flagged = self._broken_dst_days(conn) + self._implausible_days(conn)
+        if not flagged:
+            return
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.executemany(
+                "INSERT OR IGNORE INTO repairs (pdl, kind, series, day, reason)"
+                " VALUES (?, ?, ?, ?, ?)", flagged)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        for pdl, kind, series, day_text, why in flagged:
+            _log.warning("store %s: %s %s %s of %s was stored wrong by an earlier version "
+                         "(%s): it is fetched once more", self.path, pdl, kind,
+                         "load curve" if series == "curve" else "daily value", day_text, why)
+
+    @staticmethod
+    def _broken_dst_days(conn: sqlite3.Connection) -> list[tuple[str, str, str, str, str]]:
         series = conn.execute(
             "SELECT pdl, kind, MIN(start_utc), MAX(start_utc) FROM readings"
             " WHERE resolution <> ? GROUP BY pdl, kind", (DAILY,)).fetchall()
@@ -313,22 +337,25 @@ class Store:
                 why = _tiling_problem(rows, _epoch(start), _epoch(end))
                 if why is not None:
                     flagged.append((pdl, kind, "curve", day.isoformat(), why))
-        if not flagged:
-            return
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            conn.executemany(
-                "INSERT OR REPLACE INTO repairs (pdl, kind, series, day, reason)"
-                " VALUES (?, ?, ?, ?, ?)", flagged)
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-        for pdl, kind, _, day_text, why in flagged:
-            _log.warning("store %s: %s %s load curve of DST day %s was stored wrong by an "
-                         "earlier version (%s): it is fetched once more", self.path, pdl,
-                         kind, day_text, why)
+        return flagged
+
+    @staticmethod
+    def _implausible_days(conn: sqlite3.Connection) -> list[tuple[str, str, str, str, str]]:
+        # below this no value is implausible (250 kVA over 10 minutes); the check proper
+        # is plausible.problem's
+        floor = plausible.NO_CONTRACT_VA * 10 / 60
+        rows = conn.execute(
+            "SELECT pdl, kind, resolution, start_utc, value, quality, peak_at FROM readings"
+            " WHERE value < 0 OR value > ?", (floor,)).fetchall()
+        flagged: dict[tuple[str, str, str, str], str] = {}
+        for row in rows:
+            r = Store._reading(row)
+            why = plausible.problem(r, plausible.NO_CONTRACT_VA)
+            if why is not None:
+                series = "daily" if r.is_daily else "curve"
+                key = (r.pdl, str(r.kind), series, r.local_date.isoformat())
+                flagged.setdefault(key, f"implausible: {why}")
+        return [(*key, why) for key, why in flagged.items()]
 
     @contextmanager
     def _connection(self) -> Iterator[sqlite3.Connection]:

@@ -127,3 +127,52 @@ def test_poll_fetches_a_listed_day_once_and_drops_what_was_misplaced(
         poller.poll(now + timedelta(hours=1))  # nothing more to ask
         assert data_requests(simulator, pdl) == before + 2
     client.close()
+
+
+def test_impossible_values_an_earlier_version_stored_are_fetched_again(
+        tmp_path: Path, simulator: Simulator) -> None:
+    """A -18.654 kWh day, a 1e12 Wh day and a negative half-hour stored by an earlier
+    version: listed at the upgrade, fetched once more, replaced by the true values."""
+    pdl = "11111111111120"
+    negative, absurd, hour_day = date(2026, 11, 20), date(2026, 11, 21), date(2026, 11, 22)
+    path = tmp_path / "old.db"
+    _old_store(path, {})
+    conn = sqlite3.connect(path)
+    days = [negative, absurd, hour_day]
+    good = [d for d in (date(2026, 11, 19) + timedelta(days=i) for i in range(10))
+            if d not in days]
+    rows = [(pdl, "P1D", int(day_bounds(d)[0].timestamp()),
+             float(simulator.daily_wh(pdl, Kind.CONSUMPTION, d) or 0)) for d in good]
+    rows += [(pdl, "P1D", int(day_bounds(negative)[0].timestamp()), -18654.0),
+             (pdl, "P1D", int(day_bounds(absurd)[0].timestamp()), 1e12),
+             (pdl, "P1D", int(day_bounds(hour_day)[0].timestamp()),
+              float(simulator.daily_wh(pdl, Kind.CONSUMPTION, hour_day) or 0))]
+    raw = simulator.curve(pdl, Kind.CONSUMPTION, hour_day)
+    assert raw is not None
+    curve = [(end - timedelta(minutes=30), w / 2) for end, w, _ in raw]
+    rows += [(pdl, "PT30M", int(t.timestamp()), -v if i == 7 else v)
+             for i, (t, v) in enumerate(curve)]
+    conn.executemany("INSERT INTO readings VALUES (?, 'consumption', ?, ?, ?, NULL, NULL, 0)",
+                     rows)
+    conn.commit()
+    conn.close()
+    settings = ProviderSettings("myelectricaldata", token="t", base_url=simulator.url)
+    client = EnedisClient(settings, budget=Budget(default_windows("myelectricaldata"),
+                                                  MemoryLedger()),
+                          retry=RetryPolicy(attempts=1, sleep=no_sleep))
+    meter = MeterConfig(pdl, "m", steps=frozenset({Step.DAY, Step.HOUR}), backfill_day=10,
+                        backfill_hour=1)
+    now = datetime(2026, 11, 29, 10, 0, tzinfo=PARIS)
+    with Store(path) as store:
+        assert set(store.repair_days(pdl, Kind.CONSUMPTION, "daily")) == {negative, absurd}
+        assert set(store.repair_days(pdl, Kind.CONSUMPTION, "curve")) == {hour_day}
+        outcome = MeterPoller(meter, client, store, account="a").poll(now)
+        assert outcome.error is None
+        held = store.daily_values(pdl, Kind.CONSUMPTION, negative, hour_day)
+        assert held == {d: simulator.daily_wh(pdl, Kind.CONSUMPTION, d) for d in (negative,
+                                                                                  absurd)}
+        got = store.readings(pdl, Kind.CONSUMPTION, "curve", *day_bounds(hour_day))
+        assert [(r.start, r.value) for r in got] == curve
+        assert store.repair_days(pdl, Kind.CONSUMPTION, "daily") == {}
+        assert store.repair_days(pdl, Kind.CONSUMPTION, "curve") == {}
+    client.close()
