@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from linky2mqtt import __version__, commands, homeassistant, topics
+from linky2mqtt import __version__, commands, homeassistant, plausible, topics
 from linky2mqtt.clock import SYSTEM_CLOCK, Clock
 from linky2mqtt.config import AccountConfig, BudgetOverride, Config, MeterConfig, redacted
 from linky2mqtt.enedis import (
@@ -171,6 +171,8 @@ class AccountRunner:
             poller = MeterPoller(m, client, bridge.store, account=account.name)
             poller.before_save = functools.partial(self._before_save, m.pdl)
             poller.on_stored = functools.partial(self._stored, m.pdl)
+            poller.subscribed_kva = functools.partial(
+                plausible.subscribed_kva, bridge.store, topics.contract_topic(bridge.base, m.pdl))
             self.meters[m.pdl] = MeterState(m, poller, next_due=now + i * step,
                                             last_success=_last_success(bridge, m.pdl))
         self.thread = threading.Thread(target=self._run, name=f"account-{account.name}",

@@ -17,9 +17,17 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Literal
 
+from linky2mqtt import plausible
 from linky2mqtt.config import MeterConfig
-from linky2mqtt.enedis import EnedisClient, FetchResult, Priority, errors, is_transient
-from linky2mqtt.model import PARIS, Kind, Step
+from linky2mqtt.enedis import (
+    EnedisClient,
+    FetchResult,
+    Priority,
+    aggregate_hours,
+    errors,
+    is_transient,
+)
+from linky2mqtt.model import PARIS, Kind, Reading, Step
 from linky2mqtt.scheduler import (
     CURVE_DAYS_PER_CALL,
     DAILY_DAYS_PER_CALL,
@@ -109,6 +117,9 @@ class MeterPoller:
         self.before_save: Callable[[Kind, SeriesName, set[date]], None] | None = None
         self.on_stored: Callable[[Kind, SeriesName, set[date], set[date], datetime],
                                  None] | None = None
+        # The contract's subscribed power (kVA), None when unknown: bounds what is
+        # plausible (:mod:`linky2mqtt.plausible`). Set by the bridge.
+        self.subscribed_kva: Callable[[], float | None] = lambda: None
 
     @property
     def pdl(self) -> str:
@@ -135,7 +146,11 @@ class MeterPoller:
             ):
                 continue
             out.append(d)
-        return out
+        # days an earlier version stored wrong (store migration): fetched once more,
+        # whatever the gap attempts and the backfill window say
+        repairs = self.store.repair_days(self.pdl, s.kind, s.series)
+        out.extend(d for d in repairs if d < today and d not in out)
+        return sorted(out, reverse=True)
 
     def poll(self, now: datetime, *, fresh_only: bool = False,
              should_stop: Callable[[], bool] = lambda: False) -> PollOutcome:
@@ -224,10 +239,18 @@ class MeterPoller:
 
     def _absorb(self, s: Series, window: tuple[date, date], result: FetchResult,
                 now: datetime, outcome: PollOutcome) -> None:
-        fetched_days = {r.local_date for r in result.readings}
+        # impossible values are refused (whole days): they stay missing, asked again later
+        readings = plausible.screen(result.readings, self.pdl, self.subscribed_kva())
+        fetched_days = {r.local_date for r in readings}
         if self.before_save is not None and fetched_days:
             self.before_save(s.kind, s.series, fetched_days)
-        changed = self.store.save_readings(result.readings)
+        start, end = window
+        repairs = {d: why for d, why in self.store.repair_days(self.pdl, s.kind, s.series
+                                                                ).items() if start <= d < end}
+        changed = self.store.save_readings(readings)
+        for d, why in sorted(repairs.items()):
+            self._finish_repair(s, d, why, [r for r in readings if r.local_date == d],
+                                changed)
         days = outcome.changed.setdefault((s.kind, s.series), set())
         for r in changed:
             days.add(r.local_date)
@@ -236,7 +259,6 @@ class MeterPoller:
             self.on_stored(s.kind, s.series, fetched_days, {r.local_date for r in changed},
                            now)
         # A day of the window that is still not complete counts as a gap attempt.
-        start, end = window
         if s.series == "daily":
             held = self.store.days_with_daily(self.pdl, s.kind, start, end)
         else:
@@ -250,6 +272,28 @@ class MeterPoller:
                 self.store.record_gap(self.pdl, s.kind, s.series, d, now.timestamp())
                 asked.add(d)
             d += timedelta(days=1)
+
+    def _finish_repair(self, s: Series, day: date, why: str,
+                       fetched: list[Reading], changed: list[Reading]) -> None:
+        """A day listed for repair was fetched once more: when the answer covers it (and
+        was plausible), what an earlier version put at a wrong instant goes; either way it
+        is not listed any more (a day still incomplete is a gap like any other)."""
+        whole = bool(fetched) and (s.series == "daily"
+                                   or aggregate_hours(fetched, day).complete)
+        if whole and s.series == "curve":
+            removed = self.store.replace_curve_day(self.pdl, s.kind, day, fetched)
+            if removed and not any(r.local_date == day for r in changed):
+                # nothing new was written, yet rows went: the day still changed
+                changed.append(fetched[0])
+            log.info("%s: %s %s repaired (%d intervals, %d misplaced removed)", self.pdl,
+                     s.label, day, len(fetched), removed)
+        elif whole:
+            log.info("%s: %s %s repaired", self.pdl, s.label, day)
+        else:
+            log.warning("%s: %s %s fetched once more to repair it (%s), but the answer does "
+                        "not cover it: what is stored stays as it is", self.pdl, s.label,
+                        day, why)
+        self.store.clear_repair(self.pdl, s.kind, s.series, day)
 
     def _handle_bad_request(self, s: Series, window: tuple[date, date],
                             exc: errors.BadRequest, outcome: PollOutcome) -> None:

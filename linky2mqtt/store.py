@@ -15,7 +15,11 @@ Tables (schema version in ``PRAGMA user_version``, upgraded at open by ``MIGRATI
 * ``retained``        the last retained payload of each topic, for republishing;
 * ``announced``       meters whose Home Assistant discovery was published;
 * ``meter_status``    the JSON status of each meter;
-* ``stats_sync``      Home Assistant statistics that need importing again, from when.
+* ``stats_sync``      Home Assistant statistics that need importing again, from when;
+* ``repairs``         days to fetch once more: when a store written before version 4 is
+                      opened, every stored DST-change day whose load curve does not tile
+                      the day exactly (interval count and instants), and every day holding
+                      a value no meter produces, is listed here.
 
 Every :mod:`sqlite3` failure (disk full, read-only file, locked, corrupt) surfaces as a
 :class:`StoreError` naming the file; a failed write is rolled back, never half-applied.
@@ -25,15 +29,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal, TypeVar, overload
 
+from linky2mqtt import plausible
 from linky2mqtt.clock import SYSTEM_CLOCK, Clock
 from linky2mqtt.enedis.hours import HourlyDay, aggregate_hours
 from linky2mqtt.model import DAILY, PARIS, Kind, Reading, day_bounds, resolution_minutes
@@ -43,6 +49,7 @@ __all__ = ["LEDGER_KEEP_SECONDS", "MIGRATIONS", "SCHEMA_VERSION", "Store", "Stor
 ResolutionClass = Literal["daily", "curve"]
 Series = Literal["daily", "curve"]
 T = TypeVar("T")
+_log = logging.getLogger(__name__)
 
 # Ledger entries older than this are pruned: no budget window is longer than a day.
 LEDGER_KEEP_SECONDS = 2 * 86400.0
@@ -105,7 +112,20 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             dirty_since INTEGER NOT NULL
         ) WITHOUT ROWID""",
     ),
+    # 4: days to fetch once more (DST days an earlier version stored wrong)
+    (
+        """CREATE TABLE repairs (
+            pdl TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            series TEXT NOT NULL,
+            day TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            PRIMARY KEY (pdl, kind, series, day)
+        ) WITHOUT ROWID""",
+    ),
 )
+# A store older than this may hold DST days with a missing or misplaced interval.
+DST_CHECK_BEFORE = 4
 SCHEMA_VERSION = len(MIGRATIONS)
 
 _SELECT_READINGS = (
@@ -166,6 +186,37 @@ def _covers_day(intervals: list[tuple[int, int]], day_start: int, day_end: int) 
     return reach >= day_end
 
 
+def _dst_days(first_year: int, last_year: int) -> list[date]:
+    """The Europe/Paris DST change days (23 or 25 hours long) of the years given."""
+    out = []
+    for year in range(first_year, last_year + 1):
+        for month in (3, 10):
+            day = date(year, month, 31)
+            day -= timedelta(days=(day.weekday() + 1) % 7)  # the last Sunday
+            lo, hi = day_bounds(day)
+            if hi - lo != timedelta(hours=24):
+                out.append(day)
+    return out
+
+
+def _tiling_problem(rows: Sequence[tuple[int, str]], day_start: int,
+                    day_end: int) -> str | None:
+    """Why stored curve rows ``(start_utc, resolution)`` do not tile a day, or None."""
+    reach = day_start
+    for start, resolution in rows:
+        seconds = 60 * resolution_minutes(resolution)
+        if (start - day_start) % seconds:
+            return f"interval at {_utc(start).isoformat()} off its {resolution} grid"
+        if start < reach:
+            return f"interval at {_utc(start).isoformat()} overlaps the one before"
+        if start > reach:
+            return f"no interval at {_utc(reach).isoformat()}"
+        reach = start + seconds
+    if reach < day_end:
+        return f"no interval at {_utc(reach).isoformat()}"
+    return None
+
+
 class Store:
     """The SQLite store. Thread-safe; every method commits before it returns."""
 
@@ -191,7 +242,9 @@ class Store:
             if str(mode).lower() not in ("wal", "memory"):
                 raise StoreError(self.path, f"cannot switch to WAL mode (got {mode})")
             conn.execute("PRAGMA synchronous = NORMAL")
-            self._migrate(conn)
+            found = self._migrate(conn)
+            if 0 < found < DST_CHECK_BEFORE:
+                self._flag_for_repair(conn)
             # Fail at start, not at the first fetch, when the file cannot be written.
             conn.execute("BEGIN IMMEDIATE")
             conn.execute("ROLLBACK")
@@ -220,7 +273,8 @@ class Store:
             # WAL needs the -wal and -shm files beside the database
             raise StoreError(self.path, f"cannot open: directory {folder} is read-only")
 
-    def _migrate(self, conn: sqlite3.Connection, target: int = SCHEMA_VERSION) -> None:
+    def _migrate(self, conn: sqlite3.Connection, target: int = SCHEMA_VERSION) -> int:
+        """Upgrade the schema; return the version found."""
         version = int(conn.execute("PRAGMA user_version").fetchone()[0])
         if version > SCHEMA_VERSION:
             raise StoreError(
@@ -239,6 +293,69 @@ class Store:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
+        return version
+
+    def _flag_for_repair(self, conn: sqlite3.Connection) -> None:
+        """List in ``repairs`` what an earlier version may have stored wrong: every DST
+        change day whose load curve does not tile the day exactly (an interval dropped or
+        misplaced), and every day holding a value no meter produces (negative, or above
+        :data:`plausible.NO_CONTRACT_VA`)."""
+        flagged = self._broken_dst_days(conn) + self._implausible_days(conn)
+        if not flagged:
+            return
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.executemany(
+                "INSERT OR IGNORE INTO repairs (pdl, kind, series, day, reason)"
+                " VALUES (?, ?, ?, ?, ?)", flagged)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        for pdl, kind, series, day_text, why in flagged:
+            _log.warning("store %s: %s %s %s of %s was stored wrong by an earlier version "
+                         "(%s): it is fetched once more", self.path, pdl, kind,
+                         "load curve" if series == "curve" else "daily value", day_text, why)
+
+    @staticmethod
+    def _broken_dst_days(conn: sqlite3.Connection) -> list[tuple[str, str, str, str, str]]:
+        series = conn.execute(
+            "SELECT pdl, kind, MIN(start_utc), MAX(start_utc) FROM readings"
+            " WHERE resolution <> ? GROUP BY pdl, kind", (DAILY,)).fetchall()
+        flagged: list[tuple[str, str, str, str, str]] = []
+        for pdl, kind, lo, hi in series:
+            for day in _dst_days(_utc(lo).year, _utc(hi).year):
+                start, end = day_bounds(day)
+                rows = conn.execute(
+                    "SELECT start_utc, resolution FROM readings WHERE pdl = ? AND kind = ?"
+                    " AND resolution <> ? AND start_utc >= ? AND start_utc < ?"
+                    " ORDER BY start_utc", (pdl, kind, DAILY, _epoch(start), _epoch(end)),
+                ).fetchall()
+                if not rows:
+                    continue
+                why = _tiling_problem(rows, _epoch(start), _epoch(end))
+                if why is not None:
+                    flagged.append((pdl, kind, "curve", day.isoformat(), why))
+        return flagged
+
+    @staticmethod
+    def _implausible_days(conn: sqlite3.Connection) -> list[tuple[str, str, str, str, str]]:
+        # below this no value is implausible (250 kVA over 10 minutes); the check proper
+        # is plausible.problem's
+        floor = plausible.NO_CONTRACT_VA * 10 / 60
+        rows = conn.execute(
+            "SELECT pdl, kind, resolution, start_utc, value, quality, peak_at FROM readings"
+            " WHERE value < 0 OR value > ?", (floor,)).fetchall()
+        flagged: dict[tuple[str, str, str, str], str] = {}
+        for row in rows:
+            r = Store._reading(row)
+            why = plausible.problem(r, plausible.NO_CONTRACT_VA)
+            if why is not None:
+                series = "daily" if r.is_daily else "curve"
+                key = (r.pdl, str(r.kind), series, r.local_date.isoformat())
+                flagged.setdefault(key, f"implausible: {why}")
+        return [(*key, why) for key, why in flagged.items()]
 
     @contextmanager
     def _connection(self) -> Iterator[sqlite3.Connection]:
@@ -446,6 +563,42 @@ class Store:
             if _covers_day(intervals, _epoch(lo), _epoch(hi)):
                 complete.add(day)
         return complete
+
+    # -- repairs ---------------------------------------------------------------------
+
+    def repair_days(self, pdl: str, kind: Kind | str, series: Series) -> dict[date, str]:
+        """Days listed to be fetched once more, with why."""
+        sql = "SELECT day, reason FROM repairs WHERE pdl = ? AND kind = ? AND series = ?"
+        rows = self._read(lambda c: c.execute(sql, (pdl, str(kind), series)).fetchall())
+        return {date.fromisoformat(d): str(why) for d, why in rows}
+
+    def request_repair(self, pdl: str, kind: Kind | str, series: Series, day: date,
+                       reason: str) -> None:
+        with self._write() as conn:
+            conn.execute("INSERT OR REPLACE INTO repairs (pdl, kind, series, day, reason)"
+                         " VALUES (?, ?, ?, ?, ?)",
+                         (pdl, str(kind), series, day.isoformat(), reason))
+
+    def clear_repair(self, pdl: str, kind: Kind | str, series: Series, day: date) -> None:
+        with self._write() as conn:
+            conn.execute("DELETE FROM repairs WHERE pdl = ? AND kind = ? AND series = ?"
+                         " AND day = ?", (pdl, str(kind), series, day.isoformat()))
+
+    def replace_curve_day(self, pdl: str, kind: Kind | str, day: date,
+                          keep: Iterable[Reading]) -> int:
+        """Delete the day's stored curve rows that are not in ``keep`` (same start and
+        resolution): what an earlier version put at a wrong instant. Returns the count."""
+        start, end = day_bounds(day)
+        wanted = {(_epoch(r.start), r.resolution) for r in keep}
+        with self._write() as conn:
+            rows = conn.execute(
+                "SELECT start_utc, resolution FROM readings WHERE pdl = ? AND kind = ?"
+                " AND resolution <> ? AND start_utc >= ? AND start_utc < ?",
+                (pdl, str(kind), DAILY, _epoch(start), _epoch(end))).fetchall()
+            stale = [(pdl, str(kind), res, s) for s, res in rows if (s, res) not in wanted]
+            conn.executemany("DELETE FROM readings WHERE pdl = ? AND kind = ?"
+                             " AND resolution = ? AND start_utc = ?", stale)
+        return len(stale)
 
     # -- gaps ------------------------------------------------------------------------
 

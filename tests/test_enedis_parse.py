@@ -32,6 +32,12 @@ def stamps_for(day: date, minutes: int) -> list[tuple[datetime, str]]:
     return out
 
 
+def wall_stamps_for(day: date, minutes: int) -> list[tuple[datetime, str]]:
+    """(UTC start, END stamp in the wall-clock time in force at the end instant)."""
+    return [(t, (t + timedelta(minutes=minutes)).astimezone(PARIS).strftime("%Y-%m-%d %H:%M:%S"))
+            for t, _ in stamps_for(day, minutes)]
+
+
 def body_2026(points: list[dict[str, Any]], unit: str = "W") -> dict[str, Any]:
     return {
         "idPrm": PDL,
@@ -378,21 +384,20 @@ def test_property_arbitrary_points_never_crash(points: list[dict[str, Any]], uni
     minutes=st.sampled_from([10, 15, 30, 60]),
     seed=st.integers(0, 2**32),
     kilo=st.booleans(),
+    wall=st.booleans(),
 )
 def test_property_energy_conserved_curve_to_hours(
-    day: date, minutes: int, seed: int, kilo: bool
+    day: date, minutes: int, seed: int, kilo: bool, wall: bool
 ) -> None:
     rng = random.Random(seed)
-    intervals = stamps_for(day, minutes)
+    intervals = wall_stamps_for(day, minutes) if wall else stamps_for(day, minutes)
     points = []
-    expected = 0.0
-    kept = 0
-    for _, stamp in intervals:
+    truth: dict[datetime, float] = {}
+    for start, stamp in intervals:
         if rng.random() < 0.1:
             continue  # a missing point
         watts = rng.choice([0, rng.randint(0, 12000)])
-        expected += watts * minutes / 60
-        kept += 1
+        truth[start] = watts * minutes / 60
         value: Any = str(watts / 1000) if kilo else rng.choice([watts, str(watts)])
         points.append({"v": value, "d": stamp, "p": f"PT{minutes}M"})
     # shuffle, but keep the relative order of repeated stamps (their meaning)
@@ -407,9 +412,16 @@ def test_property_energy_conserved_curve_to_hours(
         shuffled[i] = by_stamp[p["d"]][cursor[p["d"]]]
         cursor[p["d"]] += 1
     readings = parse_curve(body_2026(shuffled, "kW" if kilo else "W"), PDL, Kind.CONSUMPTION)
-    assert len(readings) == kept
-    assert len({r.start for r in readings}) == kept
+    got = {r.start: r.value for r in readings}
+    assert len(got) == len(readings)
+    # every interval given is where it belongs with its value...
+    for start, wh in got.items():
+        assert wh == pytest.approx(truth[start], abs=1e-6)
+    # ...and one is left out only when missing neighbours leave its DST stamp ambiguous
+    for start in set(truth) - set(got):
+        local = start.astimezone(PARIS)
+        assert day in (date(2026, 3, 29), date(2026, 10, 25)) and 1 <= local.hour <= 3
     hourly = aggregate_hours(readings, day)
-    assert sum(h.wh for h in hourly.hours) == pytest.approx(expected, abs=1e-3)
-    assert hourly.complete == (kept == len(intervals))
+    assert sum(h.wh for h in hourly.hours) == pytest.approx(sum(got.values()), abs=1e-3)
+    assert hourly.complete == (len(got) == len(intervals))
     assert len(hourly.hours) <= len(intervals) * minutes // 60

@@ -50,9 +50,10 @@ def test_march_dst_day_has_46_half_hours_and_daily_agrees(sim: Simulator) -> Non
     stamps = [p["d"] for p in points]
     assert stamps[0] == "2026-03-29 00:30:00"
     assert stamps[-1] == "2026-03-30 00:00:00"
+    # wall-clock (the default): the end instant in the time in force then
+    assert "2026-03-29 02:00:00" not in stamps
     assert "2026-03-29 02:30:00" not in stamps
-    assert "2026-03-29 03:00:00" not in stamps
-    assert stamps[3:5] == ["2026-03-29 02:00:00", "2026-03-29 03:30:00"]
+    assert stamps[2:5] == ["2026-03-29 01:30:00", "2026-03-29 03:00:00", "2026-03-29 03:30:00"]
     assert {p["p"] for p in points} == {"PT30M"}
     wh = round(sum(int(p["v"]) * 30 / 60 for p in points))
     assert _daily_2026(sim, NORMAL, "2026-03-29", "2026-03-30") == {"2026-03-29": wh}
@@ -64,8 +65,9 @@ def test_october_dst_day_has_50_half_hours_with_repeated_stamps_in_order(
     points = _curve_2026(sim, NORMAL, "2026-10-25", "2026-10-26")
     assert len(points) == 50
     stamps = [p["d"][11:] for p in points]
+    # wall-clock (the default), as Enedis' export: 02:00 and 02:30 twice
     assert stamps[:8] == ["00:30:00", "01:00:00", "01:30:00", "02:00:00",
-                          "02:30:00", "03:00:00", "02:30:00", "03:00:00"]
+                          "02:30:00", "02:00:00", "02:30:00", "03:00:00"]
     assert stamps[-1] == "00:00:00"
     wh = round(sum(int(p["v"]) * 30 / 60 for p in points))
     assert _daily_2026(sim, NORMAL, "2026-10-25", "2026-10-26") == {"2026-10-25": wh}
@@ -75,6 +77,17 @@ def test_october_dst_day_has_50_half_hours_with_repeated_stamps_in_order(
     assert ends == sorted(ends)
     assert ends[0] == datetime(2026, 10, 24, 22, 30, tzinfo=UTC)  # 00:30 CEST
     assert ends[-1] - ends[0] == timedelta(hours=24, minutes=30)
+
+
+def test_start_offset_stamps_behind_the_option(sim: Simulator) -> None:
+    sim.app.set(dst_stamps="start-offset")
+    try:
+        march = [p["d"][11:] for p in _curve_2026(sim, NORMAL, "2026-03-29", "2026-03-30")]
+        october = [p["d"][11:] for p in _curve_2026(sim, NORMAL, "2026-10-25", "2026-10-26")]
+    finally:
+        sim.app.set(dst_stamps="wall-clock")
+    assert march[2:5] == ["01:30:00", "02:00:00", "03:30:00"]
+    assert october[3:8] == ["02:00:00", "02:30:00", "03:00:00", "02:30:00", "03:00:00"]
 
 
 def test_normal_day_48_points_and_values_are_integer_strings(sim: Simulator) -> None:

@@ -6,13 +6,27 @@ Both shapes are accepted, wrapped or bare:
 * v5 ``{"meter_reading": {"reading_type": {"unit"}, "interval_reading": [{"value",
   "date", "interval_length"}]}}`` or the inner ``meter_reading`` object alone.
 
-Load-curve stamps are the END of their interval in naive Europe/Paris time. The START
-(stamp minus step) is converted to UTC; on the October change day the naive stamps
-02:30 and 03:00 come twice: the first occurrence of a stamp is the earlier instant
-(summer time, +02:00), the second the later one (+01:00), whatever order the points
-come in. The March change day simply lacks 02:30 and 03:00. Energy of a point in Wh is
-W x minutes / 60. Units ``kW``/``kWh``/``kVA`` are scaled to W/Wh/VA; values may be
-strings; points without a value are gaps; zero is a real value.
+Load-curve stamps are the END of their interval in naive Europe/Paris time. On the DST
+change days two ways of writing them are met, and the answer itself says which one it
+uses (never the configuration):
+
+* wall-clock (the likely one, ``enedis-api.md``): each end instant in the wall-clock time
+  in force at that instant. March runs ``01:30 03:00 03:30`` (no ``02:00``/``02:30``);
+  October reads ``02:00 02:30 02:00 02:30 03:00`` (first summer time, then winter time);
+* start-offset: the end instant written in the offset of the interval's START (naive
+  end = naive start + step). March has ``02:00`` and no ``03:00``; October repeats
+  ``02:30`` and ``03:00``.
+
+Both conventions are tried on the naive stamps; the one under which every stamp has its
+own place (no stamp in the skipped hour, none repeated more often than its local time
+occurs) wins. The first occurrence of a repeated stamp is the earlier instant, whatever
+order the points come in. A stamp with an explicit offset (``+02:00``, ``Z``) is its own
+instant. A point that neither convention can place, or that they place differently when
+both fit, is left out with a warning (the day stays incomplete and is asked again); a
+point repeated with the same value is kept once; two different values for one instant
+refuse the whole day. Energy of a point in Wh is W x minutes / 60. Units
+``kW``/``kWh``/``kVA`` are scaled to W/Wh/VA; values may be strings; points without a
+value are gaps; zero is a real value.
 
 Anything unusable raises :class:`~linky2mqtt.enedis.errors.BadResponse`, never another
 exception.
@@ -190,13 +204,25 @@ def parse_daily(
     points, unit, _ = series_points(body)
     factor = _scale(unit, ENERGY_UNITS, "Wh")
     by_day: dict[date, Reading] = {}
+    refused: dict[date, str] = {}
     for p in points:
         value = _number(p.value)
         day = _day(p.stamp)
-        if value is None or not _in_range(day, start, end) or day in by_day:
+        if value is None or not _in_range(day, start, end):
             continue
-        by_day[day] = Reading(pdl, kind, DAILY, day_bounds(day)[0], value * factor)
-    return [by_day[d] for d in sorted(by_day)]
+        reading = Reading(pdl, kind, DAILY, day_bounds(day)[0], value * factor)
+        held = by_day.setdefault(day, reading)
+        if held.value != reading.value:
+            refused.setdefault(day, f"{held.value:g} and {reading.value:g} Wh")
+    return [by_day[d] for d in sorted(by_day) if d not in _refuse(pdl, refused)]
+
+
+def _refuse(pdl: str, refused: Mapping[date, str]) -> Mapping[date, str]:
+    """Log the days refused for two different values of one instant; return them."""
+    for day, detail in sorted(refused.items()):
+        log.warning("%s: day %s refused, two different values for one instant (%s); it "
+                    "stays missing and is asked again later", pdl, day, detail)
+    return refused
 
 
 def _to_utc(naive: datetime, fold: int) -> datetime:
@@ -210,17 +236,136 @@ def parse_max_power(
     points, unit, _ = series_points(body)
     factor = _scale(unit, APPARENT_UNITS, "VA")
     by_day: dict[date, Reading] = {}
+    refused: dict[date, str] = {}
     for p in points:
         value = _number(p.value)
         naive, has_time, aware = _parse_stamp(p.stamp)
         day = naive.date()
-        if value is None or not _in_range(day, start, end) or day in by_day:
+        if value is None or not _in_range(day, start, end):
             continue
         peak = (aware or _to_utc(naive, 0)) if has_time else None
-        by_day[day] = Reading(
+        reading = Reading(
             pdl, Kind.MAX_POWER, DAILY, day_bounds(day)[0], value * factor, peak_at=peak
         )
-    return [by_day[d] for d in sorted(by_day)]
+        held = by_day.setdefault(day, reading)
+        if held.value != reading.value:
+            refused.setdefault(day, f"{held.value:g} and {reading.value:g} VA")
+    return [by_day[d] for d in sorted(by_day) if d not in _refuse(pdl, refused)]
+
+
+# The two ways a naive END stamp is written on the DST change days (see module docstring).
+WALL_CLOCK = "wall-clock"  # the end instant in the wall-clock time in force at that instant
+START_OFFSET = "start-offset"  # the end instant in the offset of the interval's start
+CONVENTIONS = (WALL_CLOCK, START_OFFSET)
+
+
+class _CurvePoint:
+    __slots__ = ("aware", "index", "minutes", "naive", "stamp", "value")
+
+    def __init__(self, index: int, stamp: str, naive: datetime, minutes: int,  # noqa: PLR0917
+                 value: float | None, aware: datetime | None) -> None:
+        self.index = index
+        self.stamp = stamp
+        self.naive = naive
+        self.minutes = minutes
+        self.value = value
+        self.aware = aware
+
+    @property
+    def local_day(self) -> date:
+        """The local day of the interval's start, as the stamp says it."""
+        return (self.naive - timedelta(minutes=self.minutes)).date()
+
+
+def _local_kind(naive: datetime) -> str:
+    """``"normal"``, ``"ambiguous"`` (the repeated October hour) or ``"missing"`` (the
+    skipped March hour) for a naive Europe/Paris time."""
+    early = naive.replace(tzinfo=PARIS, fold=0)
+    late = naive.replace(tzinfo=PARIS, fold=1)
+    if early.utcoffset() == late.utcoffset():
+        return "normal"
+    back = early.astimezone(UTC).astimezone(PARIS).replace(tzinfo=None)
+    return "ambiguous" if back == naive else "missing"
+
+
+class _Placement:
+    """Where one convention puts the naive points: UTC starts (duplicates included,
+    sharing their slot), the points it rules out (a time the day skips), those it cannot
+    tell (``undetermined``: one of the repeated hour seen once), how many points share a slot
+    with the same value (``same``) or with another value (``clash``)."""
+
+    __slots__ = ("bad", "clash", "same", "starts", "undetermined")
+
+    def __init__(self) -> None:
+        self.starts: dict[int, datetime] = {}
+        self.bad: list[_CurvePoint] = []
+        self.undetermined: list[_CurvePoint] = []
+        self.same = 0
+        self.clash = 0
+
+    @property
+    def score(self) -> tuple[int, int]:
+        return len(self.bad) + self.clash, self.same
+
+
+def _place(points: list[_CurvePoint], convention: str) -> _Placement:
+    """UTC starts of naive points when their stamps follow ``convention``.
+
+    A point it cannot place: its reference local time does not exist that day, or falls
+    in the repeated hour but comes once (its twin is missing: which one is it?). A point
+    whose slot is already taken (a stamp repeated more often than its local time occurs)
+    is a duplicate of the point there.
+    """
+    out = _Placement()
+    refs = [p.naive if convention == WALL_CLOCK else p.naive - timedelta(minutes=p.minutes)
+            for p in points]
+    total: dict[datetime, int] = {}
+    for ref in refs:
+        total[ref] = total.get(ref, 0) + 1
+    seen: dict[datetime, int] = {}
+    taken: dict[datetime, _CurvePoint] = {}
+    for p, ref in zip(points, refs, strict=True):
+        step = timedelta(minutes=p.minutes)
+        occurrence = seen.get(ref, 0)
+        seen[ref] = occurrence + 1
+        local = _local_kind(ref)
+        if local == "missing":  # a time the day skips: this convention is not the one
+            out.bad.append(p)
+            continue
+        if local == "ambiguous" and total[ref] == 1:
+            # one of the repeated hour, seen once (its twin is missing): which of the two
+            # instants it is, the answer does not say
+            out.undetermined.append(p)
+            continue
+        instant = _to_utc(ref, min(occurrence, 1))
+        start = instant - step if convention == WALL_CLOCK else instant
+        other = taken.get(start)
+        if other is None:
+            taken[start] = p
+        elif other.value == p.value and other.minutes == p.minutes:
+            out.same += 1
+        else:
+            out.clash += 1
+        out.starts[p.index] = start
+    return out
+
+
+def _decide(points: list[_CurvePoint]) -> tuple[str, dict[int, datetime], list[_CurvePoint]]:
+    """The convention the stamps follow, the UTC start of every point it can place, and
+    the points it cannot place.
+
+    The convention under which every stamp has its own place wins (a skipped or repeated
+    stamp tells them apart). When both fit equally well and still place a point
+    differently (the points that would tell them apart are missing), that point cannot
+    be placed.
+    """
+    results = {c: _place(points, c) for c in CONVENTIONS}
+    wall, other = results[WALL_CLOCK], results[START_OFFSET]
+    if wall.score != other.score:
+        chosen = WALL_CLOCK if wall.score < other.score else START_OFFSET
+        return chosen, results[chosen].starts, results[chosen].bad + results[chosen].undetermined
+    agreed = {i: t for i, t in wall.starts.items() if other.starts.get(i) == t}
+    return WALL_CLOCK, agreed, [p for p in points if p.index not in agreed]
 
 
 def parse_curve(
@@ -228,40 +373,71 @@ def parse_curve(
 ) -> list[Reading]:
     """Load-curve points -> one Reading per interval (UTC start, Wh), sorted by start.
 
-    Intervals whose local start day is outside [start, end) are dropped.
+    Intervals whose local start day is outside [start, end) are dropped. A point the
+    parser cannot place in time is left out with a warning naming the PDL, the day and
+    the stamps (the day stays incomplete and is asked again later); two different values
+    for one instant refuse that whole day (same warning, nothing of it returned).
     """
     points, unit, _ = series_points(body)
     factor = _scale(unit, POWER_UNITS, "W")
-    parsed: list[tuple[datetime, int | None, float | None, datetime | None]] = []
+    raw: list[tuple[str, datetime, int | None, float | None, datetime | None]] = []
     for p in points:
         naive, _, aware = _parse_stamp(p.stamp)
-        parsed.append((naive, _step_minutes(p.step), _number(p.value), aware))
-    fallback = _fallback_step([(n, s) for n, s, _, _ in parsed])
-    seen: dict[datetime, int] = {}
-    readings: dict[datetime, Reading] = {}
-    for naive_end, step, value, aware_end in parsed:
-        occurrence = seen.get(naive_end, 0)
-        seen[naive_end] = occurrence + 1
+        raw.append((p.stamp, naive, _step_minutes(p.step), _number(p.value), aware))
+    fallback = _fallback_step([(n, s) for _, n, s, _, _ in raw])
+    parsed: list[_CurvePoint] = []
+    for i, (stamp, naive, step, value, aware) in enumerate(raw):
         minutes = step or fallback
-        if value is None:
-            continue
         if minutes is None:
+            if value is None:
+                continue
             raise BadResponse("curve points carry no step and no step can be inferred")
-        if aware_end is not None:
-            utc_start = aware_end - timedelta(minutes=minutes)
-            occurrence = 0
-        else:
-            naive_start = naive_end - timedelta(minutes=minutes)
-            utc_start = _to_utc(naive_start, min(occurrence, 1))
-        if occurrence > 1 or utc_start in readings:
-            log.warning("curve %s: duplicate point ending %s dropped", pdl, naive_end)
+        parsed.append(_CurvePoint(i, stamp, naive, minutes, value, aware))
+    naive_points = [cp for cp in parsed if cp.aware is None]
+    convention, starts, unplaced = _decide(naive_points)
+    for cp in parsed:
+        if cp.aware is not None:  # an explicit offset says the instant: honour it
+            starts[cp.index] = cp.aware - timedelta(minutes=cp.minutes)
+    if unplaced:
+        _warn_unplaced(pdl, unplaced)
+    by_start: dict[datetime, _CurvePoint] = {}
+    refused: dict[date, str] = {}
+    for cp in sorted(parsed, key=lambda q: q.index):
+        if cp.index not in starts or cp.value is None:
             continue
-        if not _in_range(utc_start.astimezone(PARIS).date(), start, end):
+        utc_start = starts[cp.index]
+        day = utc_start.astimezone(PARIS).date()
+        if not _in_range(day, start, end):
+            continue
+        held = by_start.get(utc_start)
+        if held is None or held.value is None:
+            by_start[utc_start] = cp
+        elif held.value != cp.value or held.minutes != cp.minutes:
+            refused.setdefault(day, f"{held.stamp}={held.value:g}, {cp.stamp}={cp.value:g}")
+        else:
+            log.info("curve %s: point %s repeated with the same value, kept once", pdl,
+                     cp.stamp)
+    _refuse(pdl, refused)
+    if convention != WALL_CLOCK:
+        log.debug("curve %s: stamps written in the offset of their interval's start", pdl)
+    readings: dict[datetime, Reading] = {}
+    for utc_start, cp in by_start.items():
+        if cp.value is None or utc_start.astimezone(PARIS).date() in refused:
             continue
         readings[utc_start] = Reading(
-            pdl, kind, f"PT{minutes}M", utc_start, value * factor * minutes / 60.0
+            pdl, kind, f"PT{cp.minutes}M", utc_start, cp.value * factor * cp.minutes / 60.0
         )
     return [readings[t] for t in sorted(readings)]
+
+
+def _warn_unplaced(pdl: str, unplaced: list[_CurvePoint]) -> None:
+    by_day: dict[date, list[str]] = {}
+    for p in unplaced:
+        by_day.setdefault(p.local_day, []).append(p.stamp)
+    for day, stamps in sorted(by_day.items()):
+        log.warning("curve %s: day %s: cannot place the point(s) stamped %s in time (DST "
+                    "stamps that fit neither convention); the day stays incomplete and is "
+                    "asked again later", pdl, day, ", ".join(stamps))
 
 
 def _fallback_step(parsed: list[tuple[datetime, int | None]]) -> int | None:

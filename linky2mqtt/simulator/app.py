@@ -205,6 +205,7 @@ class App:
         self._lock = threading.Lock()
         self._hides: list[Hide] = []
         self.latency = 0.0
+        self.dst_stamps = data.WALL_CLOCK
         self.client_id = options.client_id
         self.client_secret = options.client_secret
         self.configure_defaults()
@@ -215,7 +216,7 @@ class App:
         o = self.options
         self.set(latency=o.latency, fault_rate=o.fault_rate, fault_kinds=list(o.fault_kinds),
                  rate_per_second=o.rate_per_second, rate_per_hour=o.rate_per_hour,
-                 rate_per_12h=o.rate_per_12h)
+                 rate_per_12h=o.rate_per_12h, dst_stamps=o.dst_stamps)
 
     def reset(self) -> None:
         """Back to the start options: no stats, scripts, hides or quota history."""
@@ -230,7 +231,7 @@ class App:
         """Change run-time settings (see ``config()`` for the keys); ValueError if bad."""
         unknown = set(settings) - {
             "latency", "fault_rate", "fault_kinds", "rate_per_second", "rate_per_hour",
-            "rate_per_12h", "hide", "unhide",
+            "rate_per_12h", "hide", "unhide", "dst_stamps",
         }
         if unknown:
             raise ValueError(f"unknown settings: {', '.join(sorted(unknown))}")
@@ -239,6 +240,10 @@ class App:
             if latency < 0:
                 raise ValueError("latency cannot be negative")
             self.latency = latency
+        if "dst_stamps" in settings:
+            if settings["dst_stamps"] not in data.DST_STAMPS:
+                raise ValueError(f"dst_stamps must be one of {', '.join(data.DST_STAMPS)}")
+            self.dst_stamps = str(settings["dst_stamps"])
         if "fault_rate" in settings or "fault_kinds" in settings:
             rate = settings.get("fault_rate")
             kinds = settings.get("fault_kinds")
@@ -270,6 +275,7 @@ class App:
             "fault_kinds": list(self.faults.kinds), "rate_per_second": limits[SECOND],
             "rate_per_hour": limits[HOUR], "rate_per_12h": limits[TWELVE_HOURS],
             "hide": hides, "pending_faults": self.faults.pending(),
+            "dst_stamps": self.dst_stamps,
             "now": self.clock.now().astimezone(PARIS).isoformat(timespec="seconds"),
         }
 
@@ -411,7 +417,7 @@ class App:
     def _query(self, pdl: str, kind: Kind, series: Series, start: date, end: date) -> Response:
         q = Query(pdl, kind, series, start, end)
         days = served_days(q, self.clock.now(), self.is_hidden)
-        return json_response(200, bodies.body_2026(q, days))
+        return json_response(200, bodies.body_2026(q, days, self.dst_stamps))
 
     def _days(self, q: Query) -> list[date]:
         return served_days(q, self.clock.now(), self.is_hidden)
@@ -445,8 +451,8 @@ class App:
         q = Query(pdl, spec[0], spec[1], start, end)
         days = self._days(q)
         if kind_name in TYPES_2026:
-            return json_response(200, bodies.body_2026(q, days))
-        return json_response(200, bodies.meter_reading(q, days))
+            return json_response(200, bodies.body_2026(q, days, self.dst_stamps))
+        return json_response(200, bodies.meter_reading(q, days, self.dst_stamps))
 
     # ----- Data Connect --------------------------------------------------------------
 
@@ -515,7 +521,8 @@ class App:
         if pdl is None or start is None or end is None:
             raise invalid("usage_point_id (14 digits), start and end (YYYY-MM-DD) are required.")
         q = Query(pdl, spec[0], spec[1], start, end)
-        return json_response(200, {"meter_reading": bodies.meter_reading(q, self._days(q))})
+        body = bodies.meter_reading(q, self._days(q), self.dst_stamps)
+        return json_response(200, {"meter_reading": body})
 
     def _dc_contract(self, req: Request, pdl: str) -> Response:
         if (bad := self._method(req, "GET")) is not None:
@@ -543,7 +550,8 @@ class App:
         if _pdl(pdl) is None or the_start is None or the_end is None:
             return json_response(400, {"detail": "Invalid PDL or dates (YYYY-MM-DD)."})
         q = Query(pdl, kind, series, the_start, the_end)
-        return json_response(200, {"meter_reading": bodies.meter_reading(q, self._days(q))})
+        body = bodies.meter_reading(q, self._days(q), self.dst_stamps)
+        return json_response(200, {"meter_reading": body})
 
     def _med_info(self, req: Request, name: str, pdl: str) -> Response:
         if (bad := self._method(req, "GET") or self._med_auth(req)) is not None:

@@ -24,14 +24,16 @@ def _curve_points(q: Query, days: list[date]) -> list[data.Interval]:
     return out
 
 
-def body_2026(q: Query, days: list[date]) -> dict[str, Any]:
-    """The Enedis "mesure synchrone v2" body for ``q`` over ``days``."""
+def body_2026(q: Query, days: list[date],
+              dst_stamps: str = data.WALL_CLOCK) -> dict[str, Any]:
+    """The Enedis "mesure synchrone v2" body for ``q`` over ``days``; load-curve stamps
+    written as ``dst_stamps`` says (:data:`data.DST_STAMPS`)."""
     periode = {"dateDebut": q.start.isoformat(), "dateFin": q.end.isoformat()}
     metier = _grandeur_metier(q.kind)
     if q.series is Series.CURVE:
         points = [
-            {"v": str(p.watts), "d": p.stamp, "p": f"PT{p.minutes}M", "n": "B", "iv": "0",
-             "ec": "0"}
+            {"v": str(p.watts), "d": p.stamp_for(dst_stamps), "p": f"PT{p.minutes}M", "n": "B",
+             "iv": "0", "ec": "0"}
             for p in _curve_points(q, days)
         ]
         return {
@@ -60,7 +62,8 @@ def body_2026(q: Query, days: list[date]) -> dict[str, Any]:
     }
 
 
-def meter_reading(q: Query, days: list[date]) -> dict[str, Any]:
+def meter_reading(q: Query, days: list[date],
+                  dst_stamps: str = data.WALL_CLOCK) -> dict[str, Any]:
     """The v5 inner ``meter_reading`` object (wrap it as ``{"meter_reading": ...}``)."""
     head: dict[str, Any] = {
         "usage_point_id": q.pdl, "start": q.start.isoformat(), "end": q.end.isoformat(),
@@ -70,8 +73,8 @@ def meter_reading(q: Query, days: list[date]) -> dict[str, Any]:
         head["reading_type"] = {"unit": "W", "measurement_kind": "power",
                                 "aggregate": "average"}
         head["interval_reading"] = [
-            {"value": str(p.watts), "date": p.stamp, "interval_length": f"PT{p.minutes}M",
-             "measure_type": "B"}
+            {"value": str(p.watts), "date": p.stamp_for(dst_stamps),
+             "interval_length": f"PT{p.minutes}M", "measure_type": "B"}
             for p in _curve_points(q, days)
         ]
     elif q.kind is Kind.MAX_POWER:

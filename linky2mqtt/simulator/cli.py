@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from linky2mqtt.clock import SYSTEM_CLOCK, Clock, FastClock
 from linky2mqtt.model import PARIS
 from linky2mqtt.simulator.core import Simulator
-from linky2mqtt.simulator.data import SANDBOX_NOTES
+from linky2mqtt.simulator.data import DST_STAMPS, SANDBOX_NOTES
 from linky2mqtt.simulator.options import SimOptions
 
 
@@ -31,6 +31,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--rate-per-12h", type=int, default=None)
     p.add_argument("--client-id", default="sim-client", help="Data Connect client id")
     p.add_argument("--client-secret", default="sim-secret", help="Data Connect client secret")
+    p.add_argument("--dst-stamps", choices=DST_STAMPS, default=DST_STAMPS[0],
+                   help="how load-curve stamps are written on the DST change days: "
+                        "wall-clock (default: the time in force at each end instant) or "
+                        "start-offset (end instant in the offset of the interval's start)")
     p.add_argument("--now", default=None,
                    help="start the simulated clock at this ISO instant (naive: Paris time)")
     p.add_argument("--speed", type=float, default=None,
@@ -64,7 +68,8 @@ def main(argv: list[str] | None = None) -> int:
             host=args.host, port=args.port, clock=clock, client_id=args.client_id,
             client_secret=args.client_secret, rate_per_second=args.rate_per_second,
             rate_per_hour=args.rate_per_hour, rate_per_12h=args.rate_per_12h,
-            latency=args.latency, fault_rate=args.fault_rate, seed=args.seed)
+            latency=args.latency, fault_rate=args.fault_rate, seed=args.seed,
+            dst_stamps=args.dst_stamps)
         sim = Simulator(options)
         sim.app.set(fault_rate=args.fault_rate, latency=args.latency)  # validates
     except ValueError as exc:

@@ -13,9 +13,14 @@ Profiles
       2026-06-01 when its last two digits are ``77``, else on 2020-01-01.
 
 Load-curve intervals are produced in true time order (UTC), each carried with the naive
-Europe/Paris stamp Enedis gives it: the local START of the interval plus its length
-(a normal day runs ``D 00:30:00`` .. ``D+1 00:00:00``; the March change day has 46
-half-hours; the October one has 50, its ``02:30``/``03:00`` stamps written twice).
+Europe/Paris END stamps Enedis may give it (a normal day runs ``D 00:30:00`` ..
+``D+1 00:00:00``; the March change day has 46 half-hours, the October one 50):
+
+* ``stamp`` (wall-clock, the default served): the end instant in the wall-clock time in
+  force at that instant. March: ``01:30 03:00 03:30`` (no ``02:00``/``02:30``); October:
+  ``02:00 02:30 02:00 02:30 03:00``;
+* ``start_stamp`` (start-offset, behind the ``dst_stamps`` option): the local START plus
+  the step. March: ``01:30 02:00 03:30``; October: ``02:30 03:00 02:30 03:00``.
 """
 
 from __future__ import annotations
@@ -29,6 +34,9 @@ from functools import lru_cache
 from linky2mqtt.model import PARIS, Kind, day_bounds
 
 DEFAULT_ACTIVATION = date(2020, 1, 1)
+WALL_CLOCK = "wall-clock"
+START_OFFSET = "start-offset"
+DST_STAMPS = (WALL_CLOCK, START_OFFSET)  # how DST-day stamps are written; the first: default
 RECENT_ACTIVATION = date(2026, 6, 1)
 
 
@@ -55,9 +63,14 @@ class Interval:
 
     start: datetime
     end: datetime
-    stamp: str
+    stamp: str  # wall-clock end stamp
     watts: int
     minutes: int
+    start_stamp: str = ""  # start-offset end stamp (local start + step)
+
+    def stamp_for(self, convention: str) -> str:
+        """The naive end stamp in one of :data:`DST_STAMPS`."""
+        return self.start_stamp if convention == START_OFFSET else self.stamp
 
 
 SANDBOX_NOTES: dict[str, str] = {
@@ -169,7 +182,7 @@ def _production_watts(pdl: str, day: date, index: int, start: datetime, minutes:
     return max(0, round(peak * (0.6 + 0.3 * decl) * sky * shape * noise))
 
 
-def _naive_end_stamp(start: datetime, minutes: int) -> str:
+def _start_offset_stamp(start: datetime, minutes: int) -> str:
     local_start = start.astimezone(PARIS).replace(tzinfo=None)
     return (local_start + timedelta(minutes=minutes)).strftime("%Y-%m-%d %H:%M:%S")
 
@@ -185,7 +198,8 @@ def _raw_curve(pdl: str, kind: Kind, day: date) -> tuple[Interval, ...]:
     while start < last:
         end = start + step
         watts = fn(pdl, day, index, start, prof.step)
-        out.append(Interval(start, end, _naive_end_stamp(start, prof.step), watts, prof.step))
+        out.append(Interval(start, end, local_stamp(end), watts, prof.step,
+                            _start_offset_stamp(start, prof.step)))
         start, index = end, index + 1
     return tuple(out)
 

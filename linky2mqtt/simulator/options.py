@@ -22,3 +22,5 @@ class SimOptions:
     fault_rate: float = 0.0  # probability of a random fault per request
     seed: int = 0  # seeds the random faults
     fault_kinds: tuple[str, ...] = DEFAULT_RANDOM_KINDS  # drawn by the random fault rate
+    # how load-curve stamps are written on the DST days: "wall-clock" or "start-offset"
+    dst_stamps: str = "wall-clock"
