@@ -1,0 +1,180 @@
+"""Is the store damaged, and recovering what SQLite can still read from a damaged one.
+
+:func:`check` runs ``PRAGMA quick_check`` (every page and record is read; indexes are not
+compared with their tables, which ``integrity_check`` would do at several times the
+cost): the bridge runs it at every start and refuses a damaged store (exit 1, the file
+left as it is), and ``linky2mqtt store check`` prints its verdict.
+
+:func:`repair` (``linky2mqtt store repair``) copies every row SQLite can still read into
+a fresh store, table by table: each table is read in key order from its first row up
+to the first damaged page, then from its last row backwards to the last damaged page,
+so only the rows held by damaged pages are lost (a damaged inner page of a table's
+b-tree loses the rows below it). The fresh store replaces the damaged one, which is
+kept beside it as ``<store>.broken-<UTC timestamp>`` (with its ``-wal`` file, if any).
+Whatever is lost, the bridge fetches again from upstream within the backfill limits.
+No ``sqlite3`` command-line tool is needed: this is the Python standard library.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from linky2mqtt.store import Store, StoreError
+
+__all__ = ["RepairReport", "StoreDamaged", "check", "repair"]
+
+_MAX_PROBLEMS = 3  # what a one-line verdict quotes of quick_check's list
+_BATCH = 500
+
+
+class StoreDamaged(Exception):
+    """``PRAGMA quick_check`` found damage; the message says what to do."""
+
+    def __init__(self, path: str, problems: list[str]) -> None:
+        shown = "; ".join(p[:200] for p in problems[:_MAX_PROBLEMS])
+        super().__init__(
+            f"store {path} is damaged ({shown}); it was left as it is: stop here, keep a "
+            f"copy, then run `linky2mqtt store repair` with the same -c (or --store {path}) "
+            "to recover what can be read into a fresh store")
+        self.path = path
+        self.problems = problems
+
+
+def check(path: str | os.PathLike[str]) -> list[str]:
+    """``PRAGMA quick_check``'s problems (empty: the store is sound, or does not exist)."""
+    text = str(path)
+    if text == ":memory:" or text.startswith("file:") or not Path(text).exists():
+        return []
+    if Path(text).stat().st_size == 0:
+        return []  # created empty (0600) and not yet initialised: a new store
+    try:
+        conn = sqlite3.connect(text, timeout=10)
+    except sqlite3.Error as exc:
+        return [f"cannot open: {exc}"]
+    try:
+        rows = conn.execute("PRAGMA quick_check").fetchall()
+    except sqlite3.Error as exc:
+        return [str(exc)]
+    finally:
+        conn.close()
+    problems = [str(r[0]) for r in rows]
+    return [] if problems == ["ok"] else problems
+
+
+@dataclass
+class RepairReport:
+    store: str
+    kept_as: str
+    rows: dict[str, int] = field(default_factory=dict)  # table -> rows copied
+    damaged: list[str] = field(default_factory=list)  # tables where reading stopped early
+
+    def line(self) -> str:
+        copied = ", ".join(f"{n} {t}" for t, n in self.rows.items())
+        partial = (f"; rows on damaged pages of {', '.join(self.damaged)} are lost (the "
+                   "bridge fetches missing days again within its backfill limits)"
+                   if self.damaged else "")
+        return (f"repaired: store {self.store}: copied {copied}{partial}; the damaged file "
+                f"is kept as {self.kept_as}")
+
+
+def _tables(conn: sqlite3.Connection) -> list[str]:
+    rows = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'"
+                        " AND name NOT LIKE 'sqlite_%' ORDER BY name").fetchall()
+    return [str(r[0]) for r in rows]
+
+
+def _key(conn: sqlite3.Connection, table: str) -> tuple[list[str], list[str]]:
+    """The table's columns, and its key columns in key order (``rowid`` if none)."""
+    info = conn.execute(f'PRAGMA table_info("{table}")').fetchall()
+    columns = [str(r[1]) for r in info]
+    keyed = sorted((int(r[5]), str(r[1])) for r in info if int(r[5]) > 0)
+    return columns, [name for _, name in keyed] or ["rowid"]
+
+
+def _scan(conn: sqlite3.Connection, table: str, columns: list[str], key: list[str],
+          descending: bool) -> tuple[list[tuple[object, ...]], bool]:
+    """Rows from one end of the table until the first error; (rows, stopped early)."""
+    order = ", ".join(f'"{k}"' if k != "rowid" else k for k in key)
+    if descending:
+        order = ", ".join(f"{part} DESC" for part in order.split(", "))
+    cols = ", ".join(f'"{c}"' for c in columns)
+    rows: list[tuple[object, ...]] = []
+    try:
+        # names from our own schema, never from input
+        cursor = conn.execute(f'SELECT {cols} FROM "{table}" ORDER BY {order}')  # noqa: S608
+        while batch := cursor.fetchmany(_BATCH):
+            rows.extend(tuple(r) for r in batch)
+    except sqlite3.DatabaseError:
+        return rows, True
+    return rows, False
+
+
+def repair(path: str | os.PathLike[str], *, now: datetime | None = None) -> RepairReport:
+    """Copy what can be read of the store at ``path`` into a fresh store that replaces it.
+
+    The caller holds the store's lock (no bridge runs). Raises StoreError when nothing
+    can be done (the damaged file cannot even be opened, or the fresh one not written).
+    """
+    src = Path(path)
+    stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
+    kept = src.with_name(f"{src.name}.broken-{stamp}")
+    fresh = src.with_name(f"{src.name}.repair-tmp")
+    for leftover in (fresh, Path(f"{fresh}-wal"), Path(f"{fresh}-shm")):
+        leftover.unlink(missing_ok=True)
+    try:
+        old = sqlite3.connect(f"file:{src}?mode=ro", uri=True, timeout=10)
+    except sqlite3.Error as exc:
+        raise StoreError(str(src), f"cannot open the damaged store: {exc}") from exc
+    report = RepairReport(store=str(src), kept_as=str(kept))
+    try:
+        try:
+            old_tables = set(_tables(old))
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(str(src), f"its table list is unreadable ({exc}); nothing can "
+                             "be recovered: start from a fresh store") from exc
+        new_store = Store(fresh)  # the current schema, 0600
+        new_store.close()
+        new = sqlite3.connect(fresh, isolation_level=None)
+        try:
+            new.execute("BEGIN")
+            for table in _tables(new):
+                if table not in old_tables:
+                    continue
+                columns, key = _key(new, table)
+                forward, broke = _scan(old, table, columns, key, descending=False)
+                backward: list[tuple[object, ...]] = []
+                if broke:
+                    backward, _ = _scan(old, table, columns, key, descending=True)
+                    report.damaged.append(table)
+                marks = ", ".join("?" for _ in columns)
+                cols = ", ".join(f'"{c}"' for c in columns)
+                copied = 0
+                for row in [*forward, *backward]:
+                    with contextlib.suppress(sqlite3.DatabaseError):  # a garbage row
+                        cur = new.execute(
+                            f'INSERT OR IGNORE INTO "{table}" ({cols}) VALUES ({marks})',  # noqa: S608
+                            row)
+                        copied += cur.rowcount
+                report.rows[table] = copied
+            new.execute("COMMIT")
+            new.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            new.close()
+    finally:
+        old.close()
+    problems = check(fresh)
+    if problems:
+        raise StoreError(str(fresh), f"the repaired copy fails its check: {problems[0]}")
+    for suffix in ("", "-wal", "-shm"):
+        moved = Path(f"{src}{suffix}")
+        if moved.exists():
+            os.replace(moved, Path(f"{kept}{suffix}"))
+    os.replace(fresh, src)
+    for suffix in ("-wal", "-shm"):
+        Path(f"{fresh}{suffix}").unlink(missing_ok=True)
+    return report
