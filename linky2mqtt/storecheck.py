@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,7 +29,6 @@ from linky2mqtt.store import Store, StoreError
 
 __all__ = ["RepairReport", "StoreDamaged", "check", "repair"]
 
-_MAX_PROBLEMS = 3  # what a one-line verdict quotes of quick_check's list
 _BATCH = 500
 
 
@@ -36,11 +36,12 @@ class StoreDamaged(Exception):
     """``PRAGMA quick_check`` found damage; the message says what to do."""
 
     def __init__(self, path: str, problems: list[str]) -> None:
-        shown = "; ".join(p[:200] for p in problems[:_MAX_PROBLEMS])
+        count = f"{len(problems)} problem{'s' if len(problems) > 1 else ''}"
+        first = problems[0][:200] if problems else "?"
         super().__init__(
-            f"store {path} is damaged ({shown}); it was left as it is: stop here, keep a "
-            f"copy, then run `linky2mqtt store repair` with the same -c (or --store {path}) "
-            "to recover what can be read into a fresh store")
+            f"store {path} is damaged (PRAGMA quick_check: {count}, first: {first}); it was "
+            "left as it is: stop here, keep a copy, then run `linky2mqtt store repair` with "
+            f"the same -c (or --store {path}) to recover what can be read into a fresh store")
         self.path = path
         self.problems = problems
 
@@ -62,7 +63,8 @@ def check(path: str | os.PathLike[str]) -> list[str]:
         return [str(exc)]
     finally:
         conn.close()
-    problems = [str(r[0]) for r in rows]
+    problems = [line.strip() for r in rows for line in str(r[0]).splitlines()
+                if line.strip() and not line.startswith("*** in database")]
     return [] if problems == ["ok"] else problems
 
 
@@ -96,22 +98,85 @@ def _key(conn: sqlite3.Connection, table: str) -> tuple[list[str], list[str]]:
     return columns, [name for _, name in keyed] or ["rowid"]
 
 
-def _scan(conn: sqlite3.Connection, table: str, columns: list[str], key: list[str],
-          descending: bool) -> tuple[list[tuple[object, ...]], bool]:
-    """Rows from one end of the table until the first error; (rows, stopped early)."""
-    order = ", ".join(f'"{k}"' if k != "rowid" else k for k in key)
-    if descending:
-        order = ", ".join(f"{part} DESC" for part in order.split(", "))
-    cols = ", ".join(f'"{c}"' for c in columns)
-    rows: list[tuple[object, ...]] = []
+def _names(key: list[str]) -> str:
+    return ", ".join(k if k == "rowid" else f'"{k}"' for k in key)
+
+
+def _select(conn: sqlite3.Connection, table: str, columns: list[str], key: list[str], *,
+            where: str, args: tuple[object, ...], descending: bool,
+            limit: int | None = None) -> Iterator[tuple[object, ...]]:
+    """Rows in key order from a seek point; raises sqlite3.DatabaseError at damage."""
+    cols = ", ".join(f'"{c}"' for c in [*columns, *[k for k in key if k == "rowid"]])
+    order = ", ".join(f"{k} DESC" if descending else k for k in _names(key).split(", "))
+    clause = f" WHERE ({_names(key)}) {where} ({', '.join('?' for _ in key)})" if where else ""
+    tail = f" LIMIT {int(limit)}" if limit is not None else ""
+    # names from our own schema, never from input
+    cursor = conn.execute(
+        f'SELECT {cols} FROM "{table}"{clause} ORDER BY {order}{tail}', args)  # noqa: S608
+    while batch := cursor.fetchmany(_BATCH):
+        yield from (tuple(r) for r in batch)
+
+
+def _scan(conn: sqlite3.Connection, table: str, columns: list[str],
+          key: list[str]) -> tuple[dict[tuple[object, ...], tuple[object, ...]], bool]:
+    """Every row SQLite can still read: (rows by key, whether damage was met).
+
+    Read forward in key order; at a damaged page, probe further and further past the
+    last good key (its last column, when a number, plus 1, 2, 4...) until a seek
+    succeeds, read backwards from there down to the damage, and go on forward. When
+    the key cannot be probed, read the table backwards from its end instead.
+    """
+    width = len(columns)
+    rows: dict[tuple[object, ...], tuple[object, ...]] = {}
+    index = [([*columns, "rowid"] if k == "rowid" else columns).index(k) for k in key]
+
+    def keep(row: tuple[object, ...]) -> tuple[object, ...]:
+        k = tuple(row[i] for i in index)
+        rows[k] = row[:width]
+        return k
+
+    damaged = False
+    bound: tuple[object, ...] | None = None
+    while True:
+        last = bound
+        try:
+            for row in _select(conn, table, columns, key, where=">" if bound else "",
+                               args=bound or (), descending=False):
+                last = keep(row)
+            return rows, damaged
+        except sqlite3.DatabaseError:
+            damaged = True
+        tip = last[-1] if last is not None else None
+        if not isinstance(tip, int | float) or isinstance(tip, bool):
+            break
+        probe: tuple[object, ...] | None = None
+        step = 1
+        while step < 2 ** 62:
+            candidate = (*last[:-1], tip + step) if last is not None else (tip + step,)
+            try:
+                list(_select(conn, table, columns, key, where=">", args=candidate,
+                             descending=False, limit=1))
+                probe = candidate
+                break
+            except sqlite3.DatabaseError:
+                step *= 2
+        if probe is None:
+            break
+        try:
+            for row in _select(conn, table, columns, key, where="<=", args=probe,
+                               descending=True):
+                if last is not None and tuple(row[i] for i in index) <= last:
+                    break
+                keep(row)
+        except sqlite3.DatabaseError:
+            pass
+        bound = probe
     try:
-        # names from our own schema, never from input
-        cursor = conn.execute(f'SELECT {cols} FROM "{table}" ORDER BY {order}')  # noqa: S608
-        while batch := cursor.fetchmany(_BATCH):
-            rows.extend(tuple(r) for r in batch)
+        for row in _select(conn, table, columns, key, where="", args=(), descending=True):
+            keep(row)
     except sqlite3.DatabaseError:
-        return rows, True
-    return rows, False
+        pass
+    return rows, True
 
 
 def repair(path: str | os.PathLike[str], *, now: datetime | None = None) -> RepairReport:
@@ -146,15 +211,13 @@ def repair(path: str | os.PathLike[str], *, now: datetime | None = None) -> Repa
                 if table not in old_tables:
                     continue
                 columns, key = _key(new, table)
-                forward, broke = _scan(old, table, columns, key, descending=False)
-                backward: list[tuple[object, ...]] = []
+                found, broke = _scan(old, table, columns, key)
                 if broke:
-                    backward, _ = _scan(old, table, columns, key, descending=True)
                     report.damaged.append(table)
                 marks = ", ".join("?" for _ in columns)
                 cols = ", ".join(f'"{c}"' for c in columns)
                 copied = 0
-                for row in [*forward, *backward]:
+                for row in found.values():
                     with contextlib.suppress(sqlite3.DatabaseError):  # a garbage row
                         cur = new.execute(
                             f'INSERT OR IGNORE INTO "{table}" ({cols}) VALUES ({marks})',  # noqa: S608
