@@ -60,7 +60,7 @@ from linky2mqtt.scheduler import (
 )
 from linky2mqtt.service import CommandService
 from linky2mqtt.store import Store, StoreError
-from linky2mqtt.storecheck import StoreDamaged, check
+from linky2mqtt.storecheck import StoreDamaged, check, is_damage
 from linky2mqtt.storelock import StoreLock
 
 log = logging.getLogger(__name__)
@@ -393,10 +393,19 @@ class Bridge:
         self.stopping = threading.Event()
         self.lock = StoreLock.acquire(cfg.store.path)  # StoreInUse: another bridge runs
         try:
+            try:
+                self.store = Store(cfg.store.path)  # clear errors: missing, read-only...
+            except StoreError as exc:
+                if exc.__cause__ is not None and is_damage(exc.__cause__):
+                    raise StoreDamaged(str(cfg.store.path), [str(exc.__cause__)]) from None
+                raise
+            if self.lock.path is not None and not self.lock.held:
+                raise StoreError(str(cfg.store.path),
+                                 f"cannot create its lock file {self.lock.path}: "
+                                 f"{self.lock.error}")
             problems = check(cfg.store.path)
             if problems:
                 raise StoreDamaged(str(cfg.store.path), problems)
-            self.store = Store(cfg.store.path)
             self._build(cfg, clock, stagger, retry, on_publish)
         except BaseException:
             if hasattr(self, "store"):

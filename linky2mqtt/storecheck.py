@@ -27,7 +27,7 @@ from pathlib import Path
 
 from linky2mqtt.store import Store, StoreError
 
-__all__ = ["RepairReport", "StoreDamaged", "check", "repair"]
+__all__ = ["RepairReport", "StoreDamaged", "check", "is_damage", "repair"]
 
 _BATCH = 500
 
@@ -55,17 +55,25 @@ def check(path: str | os.PathLike[str]) -> list[str]:
         return []  # created empty (0600) and not yet initialised: a new store
     try:
         conn = sqlite3.connect(text, timeout=10)
-    except sqlite3.Error as exc:
-        return [f"cannot open: {exc}"]
-    try:
-        rows = conn.execute("PRAGMA quick_check").fetchall()
-    except sqlite3.Error as exc:
+        try:
+            rows = conn.execute("PRAGMA quick_check").fetchall()
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as exc:
+        if not is_damage(exc):  # permissions, a lock...: not a verdict on the contents
+            raise StoreError(text, f"cannot check: {exc}") from exc
         return [str(exc)]
-    finally:
-        conn.close()
     problems = [line.strip() for r in rows for line in str(r[0]).splitlines()
                 if line.strip() and not line.startswith("*** in database")]
     return [] if problems == ["ok"] else problems
+
+
+def is_damage(exc: BaseException) -> bool:
+    """True when an sqlite3 error says the file's contents are damaged."""
+    if not isinstance(exc, sqlite3.DatabaseError):
+        return False
+    text = str(exc).lower()
+    return any(w in text for w in ("malformed", "not a database", "corrupt", "disk i/o"))
 
 
 @dataclass

@@ -44,17 +44,27 @@ class StoreLock:
         self.store = str(store_path)
         self.path = lock_path(store_path)
         self._fd: int | None = None
+        self.error: str | None = None  # why the lock file could not be opened
 
     @classmethod
     def acquire(cls, store_path: str | os.PathLike[str]) -> StoreLock:
-        """Take the lock now, never waiting: StoreInUse when another process holds it."""
+        """Take the lock now, never waiting: StoreInUse when another process holds it.
+
+        When the lock file cannot be opened at all, the lock returned is not ``held``
+        and ``error`` says why."""
         lock = cls(store_path)
         if lock.path is None:
             return lock
         # a missing directory is reported by the store itself, with its own message
         if not lock.path.parent.is_dir():
             return lock
-        fd = os.open(lock.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fd = os.open(lock.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            # a read-only directory or file system: the store says so in its own words
+            # when it opens; the caller checks ``held`` afterwards
+            lock.error = exc.strerror or str(exc)
+            return lock
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

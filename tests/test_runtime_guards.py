@@ -395,7 +395,7 @@ def _damage(path: Path) -> int:
     with open(path, "r+b") as fh:
         fh.seek(offset)
         fh.write(random.Random(13).randbytes(DAMAGE))
-    return at_risk
+    return int(at_risk)
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
