@@ -686,8 +686,8 @@ class StatisticsWorker:
             if self.stopping.is_set():
                 break
             report = self.sink.sync()
-            if report.error:
-                log.warning("Home Assistant statistics: %s", report.error)
+            if report.error:  # the sink logged the failure itself, once per attempt
+                log.debug("Home Assistant statistics: %s", report.error)
             self.wake.wait(self.PERIOD)
 
     def _settle(self) -> None:
