@@ -6,10 +6,10 @@ cost): the bridge runs it at every start and refuses a damaged store (exit 1, th
 left as it is), and ``linky2mqtt store check`` prints its verdict.
 
 :func:`repair` (``linky2mqtt store repair``) copies every row SQLite can still read into
-a fresh store, table by table: each table is read in key order from its first row up
-to the first damaged page, then from its last row backwards to the last damaged page,
-so only the rows held by damaged pages are lost (a damaged inner page of a table's
-b-tree loses the rows below it). The fresh store replaces the damaged one, which is
+a fresh store, table by table: each table is read row by row in key order from its
+first row and, backwards, from its last; at a damaged page a pass seeks past it and
+goes on. Only the rows held by damaged pages are lost: a damaged inner page of a
+table's b-tree loses the rows below it (and the separator rows of its parent page). The fresh store replaces the damaged one, which is
 kept beside it as ``<store>.broken-<UTC timestamp>`` (with its ``-wal`` file, if any).
 Whatever is lost, the bridge fetches again from upstream within the backfill limits.
 No ``sqlite3`` command-line tool is needed: this is the Python standard library.
@@ -29,7 +29,6 @@ from linky2mqtt.store import Store, StoreError
 
 __all__ = ["RepairReport", "StoreDamaged", "check", "is_damage", "repair"]
 
-_BATCH = 500
 
 
 class StoreDamaged(Exception):
@@ -121,70 +120,61 @@ def _select(conn: sqlite3.Connection, table: str, columns: list[str], key: list[
     # names from our own schema, never from input
     cursor = conn.execute(
         f'SELECT {cols} FROM "{table}"{clause} ORDER BY {order}{tail}', args)  # noqa: S608
-    while batch := cursor.fetchmany(_BATCH):
-        yield from (tuple(r) for r in batch)
+    for row in cursor:  # row by row: a batch would lose its rows read before the damage
+        yield tuple(row)
 
 
 def _scan(conn: sqlite3.Connection, table: str, columns: list[str],
           key: list[str]) -> tuple[dict[tuple[object, ...], tuple[object, ...]], bool]:
     """Every row SQLite can still read: (rows by key, whether damage was met).
 
-    Read forward in key order; at a damaged page, probe further and further past the
-    last good key (its last column, when a number, plus 1, 2, 4...) until a seek
-    succeeds, read backwards from there down to the damage, and go on forward. When
-    the key cannot be probed, read the table backwards from its end instead.
+    Two passes, one from each end of the table in key order. When a pass meets a damaged
+    page it seeks again just past the last key it read, then further and further (the
+    key's last column, when a number, plus 1, 2, 4...) until a seek succeeds, and goes on
+    from there; the other pass, coming from the other end, reads back down to the damage.
     """
     width = len(columns)
     rows: dict[tuple[object, ...], tuple[object, ...]] = {}
     index = [([*columns, "rowid"] if k == "rowid" else columns).index(k) for k in key]
-
-    def keep(row: tuple[object, ...]) -> tuple[object, ...]:
-        k = tuple(row[i] for i in index)
-        rows[k] = row[:width]
-        return k
-
     damaged = False
-    bound: tuple[object, ...] | None = None
-    while True:
-        last = bound
-        try:
-            for row in _select(conn, table, columns, key, where=">" if bound else "",
-                               args=bound or (), descending=False):
-                last = keep(row)
-            return rows, damaged
-        except sqlite3.DatabaseError:
-            damaged = True
-        tip = last[-1] if last is not None else None
-        if not isinstance(tip, int | float) or isinstance(tip, bool):
-            break
-        probe: tuple[object, ...] | None = None
-        step = 1
-        while step < 2 ** 62:
-            candidate = (*last[:-1], tip + step) if last is not None else (tip + step,)
+
+    def one_pass(descending: bool) -> None:
+        nonlocal damaged
+        op, sign = ("<", -1) if descending else (">", 1)
+        bound: tuple[object, ...] | None = None
+        step = 0
+        while True:
+            last = bound
+            read = 0
             try:
-                list(_select(conn, table, columns, key, where=">", args=candidate,
-                             descending=False, limit=1))
-                probe = candidate
-                break
+                for row in _select(conn, table, columns, key, where=op if bound else "",
+                                   args=bound or (), descending=descending):
+                    k = tuple(row[i] for i in index)
+                    rows[k] = row[:width]
+                    last = k
+                    read += 1
+                return
             except sqlite3.DatabaseError:
-                step *= 2
-        if probe is None:
-            break
-        try:
-            for row in _select(conn, table, columns, key, where="<=", args=probe,
-                               descending=True):
-                if last is not None and tuple(row[i] for i in index) <= last:
+                damaged = True
+            tip = last[-1] if last is not None else None
+            if last is None or not isinstance(tip, int | float) or isinstance(tip, bool):
+                return  # nothing to seek from: the other pass reads from the other end
+            step = 0 if read else max(1, step * 2)  # no progress: seek further
+            while abs(step) < 2 ** 62:
+                candidate = (*last[:-1], tip + sign * step)
+                try:
+                    list(_select(conn, table, columns, key, where=op, args=candidate,
+                                 descending=descending, limit=1))
                     break
-                keep(row)
-        except sqlite3.DatabaseError:
-            pass
-        bound = probe
-    try:
-        for row in _select(conn, table, columns, key, where="", args=(), descending=True):
-            keep(row)
-    except sqlite3.DatabaseError:
-        pass
-    return rows, True
+                except sqlite3.DatabaseError:
+                    step = max(1, step * 2)
+            else:
+                return
+            bound = candidate
+
+    one_pass(descending=False)
+    one_pass(descending=True)
+    return rows, damaged
 
 
 def repair(path: str | os.PathLike[str], *, now: datetime | None = None) -> RepairReport:

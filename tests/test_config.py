@@ -813,7 +813,8 @@ def test_redacted_shape() -> None:
     r = redacted(cfg)
     assert cfg.mqtt.client_id.startswith("linky2mqtt-")  # one per store, see the defaults
     assert r["mqtt"] == {"url": "mqtts://b:8883", "username": "u", "password": "***",
-                         "client_id": cfg.mqtt.client_id, "base_topic": "linky2mqtt", "protocol": "5",
+                         "client_id": cfg.mqtt.client_id, "base_topic": "linky2mqtt",
+                         "protocol": "5",
                          "tls": {"ca_file": None, "cert_file": None, "key_file": None,
                                  "insecure": False}}
     assert r["homeassistant"]["statistics"] == {"url": "https://ha", "token": "***"}

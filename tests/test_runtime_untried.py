@@ -323,7 +323,7 @@ class PersistentConsumer:
                                   protocol=mqtt.MQTTv5)
         self.client.on_message = self._on_message
         self.client.on_subscribe = lambda *a: self._subscribed.set()
-        props = Properties(PacketTypes.CONNECT)
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = 600
         self.client.on_connect = self._on_connect
         self.client.connect(broker.host, broker.port, clean_start=False, properties=props)
