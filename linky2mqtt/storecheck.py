@@ -10,7 +10,8 @@ a fresh store, table by table: each table is read row by row in key order from i
 first row and, backwards, from its last; at a damaged page a pass seeks past it and
 goes on. Only the rows held by damaged pages are lost: a damaged inner page of a
 table's b-tree loses the rows below it (and the separator rows of its parent page).
-The fresh store replaces the damaged one, which is kept beside it as ``<store>.broken-<UTC timestamp>`` (with its ``-wal`` file, if any).
+The fresh store replaces the damaged one, which is kept beside it as
+``<store>.broken-<UTC timestamp>`` (with its ``-wal`` file, if any).
 Whatever is lost, the bridge fetches again from upstream within the backfill limits.
 No ``sqlite3`` command-line tool is needed: this is the Python standard library.
 """
