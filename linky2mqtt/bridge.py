@@ -9,6 +9,12 @@ Threads (each a daemon, all stopped by :meth:`Bridge.stop`):
   another;
 * the command worker (:mod:`linky2mqtt.service`): answers requests in order;
 * the statistics worker, when Home Assistant statistics import is configured.
+
+At start the bridge takes the store's lock (:mod:`linky2mqtt.storelock`: one bridge per
+store) and checks the store (:mod:`linky2mqtt.storecheck`: a damaged one is refused).
+:meth:`Bridge.stop` is bounded (:data:`STOP_GRACE`): it cancels every upstream exchange in
+progress, gives the account threads a moment to finish what they were writing, publishes
+``offline``, closes the store and releases the lock, whatever upstream is doing.
 """
 
 from __future__ import annotations
@@ -54,6 +60,8 @@ from linky2mqtt.scheduler import (
 )
 from linky2mqtt.service import CommandService
 from linky2mqtt.store import Store, StoreError
+from linky2mqtt.storecheck import StoreDamaged, check, is_damage
+from linky2mqtt.storelock import StoreLock
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +69,10 @@ log = logging.getLogger(__name__)
 FAILURE_BACKOFF = (3600.0, 2 * 3600.0, 4 * 3600.0, 8 * 3600.0)
 # The first polls of an account's meters are spread over this many seconds at most.
 START_SPREAD = 30.0
+# stop() waits this long at most for the account threads (their upstream exchanges are
+# cancelled at once; this only lets a store write in progress finish), so that SIGTERM is
+# honoured within 5 s (Docker kills after 10).
+STOP_GRACE = 2.0
 
 
 @dataclass
@@ -206,6 +218,8 @@ class AccountRunner:
                 try:
                     self.poll(state)
                 except StoreError as exc:  # disk full, read-only: say it, retry later
+                    if stop.is_set():
+                        break  # the store was closed under an abandoned poll
                     delay = FAILURE_BACKOFF[min(state.failures, len(FAILURE_BACKOFF) - 1)]
                     state.failures += 1
                     state.next_due = self.clock.time() + delay
@@ -296,6 +310,8 @@ class AccountRunner:
         now = self.clock.now()
         pdl = state.meter.pdl
         outcome = state.poller.poll(now, should_stop=bridge.stopping.is_set)
+        if bridge.stopping.is_set() and outcome.error is not None:
+            return  # abandoned by stop(): not a failure worth a status
         state.last_poll = now
         self._update_latest_day(state)
         today = now.astimezone(PARIS).date()
@@ -377,9 +393,32 @@ class Bridge:
         self.rng = rng or random.Random()
         self.base = cfg.mqtt.base_topic
         self.stopping = threading.Event()
-        self.store = Store(cfg.store.path)
+        self.lock = StoreLock.acquire(cfg.store.path)  # StoreInUse: another bridge runs
+        try:
+            try:
+                self.store = Store(cfg.store.path)  # clear errors: missing, read-only...
+            except StoreError as exc:
+                if exc.__cause__ is not None and is_damage(exc.__cause__):
+                    raise StoreDamaged(str(cfg.store.path), [str(exc.__cause__)]) from None
+                raise
+            if self.lock.path is not None and not self.lock.held:
+                raise StoreError(str(cfg.store.path),
+                                 f"cannot create its lock file {self.lock.path}: "
+                                 f"{self.lock.error}")
+            problems = check(cfg.store.path)
+            if problems:
+                raise StoreDamaged(str(cfg.store.path), problems)
+            self._build(cfg, clock, stagger, retry, on_publish)
+        except BaseException:
+            if hasattr(self, "store"):
+                self.store.close()
+            self.lock.release()
+            raise
+
+    def _build(self, cfg: Config, clock: Clock, stagger: float, retry: RetryPolicy | None,
+               on_publish: Callable[[str, bytes, bool], None] | None) -> None:
         self.budget = Budget(budget_windows(cfg), self.store, clock)
-        self.retry = retry or RetryPolicy(sleep=clock.sleep)
+        self.retry = retry or RetryPolicy(sleep=self._retry_sleep)
         m = cfg.mqtt
         self.link = MqttLink(
             m.host, m.port, client_id=m.client_id, protocol=m.protocol,
@@ -398,7 +437,8 @@ class Bridge:
             if not account.enabled:
                 continue
             client = EnedisClient(provider_settings(account), budget=self.budget,
-                                  retry=self.retry, clock=clock)
+                                  retry=self.retry, clock=clock,
+                                  deadline=account.request_timeout, cancel=self.stopping)
             meters = [mm for mm in account.meters if mm.enabled]
             if account.auto_meters:
                 meters = self._auto_meters(account, client)
@@ -421,6 +461,11 @@ class Bridge:
         hb_path = health_path(cfg.store.path)
         self.heartbeat: Heartbeat | None = (
             Heartbeat(hb_path, lambda: self.link.connected) if hb_path else None)
+
+    def _retry_sleep(self, seconds: float) -> None:
+        """The wait between two attempts, cut short (Cancelled) when the bridge stops."""
+        if self.clock.wait(self.stopping, seconds):
+            raise errors.Cancelled("stopping: retry abandoned")
 
     def _auto_meters(self, account: AccountConfig, client: EnedisClient) -> list[MeterConfig]:
         try:
@@ -583,20 +628,28 @@ class Bridge:
             self.heartbeat.start()
 
     def stop(self) -> None:
-        self.stopping.set()
+        """Stop within about STOP_GRACE seconds plus the broker's acknowledgement of
+        ``offline``: upstream exchanges in progress are abandoned, not awaited."""
+        self.stopping.set()  # also cancels every upstream exchange and retry wait
+        ends = time.monotonic() + STOP_GRACE
         if self.heartbeat is not None:
             self.heartbeat.stop()
         for r in self.runners:
             r.wake.set()
         for r in self.runners:
-            r.thread.join(30)
+            r.thread.join(max(0.0, ends - time.monotonic()))
+        busy = [r.account.name for r in self.runners if r.thread.is_alive()]
+        if busy:
+            log.info("stopping without waiting for account(s) %s", ", ".join(busy))
         self.link.stop((topics.state_topic(self.base),
                         topics.dumps(topics.bridge_state(False))))
-        for r in self.runners:
-            r.client.close()
         if self.statistics is not None:
-            self.statistics.stop()
+            self.statistics.stop(max(0.5, ends - time.monotonic()))
+        for r in self.runners:
+            if not r.thread.is_alive():
+                r.client.close()  # a busy one is abandoned with the process
         self.store.close()
+        self.lock.release()
         log.info("linky2mqtt stopped")
 
     def run_forever(self, stop: threading.Event) -> None:
@@ -635,8 +688,8 @@ class StatisticsWorker:
             if self.stopping.is_set():
                 break
             report = self.sink.sync()
-            if report.error:
-                log.warning("Home Assistant statistics: %s", report.error)
+            if report.error:  # the sink logged the failure itself, once per attempt
+                log.debug("Home Assistant statistics: %s", report.error)
             self.wake.wait(self.PERIOD)
 
     def _settle(self) -> None:
@@ -647,10 +700,11 @@ class StatisticsWorker:
             self.wake.clear()
             self.wake.wait(self.SETTLE)
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 10.0) -> None:
         self.wake.set()
-        self.thread.join(10)
-        self.sink.close()
+        self.thread.join(timeout)
+        if not self.thread.is_alive():
+            self.sink.close()
 
 
 def _last_success(bridge: Bridge, pdl: str) -> datetime | None:

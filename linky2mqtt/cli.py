@@ -1,8 +1,8 @@
 """Command line: subcommands, and one exit code and one clear line per error family.
 
-Exit codes: 0 done; 2 configuration or usage error; 1 anything else (upstream error,
-store error, broker unreachable at the end of a command...). No traceback unless the
-log level is debug.
+Exit codes: 0 done; 2 configuration or usage error, or the store already in use by
+another bridge; 1 anything else (upstream error, store error or damage, broker
+unreachable at the end of a command...). No traceback unless the log level is debug.
 """
 
 from __future__ import annotations
@@ -65,6 +65,13 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--step", default="day", choices=["day", "month", "hour"])
     f.add_argument("--start", required=True, help="YYYY-MM-DD (included)")
     f.add_argument("--end", required=True, help="YYYY-MM-DD (excluded)")
+    st = sub.add_parser("store", help="check the store, or repair a damaged one")
+    st.add_argument("action", choices=["check", "repair"],
+                    help="check: print ok or damaged (exit 0 or 1); repair: copy what can "
+                         "be read into a fresh store, keeping the damaged file beside it")
+    with_config(st)
+    st.add_argument("--store", default=None, metavar="PATH",
+                    help="the store file (default: store.path of the configuration)")
     s = sub.add_parser("simulator", help="serve the Enedis simulator alone")
     s.add_argument("args", nargs=argparse.REMAINDER)
     d = sub.add_parser("demo", help="run the bridge against the built-in simulator")
@@ -80,7 +87,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     # `linky2mqtt -c x.yaml` means `linky2mqtt run -c x.yaml`
-    known = {"run", "check-config", "fetch", "simulator", "demo", "healthcheck"}
+    known = {"run", "check-config", "fetch", "simulator", "demo", "healthcheck", "store"}
     if not args_list or (args_list[0] not in known and args_list[0] not in
                          ("-h", "--help", "--version")):
         args_list.insert(0, "run")
@@ -98,6 +105,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _check_config(args.config)
         if args.command == "healthcheck":
             return _healthcheck(args.config)
+        if args.command == "store":
+            return _store(args)
         if args.command == "fetch":
             cfg = _load(args.config)
             debug = cfg.log.level == "debug"
@@ -121,6 +130,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 0
     except Exception as exc:
+        from linky2mqtt.storecheck import StoreDamaged
+        from linky2mqtt.storelock import StoreInUse
+
+        if isinstance(exc, StoreInUse | StoreDamaged):
+            print(f"linky2mqtt: {exc}", file=sys.stderr)
+            return 2 if isinstance(exc, StoreInUse) else 1
         if debug:
             log.exception("fatal error")
         from linky2mqtt.logs import REDACTOR
@@ -179,6 +194,34 @@ def _healthcheck(path: str) -> int:
         return 1
     print("healthy")
     return 0
+
+
+def _store(args: argparse.Namespace) -> int:
+    """``store check``: 0 ok, 1 damaged; ``store repair``: 0 repaired (or nothing to do)."""
+    from linky2mqtt.storecheck import check, repair
+    from linky2mqtt.storelock import StoreLock
+
+    path = args.store if args.store is not None else str(_load(args.config).store.path)
+    if not os.path.exists(path):
+        raise UsageError(f"store {path}: no such file")
+    if args.action == "check":
+        problems = check(path)
+        if problems:
+            shown = "; ".join(p[:200] for p in problems[:3])
+            more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+            print(f"damaged: store {path}: {shown}{more}")
+            return 1
+        print(f"ok: store {path}")
+        return 0
+    lock = StoreLock.acquire(path)  # never repair under a running bridge
+    try:
+        if not check(path):
+            print(f"ok: store {path} is not damaged; nothing to repair")
+            return 0
+        print(repair(path).line())
+        return 0
+    finally:
+        lock.release()
 
 
 def _parse_day(text: str, what: str) -> date:

@@ -14,11 +14,12 @@ document as a whole). Messages never contain a secret value.
 from __future__ import annotations
 
 import difflib
+import hashlib
 import json
 import os
 import re
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import time
 from pathlib import Path
 from typing import Any, Final, Literal, cast
@@ -85,6 +86,21 @@ class TlsConfig:
     cert_file: Path | None = None
     key_file: Path | None = None
     insecure: bool = False
+
+
+DEFAULT_REQUEST_TIMEOUT: Final = 60  # seconds for one whole upstream exchange
+REQUEST_TIMEOUT_RANGE: Final = (5, 600)
+
+
+def default_client_id(store_path: str | os.PathLike[str]) -> str:
+    """The MQTT client id used when none is configured: ``linky2mqtt-`` and 8 hex digits
+    of the store's absolute path, so two installations (two stores) never share a session
+    and kick each other off the broker, while one installation keeps its id across
+    restarts."""
+    text = str(store_path)
+    if text != ":memory:" and not text.startswith("file:"):
+        text = os.path.abspath(text)
+    return "linky2mqtt-" + hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()[:8]
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,6 +204,7 @@ class AccountConfig:
     auto_meters: bool = False
     budget: BudgetOverride | None = None
     meter_defaults: MeterDefaults = field(default_factory=MeterDefaults)
+    request_timeout: float = DEFAULT_REQUEST_TIMEOUT
 
     def meter_for(self, pdl: str) -> MeterConfig:
         """The configured meter of ``pdl``, or (``meters: auto``) one built from the defaults."""
@@ -723,7 +740,7 @@ _HA_KEYS: Final = ("discovery", "discovery_prefix", "status_topic", "statistics"
 _STATS_KEYS: Final = ("url", "token", "token_file")
 _ACCOUNT_KEYS: Final = ("name", "provider", "token", "token_file", "client_id",
                         "client_id_file", "client_secret", "client_secret_file", "base_url",
-                        "enabled", "meters", "meter_defaults", "budget")
+                        "enabled", "meters", "meter_defaults", "budget", "request_timeout")
 _SETTING_KEYS: Final = ("steps", "consumption", "production", "max_power", "refresh",
                          "backfill_days")
 _METER_KEYS: Final = ("pdl", "name", "enabled", *_SETTING_KEYS)
@@ -745,6 +762,8 @@ def _build(ctx: _Ctx, document: Any) -> Config | None:
     homeassistant = _homeassistant(ctx, top.get("homeassistant"))
     store = _Section(ctx, top.get("store"), "store", ("path",))
     store_path = store.string("path", "linky2mqtt.db") or "linky2mqtt.db"
+    if not mqtt.client_id:  # not configured: one per store
+        mqtt = replace(mqtt, client_id=default_client_id(ctx.file(store_path)))
     log = _Section(ctx, top.get("log"), "log", ("level", "format"))
     level = log.choice("level", "info", LOG_LEVELS)
     fmt = log.choice("format", "text", LOG_FORMATS)
@@ -777,7 +796,7 @@ def _mqtt(ctx: _Ctx, raw: Any) -> MqttConfig:
     password = sec.secret("password")
     if isinstance(password, Secret) and username is None and sec.get("username") is not _BAD:
         ctx.add(sec.where("password"), "set without mqtt.username")
-    client_id = sec.string("client_id", "linky2mqtt") or "linky2mqtt"
+    client_id = sec.string("client_id", "") or ""  # "": derived from the store's path
     base_topic = _topic(sec, "base_topic", "linky2mqtt")
     protocol = _protocol(sec)
     tls = _tls(ctx, sec.get("tls"), use_tls)
@@ -993,6 +1012,9 @@ def _account(ctx: _Ctx, raw: Any, path: str, pdls: dict[str, str]) -> AccountCon
         base_url = base_url.strip().rstrip("/") if parts is not None else None
     enabled = sec.boolean("enabled", True)
     budget = _budget(ctx, sec.get("budget"), sec.at("budget"))
+    low, high = REQUEST_TIMEOUT_RANGE
+    request_timeout = sec.integer("request_timeout", DEFAULT_REQUEST_TIMEOUT, low=low,
+                                  high=high, unit=" seconds")
     defaults = _settings(_Section(ctx, sec.get("meter_defaults"), sec.at("meter_defaults"),
                                   _SETTING_KEYS), MeterDefaults())
     meters: list[MeterConfig] = []
@@ -1032,6 +1054,7 @@ def _account(ctx: _Ctx, raw: Any, path: str, pdls: dict[str, str]) -> AccountCon
         auto_meters=auto,
         budget=budget,
         meter_defaults=defaults,
+        request_timeout=float(request_timeout or DEFAULT_REQUEST_TIMEOUT),
     )
 
 
@@ -1180,6 +1203,7 @@ def _redacted_account(a: AccountConfig) -> dict[str, Any]:
         "base_url": a.base_url,
         "enabled": a.enabled,
         "budget": None if a.budget is None else _budget_dict(a.budget),
+        "request_timeout": a.request_timeout,
         "meter_defaults": _settings_dict(a.meter_defaults),
         "meters": meters,
     }

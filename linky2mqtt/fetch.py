@@ -73,7 +73,8 @@ def fetch_once(cfg: Config, pdl: str, kind: str, step: str, *, start: date,
     store = Store(cfg.store.path)
     try:
         budget = Budget(budget_windows(cfg), store)
-        with EnedisClient(provider_settings(account), budget=budget) as client:
+        with EnedisClient(provider_settings(account), budget=budget,
+                          deadline=account.request_timeout) as client:
             if s is Step.HOUR:
                 result = client.curve(pdl, k, start, end, priority=Priority.COMMAND)
             else:

@@ -3,8 +3,8 @@
 The bridge writes ``<store.path>.health`` every :data:`INTERVAL` seconds from a thread
 (:class:`Heartbeat`): ``{"time": epoch, "mqtt_connected": bool, "pid": int,
 "disconnected_since": epoch | null}``. The file is replaced atomically (write a temporary
-file, then rename), so a reader never sees half of it. Times are real wall-clock seconds
-(``time.time()``), never a test clock: the check runs in another process.
+file, then rename), so a reader never sees half of it; it is created 0600. Times are real
+wall-clock seconds (``time.time()``), never a test clock: the check runs in another process.
 
 :func:`check` reads it: healthy when the file is fresh (at most :data:`MAX_AGE` seconds
 old) and MQTT has not been disconnected for more than :data:`MAX_DISCONNECTED` seconds.
@@ -78,7 +78,10 @@ class Heartbeat:
                 "disconnected_since": self.disconnected_since}
         tmp = self.path.with_name(self.path.name + ".tmp")
         try:
-            tmp.write_text(json.dumps(body), encoding="utf-8")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(json.dumps(body))
+            os.chmod(tmp, 0o600)  # a leftover from an older version may be 0644
             os.replace(tmp, self.path)
         except OSError as exc:
             if not self._failing:

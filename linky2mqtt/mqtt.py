@@ -30,7 +30,8 @@ Behaviour, in short:
   messages after each connect (duplicates are possible, never losses).
 * **stop(final)** publishes ``final`` (retained, QoS 1), waits up to ``ack_timeout`` for its
   PUBACK, disconnects cleanly (so the broker does not send the will) and stops both threads.
-* **Logging**: one line per connect, refusal, failure and disconnect, with the reason.
+* **Logging**: one line per connect, failure and disconnect, with the reason; a refusal
+  is logged once per reason (repeats at debug) until the broker accepts again.
   The password is never logged; paho's own log goes to ``linky2mqtt.mqtt.paho`` at DEBUG
   (exceptions caught in callbacks at ERROR; they never stop the network loop).
 * **TLS**: system CAs unless ``ca_file`` is given; ``insecure=True`` is the only way to
@@ -201,6 +202,8 @@ class MqttLink:
         self._connected = threading.Event()
         self._pending_subacks: dict[int, str] = {}  # network thread only
         self._failures = 0  # connection attempts failed since the last success
+        self._refusals = 0  # CONNACK refusals since the last success ...
+        self._refused_reason: str | None = None  # ... and the last one's reason
         self._started = False
         self._stopped = False
         self._tasks: queue.Queue[object] = queue.Queue()
@@ -357,10 +360,21 @@ class MqttLink:
         properties: Properties | None,
     ) -> None:
         if reason.is_failure:
-            log.warning(
-                "MQTT connection to %s:%d refused: %s", self.host, self.port, reason.getName()
-            )
+            # one warning per refusal reason (a broker that now refuses the password is
+            # refused at every attempt): the repeats go to debug
+            name = reason.getName()
+            self._refusals += 1
+            first = name != self._refused_reason
+            self._refused_reason = name
+            log.log(logging.WARNING if first else logging.DEBUG,
+                    "MQTT connection to %s:%d refused: %s%s", self.host, self.port, name,
+                    "; retrying with back-off (at most every 60 s), repeats not logged"
+                    if first else "")
             return
+        if self._refusals:
+            log.info("MQTT broker accepts the connection again, after %d refusal(s)",
+                     self._refusals)
+        self._refusals, self._refused_reason = 0, None
         self._failures = 0
         log.info(
             "MQTT connected to %s:%d (MQTT %s%s, client id %s)",
@@ -442,7 +456,8 @@ class MqttLink:
                 delay,
             )
         else:  # a refused CONNACK, already logged by _handle_connect
-            log.info("MQTT retrying %s:%d in %.2f s", self.host, self.port, delay)
+            log.log(logging.INFO if self._refusals <= 1 else logging.DEBUG,
+                    "MQTT retrying %s:%d in %.2f s", self.host, self.port, delay)
 
     def _next_delay(self) -> float:
         """Set paho's next reconnect wait: exponential with equal jitter."""

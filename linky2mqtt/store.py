@@ -227,6 +227,7 @@ class Store:
         self._last_prune = 0.0
         self._conn: sqlite3.Connection | None = None
         self._check_writable()
+        self._create_private()
         try:
             conn = sqlite3.connect(
                 self.path,
@@ -272,6 +273,19 @@ class Store:
         if not os.access(folder, os.W_OK | os.X_OK):
             # WAL needs the -wal and -shm files beside the database
             raise StoreError(self.path, f"cannot open: directory {folder} is read-only")
+
+    def _create_private(self) -> None:
+        """A new store file is created 0600 (SQLite gives its -wal and -shm files the
+        same mode): it holds contract details (names, addresses)."""
+        if self.path == ":memory:" or self.path.startswith("file:"):
+            return
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return
+        except OSError as exc:
+            raise StoreError(self.path, f"cannot create: {exc.strerror or exc}") from exc
+        os.close(fd)
 
     def _migrate(self, conn: sqlite3.Connection, target: int = SCHEMA_VERSION) -> int:
         """Upgrade the schema; return the version found."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import re
 from datetime import time
@@ -77,8 +78,10 @@ def test_every_default() -> None:
     m = cfg.mqtt
     assert (m.url, m.host, m.port, m.use_tls) == ("mqtt://localhost:1883", "localhost", 1883,
                                                   False)
+    # the default client id is one per store: 8 hex digits of its absolute path's SHA-256
+    store_id = hashlib.sha256(b"/etc/linky/linky2mqtt.db").hexdigest()[:8]
     assert (m.username, m.password, m.client_id, m.base_topic, m.protocol) == (
-        None, None, "linky2mqtt", "linky2mqtt", "5")
+        None, None, f"linky2mqtt-{store_id}", "linky2mqtt", "5")
     assert (m.tls.ca_file, m.tls.cert_file, m.tls.key_file, m.tls.insecure) == (
         None, None, None, False)
     ha = cfg.homeassistant
@@ -810,9 +813,12 @@ def test_no_secret_in_problems() -> None:
 
 
 def test_redacted_shape() -> None:
-    r = redacted(ok(secret_config()))
+    cfg = ok(secret_config())
+    r = redacted(cfg)
+    assert cfg.mqtt.client_id.startswith("linky2mqtt-")  # one per store, see the defaults
     assert r["mqtt"] == {"url": "mqtts://b:8883", "username": "u", "password": "***",
-                         "client_id": "linky2mqtt", "base_topic": "linky2mqtt", "protocol": "5",
+                         "client_id": cfg.mqtt.client_id, "base_topic": "linky2mqtt",
+                         "protocol": "5",
                          "tls": {"ca_file": None, "cert_file": None, "key_file": None,
                                  "insecure": False}}
     assert r["homeassistant"]["statistics"] == {"url": "https://ha", "token": "***"}
@@ -831,8 +837,10 @@ def test_redacted_shape() -> None:
 
 def test_summary_text() -> None:
     text = summary(ok(secret_config(), base_dir=Path("/data")))
+    store_id = hashlib.sha256(b"/data/linky2mqtt.db").hexdigest()[:8]
     assert text.splitlines() == [
-        "MQTT broker: mqtts://b:8883 (MQTT 5, client id linky2mqtt, user u, password ***, TLS)",
+        f"MQTT broker: mqtts://b:8883 (MQTT 5, client id linky2mqtt-{store_id}, user u, "
+        "password ***, TLS)",
         "Base topic: linky2mqtt",
         "Home Assistant discovery: on (prefix homeassistant, status topic homeassistant/status)",
         "Home Assistant statistics: https://ha (token ***)",

@@ -160,6 +160,14 @@ class Budget:
             self._times[scope] = times
         while times and times[0] <= now - longest:
             times.popleft()
+        if times and times[-1] > now:
+            # the wall clock went back (NTP, a manual fix): what was recorded "later" was
+            # sent before now, so it counts as now instead of blocking for the jump's length
+            ahead = 0
+            while times and times[-1] > now:
+                times.pop()
+                ahead += 1
+            times.extend([now] * ahead)
         return times
 
     def _allowed_at(self, scopes: Iterable[str], priority: Priority, now: float) -> float:

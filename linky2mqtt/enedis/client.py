@@ -6,6 +6,16 @@ attempt through the request budget, retries transient failures with the one retr
 policy, and parses answers into provider-free readings. A ``404 no_data_found`` is not an
 error for the caller: the days of that call are listed in ``FetchResult.missing``.
 
+Every exchange (connect, headers and the whole body) has an overall deadline
+(``deadline``, default :data:`DEFAULT_DEADLINE` seconds): a server that answers one byte
+per second never holds a caller longer than that. The exchange runs in a short-lived
+daemon thread; past the deadline the caller gets a :class:`~.errors.Timeout` (transient:
+retried within the retry policy's bounds) and the thread, told to give up, drops the
+connection at its next byte (or at httpx's own read timeout when the server is silent).
+Setting the ``cancel`` event abandons the exchange in progress the same way
+(:class:`~.errors.Cancelled`, never retried) and makes every later call fail at once:
+the bridge sets it when it stops, so SIGTERM never waits for upstream.
+
 The HTTP client is closed by whoever created it: ``close()`` closes it only when the
 client made it itself.
 """
@@ -32,6 +42,7 @@ from .errors import (
     ApiError,
     AuthError,
     BadResponse,
+    Cancelled,
     NoData,
     Timeout,
     TransportError,
@@ -41,13 +52,17 @@ from .parse import parse_curve, parse_daily, parse_max_power
 from .providers import Call, ProviderSettings, Series
 from .retry import RetryPolicy
 
-__all__ = ["USER_AGENT", "EnedisClient", "FetchResult"]
+__all__ = ["DEFAULT_DEADLINE", "MAX_BODY", "USER_AGENT", "EnedisClient", "FetchResult"]
 
 log = logging.getLogger(__name__)
 
 
 USER_AGENT = f"linky2mqtt/{__version__} (+https://github.com/linky2mqtt/linky2mqtt)"
 TOKEN_MARGIN = 60.0  # refresh an OAuth token this long before it expires
+DEFAULT_DEADLINE = 60.0  # seconds for one whole exchange: connect, headers and body
+MAX_BODY = 32 * 1024 * 1024  # a bigger answer is garbage (a year of daily values: ~30 KiB)
+PREVIEW_CHARS = 60  # what an error message quotes of a body it cannot use
+_CANCEL_POLL = 0.1  # how often a caller waiting for an answer looks at ``cancel``
 
 
 @dataclass(frozen=True)
@@ -93,8 +108,14 @@ class EnedisClient:
         http: httpx.Client | None = None,
         clock: Clock = SYSTEM_CLOCK,
         user_agent: str | None = None,
+        deadline: float = DEFAULT_DEADLINE,
+        cancel: threading.Event | None = None,
     ) -> None:
+        if deadline <= 0:
+            raise ValueError("deadline must be positive")
         self.settings = settings
+        self.deadline = float(deadline)
+        self.cancel = cancel
         self.provider = settings.provider
         self.clock = clock
         self.budget = budget or Budget(default_windows(self.provider), MemoryLedger(), clock)
@@ -269,19 +290,16 @@ class EnedisClient:
         pdl: str | None,
         priority: Priority,
     ) -> httpx.Response:
+        self._check_cancel(call)
         self.budget.acquire(scopes_for(self.provider, self.settings.account, pdl), priority)
+        self._check_cancel(call)
         url = self.settings.url + call.path
         all_headers = {"User-Agent": self.user_agent, "Accept": "application/json", **headers}
         began = time.monotonic()
+        request = self.http.build_request(call.method, url, params=call.params or None,
+                                          data=call.form, headers=all_headers)
         try:
-            response = self.http.request(
-                call.method,
-                url,
-                params=call.params or None,
-                data=call.form,
-                headers=all_headers,
-                auth=basic,
-            )
+            response = self._exchange(call, request, basic)
         except httpx.TimeoutException as exc:
             raise Timeout(
                 f"timed out ({type(exc).__name__})", provider=self.provider, endpoint=call.path
@@ -301,12 +319,100 @@ class EnedisClient:
         )
         return response
 
+    def _check_cancel(self, call: Call) -> None:
+        if self.cancel is not None and self.cancel.is_set():
+            raise Cancelled("stopping: request not sent", provider=self.provider,
+                            endpoint=call.path)
+
+    def _exchange(self, call: Call, request: httpx.Request,
+                  basic: tuple[str, str] | None) -> httpx.Response:
+        """Send ``request`` and read its whole body within ``deadline`` seconds.
+
+        Raises httpx's own exceptions (mapped by the caller), or Timeout past the
+        deadline, Cancelled when ``cancel`` is set, BadResponse for a body over MAX_BODY.
+        """
+        done = threading.Event()
+        abandon = threading.Event()
+        result: list[httpx.Response | BaseException] = []
+
+        def work() -> None:
+            try:
+                response = self.http.send(request, auth=basic, stream=True)
+                if response.is_stream_consumed:  # read already (a mock transport)
+                    result.append(response)
+                    return
+                try:
+                    chunks: list[bytes] = []
+                    size = 0
+                    for chunk in response.iter_raw():
+                        if abandon.is_set():
+                            return
+                        size += len(chunk)
+                        if size > MAX_BODY:
+                            raise self._bad(call, f"answer larger than {MAX_BODY} bytes")
+                        chunks.append(chunk)
+                finally:
+                    response.close()
+                result.append(httpx.Response(
+                    response.status_code, headers=response.headers,
+                    content=b"".join(chunks), request=request))
+            except BaseException as exc:  # handed to the caller's thread
+                result.append(exc)
+            finally:
+                done.set()
+
+        ends = time.monotonic() + self.deadline
+        threading.Thread(target=work, name=f"enedis-{self.provider}", daemon=True).start()
+        while not done.is_set():
+            left = ends - time.monotonic()
+            if left <= 0:
+                abandon.set()
+                raise Timeout(f"no complete answer within {self.deadline:g} s",
+                              provider=self.provider, endpoint=call.path)
+            if self.cancel is None:
+                done.wait(left)
+                continue
+            if self.cancel.is_set():
+                abandon.set()
+                raise Cancelled("stopping: request abandoned", provider=self.provider,
+                                endpoint=call.path)
+            done.wait(min(left, _CANCEL_POLL))
+        got = result[0]
+        if isinstance(got, BaseException):
+            raise got
+        return got
+
     @staticmethod
     def _json(response: httpx.Response) -> Any:
         try:
             return response.json()
         except ValueError:
             return None
+
+    def _not_json(self, response: httpx.Response) -> str:
+        """What a 2xx answer that is not JSON held: size, type, and its start (bounded,
+        the client's own secrets masked)."""
+        data = response.content
+        ctype = response.headers.get("Content-Type", "no content type").split(";")[0].strip()
+        if not data.strip():
+            return f"expected JSON, got an empty body ({ctype})"
+        if data.strip() == b"null":
+            return "expected a JSON document, got null"
+        if "json" in ctype.lower():
+            return f"got {len(data)} bytes, not valid JSON: {self._preview(data)}"
+        return f"expected JSON, got {ctype} ({len(data)} bytes): {self._preview(data)}"
+
+    def _preview(self, data: bytes) -> str:
+        """The start of a body, on one line, at most PREVIEW_CHARS characters."""
+        text = data[: 4 * PREVIEW_CHARS + 4096].decode("utf-8", "replace")
+        settings = self.settings
+        for secret in (settings.token, settings.client_secret, self._token):
+            if secret:
+                text = text.replace(str(secret), "***")
+        text = " ".join(text.split())
+        cut = text[:PREVIEW_CHARS]
+        shown = repr(cut)[1:-1]
+        return shown + ("…" if len(text) > PREVIEW_CHARS else "")
 
     def _bad(self, call: Call, message: str) -> BadResponse:
         return BadResponse(message, provider=self.provider, endpoint=call.path)
@@ -316,9 +422,8 @@ class EnedisClient:
         body = self._json(response)
         if 200 <= status < 300:
             if body is None:
-                ctype = response.headers.get("Content-Type", "no content type")
                 raise BadResponse(
-                    f"expected JSON, got {ctype.split(';')[0]} ({len(response.content)} bytes)",
+                    self._not_json(response),
                     provider=self.provider,
                     endpoint=call.path,
                     status=status,

@@ -7,7 +7,8 @@ status or None), ``code`` (the provider's error code, e.g. ``ADAM-DC-0008``) and
 
     EnedisError                 anything the client raises on purpose
     ├── TransportError          no HTTP answer: connection refused/dropped   [retried]
-    │   └── Timeout             connect/read/write/pool timeout              [retried]
+    │   └── Timeout             connect/read/write/pool timeout, or the overall
+    │                           deadline of one request passed               [retried]
     ├── ApiError                an HTTP error status, with code and message
     │   ├── BadRequest          400 (Invalid_request, ADAM-ERR0123, ADAM-DC-0015, ...)
     │   ├── AuthError           401/403: bad token, no consent, not subscribed
@@ -17,8 +18,9 @@ status or None), ``code`` (the provider's error code, e.g. ``ADAM-DC-0008``) and
     │   └── ServerError         5xx technical_error, 503 unavailable         [retried]
     ├── BadResponse             2xx with a garbage body: HTML, bad JSON, wrong shape
     │                                                                        [retried]
-    └── BudgetExhausted         our own request budget forbids a call now; ``retry_at``
-                                (epoch seconds) says when it will allow one
+    ├── BudgetExhausted         our own request budget forbids a call now; ``retry_at``
+    │                           (epoch seconds) says when it will allow one
+    └── Cancelled               the caller is stopping: the request was abandoned
 
 "[retried]" marks what :mod:`linky2mqtt.enedis.retry` treats as transient; retries are
 bounded by attempts and total time, then the last exception is raised.
@@ -32,6 +34,7 @@ __all__ = [
     "BadRequest",
     "BadResponse",
     "BudgetExhausted",
+    "Cancelled",
     "EnedisError",
     "NoData",
     "QuotaError",
@@ -122,6 +125,10 @@ class ServerError(ApiError):
 
 class BadResponse(EnedisError):
     """A success status with a body we cannot use (HTML, invalid JSON, unexpected shape)."""
+
+
+class Cancelled(EnedisError):
+    """The client was cancelled (the bridge is stopping): the request was abandoned."""
 
 
 class BudgetExhausted(EnedisError):

@@ -112,6 +112,7 @@ class Response:
     content_type: str = "application/json"
     drop: bool = False
     delay: float = 0.0  # real seconds to wait before answering
+    trickle: float = 0.0  # > 0: write the body one byte every ``trickle`` real seconds
     provider: str = UNKNOWN
     endpoint: str = UNKNOWN
     pdl: str | None = None
@@ -317,10 +318,12 @@ class App:
         return resp
 
     def _serve(self, req: Request, route: Route) -> Response:
-        delay = 0.0
+        delay = trickle = 0.0
         fault = self.faults.next_fault(req.target)
         if fault is not None and fault.startswith("slow:"):
             delay, fault = float(fault.split(":", 1)[1]), None
+        elif fault is not None and fault.startswith("trickle"):
+            trickle, fault = float(fault.partition(":")[2] or 1.0), None
         if fault is not None:
             resp = self._fault_response(route.provider, fault)
         elif route.quota and (refusal := self.quota.admit(route.provider, self.clock.time())):
@@ -334,6 +337,7 @@ class App:
             except EnedisError as err:
                 resp = self._error(route.provider, err)
         resp.delay += delay
+        resp.trickle = trickle
         return resp
 
     # ----- provider-styled errors and faults -----------------------------------------

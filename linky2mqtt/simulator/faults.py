@@ -10,6 +10,9 @@ Fault names:
     ``"html"``      200, ``text/html`` maintenance page (``"html:502"``: same page, status 502)
     ``"drop"``      the connection is closed without any answer
     ``"slow:S"``    the normal answer, after S real seconds
+    ``"trickle"``   the normal answer's headers at once, then its body one byte per real
+                    second (``"trickle:S"``: one byte every S seconds): a server that is
+                    never silent long enough for a read timeout, yet never finishes
 
 A script is a regex (searched in the request target, path and query) and a queue of
 faults: each matching request takes the next fault of the first script that still has
@@ -26,7 +29,8 @@ from collections.abc import Iterable
 
 STATUS_FAULTS = ("500", "503", "429", "404", "401", "403")
 DEFAULT_RANDOM_KINDS = ("500", "503", "429", "drop")
-_FAULT_RE = re.compile(r"^(500|503|429|404|401|403|badjson|drop|html(:\d{3})?|slow:\d+(\.\d+)?)$")
+_FAULT_RE = re.compile(r"^(500|503|429|404|401|403|badjson|drop|html(:\d{3})?|slow:\d+(\.\d+)?"
+                       r"|trickle(:\d+(\.\d+)?)?)$")
 
 
 def check_fault(name: str) -> str:

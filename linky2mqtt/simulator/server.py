@@ -75,8 +75,19 @@ class _Handler(BaseHTTPRequestHandler):
                 self.send_header("Connection", "close")
             self.end_headers()
             if self.command != "HEAD":
-                self.wfile.write(resp.body)
+                self._write_body(resp)
         self._log(resp, time.monotonic() - started)
+
+    def _write_body(self, resp: Response) -> None:
+        if resp.trickle <= 0:
+            self.wfile.write(resp.body)
+            return
+        for i in range(len(resp.body)):  # the "trickle" fault: one byte at a time
+            if i and self.server.stopping.wait(resp.trickle):
+                self.close_connection = True
+                return
+            self.wfile.write(resp.body[i:i + 1])
+            self.wfile.flush()
 
     def _log(self, resp: Response, elapsed: float) -> None:
         path = self.path.partition("?")[0] if "token" in self.path else self.path
