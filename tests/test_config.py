@@ -109,7 +109,12 @@ def test_spec_example_block_loads_and_matches_defaults() -> None:
     block = re.search(r"## 3\. Configuration.*?```yaml\n(.*?)```", spec.read_text(), re.S)
     assert block is not None
     cfg = ok(block.group(1), env={"CONSO_TOKEN": TOKEN})
-    assert redacted(cfg) == redacted(ok(with_meter(name="House")))
+    # The one deliberate difference: the spec's example names the client id `linky2mqtt`,
+    # our default is unique per store (two installations must not kick each other off).
+    spec_cfg, ours = redacted(cfg), redacted(ok(with_meter(name="House")))
+    assert spec_cfg["mqtt"].pop("client_id") == "linky2mqtt"
+    assert ours["mqtt"].pop("client_id").startswith("linky2mqtt-")
+    assert spec_cfg == ours
 
 
 def test_empty_sections_mean_defaults() -> None:
