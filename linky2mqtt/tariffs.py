@@ -80,6 +80,7 @@ MAX_PRICE = Decimal(10)  # EUR/kWh: anything above is a unit mistake (c€ or �
 MAX_SUBSCRIPTION = Decimal(1000)  # EUR/month
 TEMPO_DAY_START = 6 * 60  # 06:00, minutes of the day
 TEMPO_HC = ((22 * 60, 6 * 60),)  # Tempo off-peak hours: 22:00-06:00
+_MICROSECOND = timedelta(microseconds=1)
 
 
 class Option(StrEnum):
@@ -312,7 +313,7 @@ class OffpeakSchedule:
 
 
 _RANGE_RE = re.compile(
-    r"(\d{1,2})\s*(?:[Hh:](\d{2})?|[Hh])?\s*(?:-|–)\s*(\d{1,2})\s*(?:[Hh:](\d{2})?)?")
+    r"(\d{1,2})\s*(?:[Hh:](\d{2})?|[Hh])?\s*(?:-|\u2013)\s*(\d{1,2})\s*(?:[Hh:](\d{2})?)?")
 
 
 def _minutes(hours: str, minutes: str | None) -> int | None:
@@ -485,7 +486,7 @@ def attribute(points: Iterable[CurvePoint], option: Option,
         while cursor < end:
             nxt = min(end, cursor.replace(second=0, microsecond=0) + timedelta(minutes=1))
             name = _period_of(cursor.astimezone(PARIS), option, offpeak, colours)
-            share = Fraction(int((nxt - cursor).total_seconds() * 1_000_000), 1_000_000)
+            share = Fraction((nxt - cursor) // _MICROSECOND, 1_000_000)
             out[name] = out.get(name, Fraction(0)) + energy * share / total
             cursor = nxt
     return out
