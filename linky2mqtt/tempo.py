@@ -229,11 +229,19 @@ class RteTempo:
 
     def days(self, start: date, end: date) -> dict[date, TempoDay]:
         """Colours of ``[start, end)``; RTE lists only published days (so not tomorrow
-        before about 10:40 Paris). At most 366 days per call; ``end`` at most D+2."""
+        before about 10:40 Paris). Spans over 366 days take one call per 366 days;
+        ``end`` must be at most D+2 (RTE answers 400 otherwise)."""
         if not start < end:
             raise ValueError(f"empty range {start}..{end}")
-        if (end - start).days > RTE_MAX_DAYS:
-            raise ValueError(f"RTE answers at most {RTE_MAX_DAYS} days per call")
+        out: dict[date, TempoDay] = {}
+        chunk = start
+        while chunk < end:
+            stop = min(end, chunk + timedelta(days=RTE_MAX_DAYS))
+            out.update(self._calendar(chunk, stop))
+            chunk = stop
+        return out
+
+    def _calendar(self, start: date, end: date) -> dict[date, TempoDay]:
         params = {"start_date": _paris_midnight(start), "end_date": _paris_midnight(end)}
         url = self._base + RTE_CALENDAR_PATH
         resp = None
