@@ -68,9 +68,12 @@ __all__ = [
     "parse_offpeak_config",
     "parse_offpeak_text",
     "parse_tariff",
+    "period_at",
+    "price_at",
     "resolve_offpeak",
     "round_cents",
     "tempo_date",
+    "tempo_prices",
 ]
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -490,6 +493,43 @@ def attribute(points: Iterable[CurvePoint], option: Option,
             out[name] = out.get(name, Fraction(0)) + energy * share / total
             cursor = nxt
     return out
+
+
+def period_at(moment: datetime, option: Option, offpeak: OffpeakSchedule | None = None,
+              colours: Mapping[date, Colour | None] | None = None) -> str:
+    """The period name in force at an aware instant (``unknown``: Tempo without colour).
+
+    For labels (an hourly point's period, the current period); energy is split with
+    :func:`attribute`, which cuts an interval at every boundary.
+    """
+    if moment.tzinfo is None:
+        raise ValueError(f"naive instant {moment!r}")
+    if option is Option.HPHC and offpeak is None:
+        raise ValueError("the hphc option needs off-peak ranges")
+    return _period_of(moment.astimezone(PARIS), option, offpeak, colours or {})
+
+
+def price_at(moment: datetime, tariff: Tariff, offpeak: OffpeakSchedule | None = None,
+             colours: Mapping[date, Colour | None] | None = None
+             ) -> tuple[str, Decimal | None] | None:
+    """(period name, EUR/kWh) in force at ``moment``; the price is None for ``unknown``
+    (or an hphc tariff without off-peak hours); None when no tariff period covers it."""
+    period = tariff.at(moment.astimezone(PARIS).date())
+    if period is None:
+        return None
+    if period.option is Option.HPHC and offpeak is None:
+        return UNKNOWN, None
+    name = period_at(moment, period.option, offpeak, colours)
+    return name, period.prices.get(name)
+
+
+def tempo_prices(tariff: Tariff, day: date, colour: Colour | None) -> dict[str, Decimal] | None:
+    """``{"hp": EUR/kWh, "hc": EUR/kWh}`` of ``colour`` on ``day`` (None: unknown colour
+    or no Tempo tariff that day), for the ``tempo/today``/``tempo/tomorrow`` payloads."""
+    period = tariff.at(day)
+    if colour is None or period is None or period.option is not Option.TEMPO:
+        return None
+    return {"hp": period.prices[f"hp_{colour}"], "hc": period.prices[f"hc_{colour}"]}
 
 
 # ----------------------------------------------------------------------------- costs

@@ -32,8 +32,11 @@ from linky2mqtt.tariffs import (
     parse_offpeak_config,
     parse_offpeak_text,
     parse_tariff,
+    period_at,
+    price_at,
     resolve_offpeak,
     tempo_date,
+    tempo_prices,
 )
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -256,7 +259,7 @@ def test_tempo_red_day_and_a_day_answered_unknown() -> None:
         "subscription": 0.5,
         "complete": True,
     }
-    assert red.cost_payload() is not None and red.cost_payload()["value"] == 13.42  # type: ignore[index]
+    assert float(cents(Fraction(energy) + subscription)) == 13.42
     unknown = breakdown_day(date(2026, 12, 2), tariff,
                             curve=day_curve(date(2026, 12, 2), 500), colours=colours)
     assert unknown.periods_payload() == {"hc_red": 6.0, UNKNOWN: 18.0}
@@ -419,3 +422,41 @@ def test_energy_is_conserved(starts: list[datetime], steps: list[int],
     split = attribute(points, option, offpeak, colours)
     assert sum(split.values(), Fraction(0)) == sum(energies[: len(starts)], Fraction(0))
     assert all(v >= 0 for v in split.values())
+
+
+# ----------------------------------------------------------------------------- labels
+
+
+def test_current_period_price_and_tempo_prices() -> None:
+    hphc = parse_tariff(HPHC_TARIFF)
+    offpeak = parse_offpeak_config(["22:36-06:36"])
+    day = date(2026, 10, 12)
+    assert price_at(local(day, 22, 35), hphc, offpeak) == ("hp", Decimal("0.2142"))
+    assert price_at(local(day, 22, 36), hphc, offpeak) == ("hc", Decimal("0.1589"))
+    assert price_at(local(date(2026, 11, 1), 3, 0), hphc, offpeak) == ("hc", Decimal("0.1600"))
+    assert price_at(local(date(2026, 7, 1), 3, 0), hphc, offpeak) is None
+    assert price_at(local(day, 3, 0), hphc, None) == (UNKNOWN, None)
+    # the repeated 02:30 of 2026-10-25, both times, is off-peak under 22:30-06:30
+    wide = parse_offpeak_config(["22:30-06:30"])
+    assert period_at(local(date(2026, 10, 25), 2, 30, fold=0), Option.HPHC, wide) == "hc"
+    assert period_at(local(date(2026, 10, 25), 2, 30, fold=1), Option.HPHC, wide) == "hc"
+    tempo = parse_tariff(TEMPO_TARIFF)
+    colours = {date(2026, 12, 1): Colour.RED}
+    assert price_at(local(date(2026, 12, 2), 5, 0), tempo, None, colours) == (
+        "hc_red", Decimal("0.1615"))
+    assert price_at(local(date(2026, 12, 2), 7, 0), tempo, None, colours) == (UNKNOWN, None)
+    assert tempo_prices(tempo, date(2026, 12, 1), Colour.RED) == {
+        "hp": Decimal("0.7295"), "hc": Decimal("0.1615")}
+    assert tempo_prices(tempo, date(2026, 12, 2), None) is None
+    assert tempo_prices(hphc, date(2026, 12, 1), Colour.RED) is None
+
+
+def test_payloads_are_plain_json() -> None:
+    import json
+
+    tariff = parse_tariff(HPHC_TARIFF)
+    offpeak = parse_offpeak_config(["22:30-06:30"])
+    day = breakdown_day(date(2026, 10, 12), tariff, curve=day_curve(date(2026, 10, 12)),
+                        offpeak=offpeak)
+    text = json.dumps({"periods": day.periods_payload(), "cost": day.cost_payload()})
+    assert json.loads(text)["cost"]["currency"] == "EUR"
