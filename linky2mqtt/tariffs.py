@@ -463,6 +463,31 @@ def _period_of(local: datetime, option: Option, offpeak: OffpeakSchedule | None,
     return f"{'hc' if _in_ranges(TEMPO_HC, minute) else 'hp'}_{colour}"
 
 
+def _edges(option: Option, offpeak: OffpeakSchedule | None) -> frozenset[int]:
+    """Wall-clock minutes where the class may change (midnight: dates and seasons)."""
+    if option is Option.BASE:
+        return frozenset()
+    edges = {0}
+    if option is Option.TEMPO:
+        edges |= {TEMPO_DAY_START, TEMPO_HC[0][0], TEMPO_HC[0][1]}
+    elif offpeak is not None:
+        for r in (*offpeak.all_year, *offpeak.summer, *offpeak.winter):
+            edges |= {r.start, r.end}
+    return frozenset(edges)
+
+
+def _crosses(first: datetime, last: datetime, minutes: int, edges: frozenset[int]) -> bool:
+    """Whether the interval from wall instant ``first`` (``minutes`` long, ``last`` its
+    final microsecond) may contain a class change: an edge strictly inside, or a DST
+    change (then the cautious minute-by-minute path is taken)."""
+    if not edges:
+        return False
+    if first.utcoffset() != last.utcoffset() or minutes >= 1440:
+        return True
+    m0 = first.hour * 60 + first.minute + (first.second + first.microsecond / 1e6) / 60
+    return any(m0 < e < m0 + minutes or m0 < e + 1440 < m0 + minutes for e in edges)
+
+
 def attribute(points: Iterable[CurvePoint], option: Option,
               offpeak: OffpeakSchedule | None = None,
               colours: Mapping[date, Colour | None] | None = None) -> dict[str, Fraction]:
@@ -475,6 +500,7 @@ def attribute(points: Iterable[CurvePoint], option: Option,
     if option is Option.HPHC and offpeak is None:
         raise ValueError("the hphc option needs off-peak ranges")
     colours = colours or {}
+    edges = _edges(option, offpeak)
     out: dict[str, Fraction] = {}
     for point in points:
         if point.start.tzinfo is None:
@@ -484,6 +510,12 @@ def attribute(points: Iterable[CurvePoint], option: Option,
         energy = _exact(point.wh)
         start = point.start.astimezone(UTC)
         end = start + timedelta(minutes=point.minutes)
+        wall = start.astimezone(PARIS)
+        if not _crosses(wall, (end - _MICROSECOND).astimezone(PARIS), point.minutes, edges):
+            # the common case: no boundary inside, the whole interval has one class
+            name = _period_of(wall, option, offpeak, colours)
+            out[name] = out.get(name, Fraction(0)) + energy
+            continue
         total = Fraction(point.minutes * 60)
         cursor = start
         while cursor < end:

@@ -460,3 +460,28 @@ def test_payloads_are_plain_json() -> None:
                         offpeak=offpeak)
     text = json.dumps({"periods": day.periods_payload(), "cost": day.cost_payload()})
     assert json.loads(text)["cost"]["currency"] == "EUR"
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    start=st.datetimes(min_value=datetime(2026, 3, 28), max_value=datetime(2026, 10, 26),
+                       timezones=st.just(UTC)).map(lambda d: d.replace(second=0, microsecond=0)),
+    step=st.sampled_from([10, 15, 30, 60]),
+    count=st.integers(1, 8),
+    ranges=_minute_ranges,
+    option=st.sampled_from([Option.HPHC, Option.TEMPO]),
+)
+def test_minute_pieces_give_the_same_split(start: datetime, step: int, count: int,
+                                           ranges: list[tuple[int, int]], option: Option) -> None:
+    """Cutting every interval into 1-minute intervals of equal energy changes nothing:
+    the whole-interval shortcut and the pro rata path agree."""
+    offpeak = OffpeakSchedule(all_year=tuple(OffpeakRange(a, b) for a, b in ranges))
+    colours = {start.date() + timedelta(days=d): c
+               for d, c in zip(range(-2, 3), [Colour.RED, None, Colour.WHITE, Colour.BLUE,
+                                              Colour.RED], strict=True)}
+    points = [CurvePoint(start + timedelta(minutes=step * i), step, 60 * (i + 1))
+              for i in range(count)]
+    minutes = [CurvePoint(p.start + timedelta(minutes=k), 1, Fraction(p.wh) / step)
+               for p in points for k in range(step)]
+    assert attribute(points, option, offpeak, colours) == attribute(minutes, option, offpeak,
+                                                                     colours)
