@@ -326,3 +326,38 @@ def test_stand_in_colours_follow_the_tempo_rules() -> None:
                for d, c in colours.items() if c is Colour.RED)
     assert all(d.weekday() != 6 for d, c in colours.items() if c is Colour.WHITE)
     assert 10 <= sum(c is Colour.RED for c in colours.values()) <= 40
+
+
+def test_the_mount_hook_beside_the_enedis_routes() -> None:
+    """The hook the simulator's App.handle needs (docs/_pending/tariffs.md, plan item 10):
+    Tempo paths answered by the stand-in, everything else (``/api/`` is the Conso API) by
+    the App as before."""
+    from linky2mqtt.simulator import SimOptions
+    from linky2mqtt.simulator.app import App, Request, Response
+
+    class MountedApp(App):
+        def __init__(self, options: SimOptions) -> None:
+            super().__init__(options)
+            self.tempo = TempoStandIn(options.clock, options.client_id, options.client_secret)
+
+        def handle(self, req: Request) -> Response:
+            if (tempo := self.tempo.handle(req)) is not None:
+                return tempo
+            return super().handle(req)
+
+    clock = FastClock(datetime(2026, 12, 1, 12, 0, tzinfo=PARIS))
+    app = MountedApp(SimOptions(clock=clock))
+    app.tempo.set_colour(date(2026, 12, 2), Colour.RED)
+    server = ServerThread(app, "127.0.0.1", 0)
+    server.start()
+    url = f"http://127.0.0.1:{server.port}"
+    try:
+        with httpx.Client(timeout=5) as http:
+            assert CommunityTempo(http, base_url=url).day(date(2026, 12, 2)).colour is Colour.RED
+            rte = RteTempo(http, "sim-client", "sim-secret", base_url=url)
+            assert rte.days(date(2026, 12, 2), date(2026, 12, 3))[date(2026, 12, 2)].colour \
+                is Colour.RED  # after 10:30: tomorrow is published
+            conso = http.get(f"{url}/api/daily_consumption", params={"prm": "12345678901234"})
+            assert conso.status_code == 401  # still the Conso API, asking for its token
+    finally:
+        server.stop()
