@@ -38,6 +38,7 @@ from linky2mqtt.enedis import (
     aggregate_hours,
     default_windows,
     errors,
+    is_transient,
     scopes_for,
 )
 from linky2mqtt.hastats import StatisticsSink
@@ -275,6 +276,12 @@ class AccountRunner:
                 contract = self.client.contract(pdl)
             except errors.EnedisError as exc:
                 log.warning("account %s: PDL %s: contract not available: %s", name, pdl, exc)
+                if exc.account_wide and is_transient(exc):
+                    # the token endpoint is down: no meter of the account can be asked now
+                    self._schedule(self.meters[pdl], PollResult(
+                        Result.FAILED, account_wide=True, ended=self.clock.time()),
+                        self.clock.now())
+                    break
                 continue
             if contract is None:
                 continue
@@ -305,7 +312,7 @@ class AccountRunner:
         else:
             state.last_error = outcome.error
             log.warning("%s: poll failed: %s", pdl, outcome.error)
-        result = outcome.schedule_result()
+        result = outcome.schedule_result(ended=self.clock.time())
         decision = self._schedule(state, result, now)
         if result.result is Result.BUDGET:
             log.info("%s: %d days done, %d days left; the budget allows the rest from %s",

@@ -95,17 +95,18 @@ class PollOutcome:
     quota: str | None = None
     quota_retry_at: float | None = None
 
-    def schedule_result(self) -> PollResult:
-        """What :func:`linky2mqtt.scheduler.after_poll` needs of this outcome."""
+    def schedule_result(self, ended: float) -> PollResult:
+        """What :func:`linky2mqtt.scheduler.after_poll` needs of this outcome; ``ended``:
+        when the poll ended (epoch seconds)."""
         if self.budget_retry_at is not None:
-            return PollResult(Result.BUDGET, retry_at=self.budget_retry_at)
+            return PollResult(Result.BUDGET, retry_at=self.budget_retry_at, ended=ended)
         if self.quota is not None:
-            return PollResult(Result.QUOTA, retry_at=self.quota_retry_at)
+            return PollResult(Result.QUOTA, retry_at=self.quota_retry_at, ended=ended)
         if self.error is not None:
             result = (Result.FATAL if self.fatal else Result.FAILED if self.upstream_down
                       else Result.ERROR)
-            return PollResult(result, account_wide=self.account_wide)
-        return PollResult(Result.OK, yesterday_missing=self.yesterday_missing)
+            return PollResult(result, account_wide=self.account_wide, ended=ended)
+        return PollResult(Result.OK, yesterday_missing=self.yesterday_missing, ended=ended)
 
 
 class MeterPoller:

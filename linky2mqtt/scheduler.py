@@ -159,6 +159,9 @@ class PollResult:
     yesterday_missing: bool = False
     # The failure is the account's, not the meter's (the OAuth token endpoint failed).
     account_wide: bool = False
+    # When the poll ended (epoch seconds; None: ``now``). The delays after a failure or a
+    # 429 count from there: a poll that spent two minutes in retries still waits 5 min.
+    ended: float | None = None
 
 
 @dataclass(frozen=True)
@@ -222,6 +225,10 @@ def after_poll(
         rng: random.Random) -> Decision:
     """The next due time of a meter after a poll, and whether its account is held.
 
+    ``now`` is when the poll started: the calendar (08:00, late data, the next day) counts
+    from it; the delays after a failure, a 429 or a store error count from the poll's end
+    (``outcome.ended``).
+
     * OK: the failure counts go back to zero (the account's too); then yesterday's data
       decides: not there before 08:00 Paris, ask at today's first poll; not there after,
       ask again 2 h then 4 h later (:func:`late_retry_delay`); else the next regular poll.
@@ -238,6 +245,7 @@ def after_poll(
     * STORE: :data:`STORE_RETRY_DELAYS` (1 h, 2 h, 4 h, then every 8 h).
     """
     t = now.timestamp()
+    end = max(t, outcome.ended) if outcome.ended is not None else t
     today = now.astimezone(PARIS).date()
 
     def regular() -> float:
@@ -253,15 +261,15 @@ def after_poll(
         # failure count is left as it was (a 429 is not a failure, nor a success)
         acc = replace(account, streak=0)
         if outcome.retry_at is not None:
-            return Decision(quota_retry_at(outcome.retry_at, t, rng),
+            return Decision(quota_retry_at(outcome.retry_at, end, rng),
                             replace(meter, quota_deferrals=0), acc, None,
                             "the provider's quota (429: it said when)")
         delay = jittered(_step(QUOTA_DELAYS, meter.quota_deferrals), rng)
-        return Decision(t + delay, replace(meter, quota_deferrals=meter.quota_deferrals + 1),
+        return Decision(end + delay, replace(meter, quota_deferrals=meter.quota_deferrals + 1),
                         acc, None, "the provider's quota (429)")
     if r is Result.STORE:
         delay = _step(STORE_RETRY_DELAYS, meter.store_failures)
-        return Decision(t + delay, replace(meter, store_failures=meter.store_failures + 1),
+        return Decision(end + delay, replace(meter, store_failures=meter.store_failures + 1),
                         account, None, "a store error")
     if r is Result.FATAL:
         due = regular()
@@ -271,7 +279,7 @@ def after_poll(
         return Decision(due, replace(meter, failures=0), replace(account, streak=0), None,
                         "credentials or consent refused")
     if r in (Result.FAILED, Result.ERROR):
-        due = t + jittered(_step(RETRY_DELAYS, meter.failures), rng)
+        due = end + jittered(_step(RETRY_DELAYS, meter.failures), rng)
         failed = replace(meter, failures=meter.failures + 1)
         if r is Result.ERROR:
             return Decision(due, failed, replace(account, streak=0), None, "an error")
@@ -280,7 +288,7 @@ def after_poll(
                 or streak >= min(HOLD_AFTER_STREAK, max(1, meters_in_account))):
             return Decision(due, failed, replace(account, streak=streak), None,
                             "an upstream failure")
-        hold = t + jittered(_step(RETRY_DELAYS, account.holds), rng)
+        hold = end + jittered(_step(RETRY_DELAYS, account.holds), rng)
         return Decision(max(due, hold), failed,
                         AccountSchedule(streak=streak, holds=account.holds + 1,
                                         held_until=hold),

@@ -310,3 +310,15 @@ def test_a_per_call_retry_policy_makes_one_attempt() -> None:
         client.daily(PDL, Kind.CONSUMPTION, date(2026, 11, 1), date(2026, 11, 2),
                      retry=RetryPolicy(attempts=1))
     assert len(fake.requests) == 1
+
+
+def test_delays_after_a_failure_count_from_the_end_of_the_poll() -> None:
+    ended = NOON.timestamp() + 110  # two minutes of retries
+    d = decide(PollResult(Result.FAILED, ended=ended))
+    assert 5 * MIN <= d.next_due - ended <= 5.5 * MIN
+    q = decide(PollResult(Result.QUOTA, ended=ended))
+    assert 5 * MIN <= q.next_due - ended <= 5.5 * MIN
+    # the calendar counts from the start: a poll ending after midnight is still that day's
+    late_night = datetime(2026, 11, 20, 23, 59, 50, tzinfo=PARIS)
+    ok = decide(PollResult(Result.OK, ended=late_night.timestamp() + 30), now=late_night)
+    assert _in_window(ok.next_due, date(2026, 11, 21))
