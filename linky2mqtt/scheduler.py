@@ -213,10 +213,11 @@ def quota_retry_at(hint: float, now: float, rng: random.Random) -> float:
 def single_attempt(meter: MeterSchedule, account: AccountSchedule) -> bool:
     """Whether the next poll makes one attempt per request instead of the full retries.
 
-    After a failed poll (this meter's, or the account held), the next poll is a probe:
-    the retries were just spent minutes ago, one request says whether upstream is back.
+    After a failed poll (this meter's, or the previous meter's of the account, or the
+    account held), the next poll is a probe: the retries were just spent, one request
+    says whether upstream is back. A success gives the full retries back.
     """
-    return meter.failures > 0 or account.holds > 0
+    return meter.failures > 0 or account.streak > 0 or account.holds > 0
 
 
 def after_poll(

@@ -158,6 +158,9 @@ def test_the_next_poll_is_a_single_attempt_probe_after_a_failure() -> None:
     assert not single_attempt(MeterSchedule(), AccountSchedule())
     assert single_attempt(MeterSchedule(failures=1), AccountSchedule())
     assert single_attempt(MeterSchedule(), AccountSchedule(holds=1))  # the account is held
+    assert single_attempt(MeterSchedule(), AccountSchedule(streak=1))  # the previous meter
+    ok = decide(PollResult(Result.OK), MeterSchedule(failures=2), AccountSchedule(streak=1))
+    assert not single_attempt(ok.meter, ok.account)
     assert not single_attempt(MeterSchedule(quota_deferrals=2), AccountSchedule(streak=0))
 
 
