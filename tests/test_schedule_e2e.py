@@ -14,6 +14,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from linky2mqtt.bridge import Bridge
@@ -272,3 +273,24 @@ def test_a_429_hint_that_fits_is_waited_inside_the_poll(
     assert seconds <= ok[0].at - refused[0].at <= seconds + 30  # exactly the hint (+ load)
     assert (_status(watcher.messages, A) or {})["last_error"] is None
     assert timedelta(seconds=ok[0].at - refused[0].at) < timedelta(minutes=5)
+
+
+def test_the_simulator_429_with_a_wait_says_it_in_body_and_header(
+        make_simulator: MakeSimulator) -> None:
+    sim = make_simulator(clock=FastClock(START, 1))
+    sim.script("/api/", ["429:10800", "429:59"])
+    token = sim.make_conso_token([A])
+    params = {"pointId": A, "dateDebut": "2026-11-19", "dateFin": "2026-11-20"}
+    with httpx.Client(base_url=sim.url, timeout=10,
+                      headers={"Authorization": f"Bearer {token}"}) as c:
+        first = c.get("/api/consommation_quotidienne", params=params)
+        second = c.get("/api/consommation_quotidienne", params=params)
+        third = c.get("/api/consommation_quotidienne", params=params)
+    assert first.status_code == 429 and first.headers["Retry-After"] == "10800"
+    assert first.json()["error"] == {"error": "Quota Q4 reached",
+                                     "error_description": "Call threshold allowed on 3:00:00"}
+    assert second.headers["Retry-After"] == "59"
+    assert second.json()["error"]["error_description"] == "Call threshold allowed on 0:00:59"
+    assert third.status_code == 200 and "Retry-After" not in third.headers
+    with pytest.raises(ValueError, match="unknown fault"):
+        sim.script("/api/", ["429:soon"])
