@@ -19,6 +19,7 @@ progress, gives the account threads a moment to finish what they were writing, p
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import logging
@@ -43,6 +44,7 @@ from linky2mqtt.enedis import (
     aggregate_hours,
     default_windows,
     errors,
+    is_transient,
     scopes_for,
 )
 from linky2mqtt.hastats import StatisticsSink
@@ -52,11 +54,13 @@ from linky2mqtt.mqtt import Incoming, MqttLink
 from linky2mqtt.poller import MeterPoller, SeriesName, meter_series
 from linky2mqtt.publisher import Publisher
 from linky2mqtt.scheduler import (
-    PUBLISHED_FROM,
-    first_poll_of_day,
-    late_retry_delay,
-    next_regular_poll,
-    yesterday_published,
+    AccountSchedule,
+    Decision,
+    MeterSchedule,
+    PollResult,
+    Result,
+    after_poll,
+    single_attempt,
 )
 from linky2mqtt.service import CommandService
 from linky2mqtt.store import Store, StoreError
@@ -65,8 +69,6 @@ from linky2mqtt.storelock import StoreLock
 
 log = logging.getLogger(__name__)
 
-# After an upstream failure (outage, 5xx after retries): try again after these delays.
-FAILURE_BACKOFF = (3600.0, 2 * 3600.0, 4 * 3600.0, 8 * 3600.0)
 # The first polls of an account's meters are spread over this many seconds at most.
 START_SPREAD = 30.0
 # stop() waits this long at most for the account threads (their upstream exchanges are
@@ -84,10 +86,9 @@ class MeterState:
     last_success: datetime | None = None
     last_error: str | None = None
     latest_day: date | None = None
-    late_attempts: int = 0
-    late_day: date | None = None
-    failures: int = 0
-    waiting_budget_until: float | None = None
+    schedule: MeterSchedule = dataclasses.field(default_factory=MeterSchedule)
+    # when the budget or the provider's quota (429) allows the next poll (status)
+    waiting_until: float | None = None
 
 
 _WINDOW_NAMES = {1.0: "second", 3600.0: "hour", 43200.0: "12h", 86400.0: "day"}
@@ -173,6 +174,9 @@ class AccountRunner:
         self.clock = bridge.clock
         self.jobs: queue.Queue[Callable[[], None]] = queue.Queue()
         self.wake = threading.Event()
+        self.schedule = AccountSchedule()
+        # a probe after a failure makes one attempt per request (scheduler.single_attempt)
+        self.probe_retry = dataclasses.replace(client.retry, attempts=1)
         now = self.clock.time()
         self.meters: dict[str, MeterState] = {}
         # First polls are spread ``stagger`` apart, over START_SPREAD seconds at most: the
@@ -220,12 +224,10 @@ class AccountRunner:
                 except StoreError as exc:  # disk full, read-only: say it, retry later
                     if stop.is_set():
                         break  # the store was closed under an abandoned poll
-                    delay = FAILURE_BACKOFF[min(state.failures, len(FAILURE_BACKOFF) - 1)]
-                    state.failures += 1
-                    state.next_due = self.clock.time() + delay
                     state.last_error = str(exc)
                     log.error("%s: poll stopped by a store error, retried later: %s",
                               state.meter.pdl, exc)
+                    self._schedule(state, PollResult(Result.STORE), self.clock.now())
             while not stop.is_set():
                 try:
                     job = self.jobs.get_nowait()
@@ -290,6 +292,12 @@ class AccountRunner:
                 contract = self.client.contract(pdl)
             except errors.EnedisError as exc:
                 log.warning("account %s: PDL %s: contract not available: %s", name, pdl, exc)
+                if exc.account_wide and is_transient(exc):
+                    # the token endpoint is down: no meter of the account can be asked now
+                    self._schedule(self.meters[pdl], PollResult(
+                        Result.FAILED, account_wide=True, ended=self.clock.time()),
+                        self.clock.now())
+                    break
                 continue
             if contract is None:
                 continue
@@ -309,62 +317,56 @@ class AccountRunner:
         bridge = self.bridge
         now = self.clock.now()
         pdl = state.meter.pdl
-        outcome = state.poller.poll(now, should_stop=bridge.stopping.is_set)
+        retry = self.probe_retry if single_attempt(state.schedule, self.schedule) else None
+        outcome = state.poller.poll(now, should_stop=bridge.stopping.is_set, retry=retry)
         if bridge.stopping.is_set() and outcome.error is not None:
             return  # abandoned by stop(): not a failure worth a status
         state.last_poll = now
         self._update_latest_day(state)
-        today = now.astimezone(PARIS).date()
         if outcome.error is None:
             state.last_error = None
-            state.failures = 0
             if outcome.requests_windows:
                 state.last_success = now
         else:
             state.last_error = outcome.error
             log.warning("%s: poll failed: %s", pdl, outcome.error)
-        state.waiting_budget_until = outcome.budget_retry_at
-        if outcome.budget_retry_at is not None:
-            state.next_due = outcome.budget_retry_at + 1.0
+        result = outcome.schedule_result(ended=self.clock.time())
+        decision = self._schedule(state, result, now)
+        if result.result is Result.BUDGET:
             log.info("%s: %d days done, %d days left; the budget allows the rest from %s",
-                     pdl, outcome.done, outcome.left,
-                     datetime.fromtimestamp(outcome.budget_retry_at, PARIS).isoformat(
-                         timespec="minutes"))
-        elif outcome.error is not None and not outcome.fatal:
-            delay = FAILURE_BACKOFF[min(state.failures, len(FAILURE_BACKOFF) - 1)]
-            state.failures += 1
-            state.next_due = now.timestamp() + delay
-            if outcome.upstream_down:
-                # the provider is down for the whole account: its other meters wait too
-                for other in self.meters.values():
-                    if other is not state and other.next_due < state.next_due:
-                        other.next_due = state.next_due
-        elif outcome.yesterday_missing and not outcome.fatal and not yesterday_published(now):
-            # before Enedis publishes (a start at night): ask at today's first poll
-            first = max(first_poll_of_day(today, bridge.cfg.poll_window, bridge.rng),
-                        datetime.combine(today, PUBLISHED_FROM, PARIS))
-            state.next_due = first.timestamp()
-        elif outcome.yesterday_missing and not outcome.fatal:
-            if state.late_day != today:
-                state.late_day, state.late_attempts = today, 0
-            state.late_attempts += 1
-            late = late_retry_delay(state.late_attempts, state.meter.refresh)
-            if late is None:
-                state.next_due = self._regular(now, state)
-            else:
-                state.next_due = now.timestamp() + late
-                log.info("%s: yesterday's data is not there yet; asking again at %s", pdl,
-                         datetime.fromtimestamp(state.next_due, PARIS).strftime("%H:%M"))
-        else:
-            state.next_due = self._regular(now, state)
-        if outcome.left and outcome.budget_retry_at is None and outcome.error is None:
+                     pdl, outcome.done, outcome.left, _local(state.next_due))
+        elif result.result is Result.QUOTA:
+            log.info("%s: the provider's quota is reached (%s); asking again at %s, "
+                     "the other meters go on", pdl, outcome.quota, _local(state.next_due))
+        elif result.result in (Result.FAILED, Result.ERROR):
+            log.info("%s: next try at %s", pdl, _local(state.next_due))
+        elif decision.late:
+            log.info("%s: yesterday's data is not there yet; asking again at %s", pdl,
+                     _local(state.next_due))
+        if outcome.left and result.result is Result.OK:
             log.info("%s: backfill %d days done, %d days left", pdl, outcome.done,
                      outcome.left)
         bridge.publish_status(state, self.account)
 
-    def _regular(self, now: datetime, state: MeterState) -> float:
-        return next_regular_poll(now, state.meter.refresh, self.bridge.cfg.poll_window,
-                                 self.bridge.rng).timestamp()
+    def _schedule(self, state: MeterState, result: PollResult, now: datetime) -> Decision:
+        """Apply :func:`scheduler.after_poll`: the meter's next poll, the account's hold."""
+        cfg = self.bridge.cfg
+        decision = after_poll(state.schedule, self.schedule, result, now,
+                              refresh=state.meter.refresh, poll_window=cfg.poll_window,
+                              meters_in_account=len(self.meters), rng=self.bridge.rng)
+        state.schedule = decision.meter
+        state.next_due = decision.next_due
+        self.schedule = decision.account
+        state.waiting_until = (decision.next_due
+                               if result.result in (Result.BUDGET, Result.QUOTA) else None)
+        if decision.hold_until is not None:
+            # the provider is down for the whole account: its other meters wait too
+            log.warning("account %s: %s; every meter of the account waits until %s",
+                        self.account.name, decision.why, _local(decision.hold_until))
+            for other in self.meters.values():
+                if other is not state and other.next_due < decision.hold_until:
+                    other.next_due = decision.hold_until
+        return decision
 
     def _update_latest_day(self, state: MeterState) -> None:
         """The newest day held (what the poll stored was published window by window,
@@ -550,9 +552,9 @@ class Bridge:
     def publish_status(self, state: MeterState, account: AccountConfig) -> None:
         runner = self.meter_account.get(state.meter.pdl)
         budget = self.budget_view(runner, state.meter.pdl) if runner else {}
-        if state.waiting_budget_until is not None:
+        if state.waiting_until is not None:
             budget["waiting_until"] = datetime.fromtimestamp(
-                state.waiting_budget_until, PARIS).isoformat(timespec="seconds")
+                state.waiting_until, PARIS).isoformat(timespec="seconds")
         payload = topics.status_payload(
             state.meter.pdl, state.last_poll, state.last_success, state.last_error,
             state.latest_day, budget)
@@ -716,3 +718,8 @@ def _last_success(bridge: Bridge, pdl: str) -> datetime | None:
         return datetime.fromisoformat(text) if isinstance(text, str) else None
     except (ValueError, KeyError, TypeError):
         return None
+
+
+def _local(epoch: float) -> str:
+    """An instant for the log, in Paris time, to the minute."""
+    return datetime.fromtimestamp(epoch, PARIS).isoformat(timespec="minutes")

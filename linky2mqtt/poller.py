@@ -23,6 +23,7 @@ from linky2mqtt.enedis import (
     EnedisClient,
     FetchResult,
     Priority,
+    RetryPolicy,
     aggregate_hours,
     errors,
     is_transient,
@@ -32,6 +33,8 @@ from linky2mqtt.scheduler import (
     CURVE_DAYS_PER_CALL,
     DAILY_DAYS_PER_CALL,
     MAX_GAP_ATTEMPTS,
+    PollResult,
+    Result,
     plan_windows,
     wanted_days,
     yesterday_published,
@@ -87,7 +90,25 @@ class PollOutcome:
     budget_retry_at: float | None = None
     left: int = 0  # days still wanted after this poll (backfill progress)
     done: int = 0
-    upstream_down: bool = False  # the error was transient (5xx, 429, no answer): retry later
+    upstream_down: bool = False  # the error was transient (5xx, no answer): retry later
+    account_wide: bool = False  # ... and it was the account's (the OAuth token endpoint)
+    # A 429 ended the poll (not an error: ``error`` stays None); ``quota_retry_at`` is when
+    # upstream said to come back (epoch seconds), None when it did not say.
+    quota: str | None = None
+    quota_retry_at: float | None = None
+
+    def schedule_result(self, ended: float) -> PollResult:
+        """What :func:`linky2mqtt.scheduler.after_poll` needs of this outcome; ``ended``:
+        when the poll ended (epoch seconds)."""
+        if self.budget_retry_at is not None:
+            return PollResult(Result.BUDGET, retry_at=self.budget_retry_at, ended=ended)
+        if self.quota is not None:
+            return PollResult(Result.QUOTA, retry_at=self.quota_retry_at, ended=ended)
+        if self.error is not None:
+            result = (Result.FATAL if self.fatal else Result.FAILED if self.upstream_down
+                      else Result.ERROR)
+            return PollResult(result, account_wide=self.account_wide, ended=ended)
+        return PollResult(Result.OK, yesterday_missing=self.yesterday_missing, ended=ended)
 
 
 class MeterPoller:
@@ -153,7 +174,10 @@ class MeterPoller:
         return sorted(out, reverse=True)
 
     def poll(self, now: datetime, *, fresh_only: bool = False,
-             should_stop: Callable[[], bool] = lambda: False) -> PollOutcome:
+             should_stop: Callable[[], bool] = lambda: False,
+             retry: RetryPolicy | None = None) -> PollOutcome:
+        """Fetch what the store lacks. ``retry`` replaces the client's retry policy for
+        this poll (a probe after a failure makes one attempt)."""
         today = now.astimezone(PARIS).date()
         if self._asked_on != today:
             self._asked_empty.clear()
@@ -183,13 +207,21 @@ class MeterPoller:
             if (s.kind, s.series) in self.disabled:
                 continue  # refused for good by an earlier window of this poll
             try:
-                result = self._fetch(s, window, priority)
+                result = self._fetch(s, window, priority, retry)
             except errors.BudgetExhausted as exc:
                 outcome.budget_retry_at = exc.retry_at
                 break
             except errors.AuthError as exc:
                 outcome.error = _describe(exc)
                 outcome.fatal = True
+                outcome.account_wide = exc.account_wide
+                break
+            except errors.QuotaError as exc:
+                # upstream's quota: not a failure of the poll; the retry policy waited what
+                # fitted its bound, the rest of the wait is the scheduler's
+                outcome.quota = _describe(exc)
+                if exc.retry_after is not None:
+                    outcome.quota_retry_at = self.client.clock.time() + exc.retry_after
                 break
             except errors.BadRequest as exc:
                 self._handle_bad_request(s, window, exc, outcome)
@@ -197,6 +229,7 @@ class MeterPoller:
             except errors.EnedisError as exc:
                 outcome.error = _describe(exc)
                 outcome.upstream_down = is_transient(exc)
+                outcome.account_wide = exc.account_wide
                 break
             outcome.requests_windows += 1
             outcome.done += (window[1] - window[0]).days
@@ -231,11 +264,14 @@ class MeterPoller:
             self._absorb(s, window, result, now, outcome)
         return outcome
 
-    def _fetch(self, s: Series, window: tuple[date, date], priority: Priority) -> FetchResult:
+    def _fetch(self, s: Series, window: tuple[date, date], priority: Priority,
+               retry: RetryPolicy | None = None) -> FetchResult:
         start, end = window
         if s.series == "curve":
-            return self.client.curve(self.pdl, s.kind, start, end, priority=priority)
-        return self.client.daily(self.pdl, s.kind, start, end, priority=priority)
+            return self.client.curve(self.pdl, s.kind, start, end, priority=priority,
+                                     retry=retry)
+        return self.client.daily(self.pdl, s.kind, start, end, priority=priority,
+                                 retry=retry)
 
     def _absorb(self, s: Series, window: tuple[date, date], result: FetchResult,
                 now: datetime, outcome: PollOutcome) -> None:

@@ -522,21 +522,21 @@ def test_an_upstream_outage_holds_back_every_meter_of_the_account(
         tmp_path: Path, broker: Mosquitto, make_simulator: MakeSimulator) -> None:
     clock = FastClock(datetime(2026, 11, 20, 12, 0, tzinfo=PARIS), 3600)
     sim = make_simulator(clock=clock)
-    sim.set(fault_rate=1.0, fault_kinds=["500"])
+    # the first meter's poll fails (4 attempts), the second one's too (one attempt: a meter
+    # of the account just failed): every meter of the account has failed, the provider is
+    # down for the account; then one single-attempt probe per hold (5 min, then 15 min),
+    # until upstream answers again
+    sim.script(r"/api/", ["500"] * 7)
     collector = Collector(broker.host, broker.port, [f"{BASE}/#"])
     bridge = _two_meter_bridge(broker, sim, tmp_path, clock, "{day: 1, hour: 0}")
+    t0 = clock.time()
     bridge.start()
     try:
-        # the first meter's poll fails after its 4 attempts; the second one waits too
-        deadline = time.monotonic() + 20
-        while sim.count(status=500) < 4 and time.monotonic() < deadline:
-            time.sleep(0.01)
-        sim.set(fault_rate=0.0)
-        assert sim.count(status=500) == 4
         for pdl in (CONSUMER, SOLAR):
             collector.wait_topic(f"{BASE}/{pdl}/consumption/day", timeout=30)
     finally:
         bridge.stop()
         collector.close()
-    assert sim.count(status=500) == 4  # one poll's attempts, not one per meter
+    assert sim.count(status=500) == 7  # one poll's attempts, then one request each
     assert sim.count(provider="conso", status=200) == 2
+    assert clock.time() - t0 < 3 * 3600  # back within the hour after the outage, not hours

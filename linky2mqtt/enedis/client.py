@@ -149,9 +149,13 @@ class EnedisClient:
         start: date,
         end: date,
         priority: Priority = Priority.FRESH,
+        *,
+        retry: RetryPolicy | None = None,
     ) -> FetchResult:
-        """Daily energy (Wh) or, for Kind.MAX_POWER, daily max power (VA); end exclusive."""
-        return self._fetch(pdl, kind, "daily", start, end, priority=priority)
+        """Daily energy (Wh) or, for Kind.MAX_POWER, daily max power (VA); end exclusive.
+
+        ``retry`` replaces the client's retry policy for this call."""
+        return self._fetch(pdl, kind, "daily", start, end, priority=priority, retry=retry)
 
     def curve(
         self,
@@ -160,11 +164,13 @@ class EnedisClient:
         start: date,
         end: date,
         priority: Priority = Priority.FRESH,
+        *,
+        retry: RetryPolicy | None = None,
     ) -> FetchResult:
         """Load-curve intervals (Wh per interval, UTC start); end exclusive."""
         if kind is Kind.MAX_POWER:
             raise ValueError("max power has no load curve")
-        return self._fetch(pdl, kind, "curve", start, end, priority=priority)
+        return self._fetch(pdl, kind, "curve", start, end, priority=priority, retry=retry)
 
     def contract(self, pdl: str, priority: Priority = Priority.FRESH) -> dict[str, Any] | None:
         """The provider's contract JSON as is; None where there is none (conso, 404)."""
@@ -206,7 +212,8 @@ class EnedisClient:
                 raise AuthError(f"PDL {pdl} is not covered by the conso token", provider="conso")
 
     def _fetch(
-        self, pdl: str, kind: Kind, series: Series, start: date, end: date, *, priority: Priority
+        self, pdl: str, kind: Kind, series: Series, start: date, end: date, *, priority: Priority,
+        retry: RetryPolicy | None = None,
     ) -> FetchResult:
         self._check_pdl(pdl)
         end = min(end, paris_today(self.clock.now()))
@@ -227,7 +234,7 @@ class EnedisClient:
                     raise self._bad(call, exc.message) from None
 
             try:
-                chunk = self.retry.call(attempt)
+                chunk = (retry or self.retry).call(attempt)
             except NoData as exc:
                 log.info("%s %s %s..%s: no data (%s)", self.provider, pdl, a, b, exc.code)
                 missing.extend(_days(a, b))
@@ -258,20 +265,24 @@ class EnedisClient:
             if self._token is not None and self.clock.time() < self._token_expires:
                 return self._token
             call, basic = providers.token_call(self.settings)
-            response = self._send(call, {}, basic, None, priority)
-            if response.status_code in (400, 401, 403):
-                code, message = providers.error_details(self._json(response))
-                raise AuthError(
-                    message or "client credentials refused",
-                    provider=self.provider,
-                    endpoint=call.path,
-                    status=response.status_code,
-                    code=code,
-                )
             try:
-                token, lifetime = providers.parse_token(self._decode(call, response))
-            except BadResponse as exc:
-                raise self._bad(call, exc.message) from None
+                response = self._send(call, {}, basic, None, priority)
+                if response.status_code in (400, 401, 403):
+                    code, message = providers.error_details(self._json(response))
+                    raise AuthError(
+                        message or "client credentials refused",
+                        provider=self.provider,
+                        endpoint=call.path,
+                        status=response.status_code,
+                        code=code,
+                    )
+                try:
+                    token, lifetime = providers.parse_token(self._decode(call, response))
+                except BadResponse as exc:
+                    raise self._bad(call, exc.message) from None
+            except (TransportError, ApiError, BadResponse) as exc:
+                exc.account_wide = True  # no token, no request for any meter of the account
+                raise
             self._token = token
             self._token_expires = self.clock.time() + max(0.0, lifetime - TOKEN_MARGIN)
             log.debug("dataconnect: new access token, valid %.0f s", lifetime)

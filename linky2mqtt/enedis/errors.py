@@ -48,6 +48,10 @@ __all__ = [
 class EnedisError(Exception):
     """Base class: ``str()`` is one readable line with the context."""
 
+    # True when the failure is the whole account's, not one meter's: the OAuth token
+    # endpoint failed (set by the client), so no meter of the account can be asked.
+    account_wide: bool = False
+
     def __init__(
         self,
         message: str,

@@ -8,7 +8,11 @@ Never retried: 400, 401/403, 404 and our own ``BudgetExhausted``.
 Bounds: at most ``attempts`` attempts AND at most ``max_time`` seconds in total (a wait
 that would cross ``max_time`` is not started: the last error is raised). Waits grow
 exponentially (``initial`` x 2^n, capped at ``maximum``) plus a random jitter in
-``[0, jitter]``; a ``Retry-After`` header, when present, is used as the wait instead.
+``[0, jitter]``. When the error says how long to wait (``ApiError.retry_after``: a
+``Retry-After`` header, or a 429 body's hint), exactly that wait is used, without jitter,
+if it fits both bounds; if it does not, the error is raised at once (nothing of the wait is
+slept) and the caller defers (the bridge asks that meter again at that time: 429 is never a
+failed poll, see :func:`linky2mqtt.scheduler.after_poll`).
 
 Tests remove the sleeping with ``RetryPolicy(sleep=no_sleep)`` (or any recorder); the
 total-time bound then counts the waits that would have been slept.

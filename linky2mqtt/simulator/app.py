@@ -117,6 +117,7 @@ class Response:
     endpoint: str = UNKNOWN
     pdl: str | None = None
     counted: bool = True
+    headers: dict[str, str] = field(default_factory=dict)  # extra response headers
 
 
 def json_response(status: int, payload: Any) -> Response:
@@ -363,6 +364,12 @@ class App:
         if fault.startswith("html"):
             status = int(fault.split(":", 1)[1]) if ":" in fault else 200
             return Response(status, HTML_PAGE.encode(), content_type="text/html; charset=utf-8")
+        if fault.startswith("429:"):
+            wait = int(fault.split(":", 1)[1])
+            resp = self._error(provider, EnedisError(
+                429, "Quota Q4 reached", f"Call threshold allowed on {threshold_text(wait)}"))
+            resp.headers["Retry-After"] = str(wait)
+            return resp
         err = {
             "500": technical(),
             "503": EnedisError(503, "service_unavailable",

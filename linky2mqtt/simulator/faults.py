@@ -4,6 +4,8 @@ Fault names:
     ``"500"``       technical_error (the real body, in the provider's envelope)
     ``"503"``       service unavailable
     ``"429"``       ``Quota Q3 reached``
+    ``"429:S"``     ``Quota Q4 reached``, come back in S seconds: said in the body
+                    (``Call threshold allowed on H:MM:SS``) and in a ``Retry-After`` header
     ``"404"``       no_data_found
     ``"401"``       invalid credentials;  ``"403"`` consent revoked (ADAM-DC-0008)
     ``"badjson"``   200, ``application/json``, a truncated JSON document
@@ -29,8 +31,8 @@ from collections.abc import Iterable
 
 STATUS_FAULTS = ("500", "503", "429", "404", "401", "403")
 DEFAULT_RANDOM_KINDS = ("500", "503", "429", "drop")
-_FAULT_RE = re.compile(r"^(500|503|429|404|401|403|badjson|drop|html(:\d{3})?|slow:\d+(\.\d+)?"
-                       r"|trickle(:\d+(\.\d+)?)?)$")
+_FAULT_RE = re.compile(r"^(500|503|429|429:\d+|404|401|403|badjson|drop|html(:\d{3})?"
+                       r"|slow:\d+(\.\d+)?|trickle(:\d+(\.\d+)?)?)$")
 
 
 def check_fault(name: str) -> str:

@@ -71,6 +71,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_response(resp.status)
             self.send_header("Content-Type", resp.content_type)
             self.send_header("Content-Length", str(len(resp.body)))
+            for name, value in resp.headers.items():
+                self.send_header(name, value)
             if self.close_connection:
                 self.send_header("Connection", "close")
             self.end_headers()
