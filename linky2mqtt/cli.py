@@ -93,6 +93,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # argparse: usage errors exit 2, --help/--version 0
         return int(exc.code or 0)
     debug = False
+    global _ADDON
+    _ADDON = _addon_mode(args_list)
     try:
         if args.command == "check-config":
             return _check_config(args.config)
@@ -129,6 +131,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
+_ADDON = False
+
+
+def _addon_mode(args_list: Sequence[str]) -> bool:
+    """Started by a Home Assistant Supervisor, without an explicit ``-c``: options.json."""
+    from linky2mqtt.addon import active
+
+    explicit = any(a in ("-c", "--config") or a.startswith("--config=") for a in args_list)
+    return not explicit and active()
+
+
+def _addon_config() -> Any:
+    """The configuration from the add-on's options (one clear line when they are wrong)."""
+    from linky2mqtt.addon import AddonOptionsError, load_addon_config
+
+    try:
+        return load_addon_config()
+    except AddonOptionsError as exc:
+        raise _ConfigFailed(f"linky2mqtt: {exc.line}") from None
+
+
 class _ConfigFailed(Exception):
     def __init__(self, text: str) -> None:
         super().__init__(text)
@@ -143,10 +166,13 @@ def _one_line(exc: BaseException) -> str:
 def _load(path: str) -> Any:
     from linky2mqtt.config import ConfigError, load
 
-    try:
-        cfg = load(path)
-    except ConfigError as exc:
-        raise _ConfigFailed(f"linky2mqtt: invalid configuration {path}:\n{exc}") from None
+    if _ADDON:
+        cfg = _addon_config()
+    else:
+        try:
+            cfg = load(path)
+        except ConfigError as exc:
+            raise _ConfigFailed(f"linky2mqtt: invalid configuration {path}:\n{exc}") from None
     from linky2mqtt.config import secret_values
     from linky2mqtt.logs import setup_logging
 
@@ -167,12 +193,17 @@ def _healthcheck(path: str) -> int:
     from linky2mqtt.config import ConfigError, load
     from linky2mqtt.health import check, health_path
 
-    try:
-        cfg = load(path)
-    except ConfigError:
-        print(f"unhealthy: invalid configuration {path}", file=sys.stderr)
-        return 1
-    beat = health_path(cfg.store.path)
+    if _ADDON:  # the store is beside options.json; no need to ask the Supervisor
+        from linky2mqtt.addon import STORE_NAME, options_path
+
+        beat = health_path(options_path().parent / STORE_NAME)
+    else:
+        try:
+            cfg = load(path)
+        except ConfigError:
+            print(f"unhealthy: invalid configuration {path}", file=sys.stderr)
+            return 1
+        beat = health_path(cfg.store.path)
     problem = "in-memory store: no heartbeat file" if beat is None else check(beat)
     if problem is not None:
         print(f"unhealthy: {problem}", file=sys.stderr)
