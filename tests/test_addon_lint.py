@@ -47,7 +47,7 @@ def _check_value(value: Any, element: str, where: str) -> list[str]:
     """Problems of one option value against one schema element."""
     m = ELEMENT.match(element)
     assert m is not None, f"{where}: {element!r} is not a schema element"
-    kind = element.split("(")[0].rstrip("?")
+    kind = element.split("(", maxsplit=1)[0].rstrip("?")
     if kind in ("str", "password", "email", "url", "device"):
         ok = isinstance(value, str)
         if ok and kind == "str" and m["s_min"] and len(value) < int(m["s_min"]):
