@@ -65,6 +65,24 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--step", default="day", choices=["day", "month", "hour"])
     f.add_argument("--start", required=True, help="YYYY-MM-DD (included)")
     f.add_argument("--end", required=True, help="YYYY-MM-DD (excluded)")
+    e = sub.add_parser("export", help="what the store holds, as CSV or JSON lines (no "
+                       "request upstream)")
+    with_config(e)
+    e.add_argument("--store", default=None, metavar="PATH",
+                   help="the store to read (default: store.path of the configuration)")
+    e.add_argument("--pdl", required=True)
+    e.add_argument("--kind", default="consumption",
+                   choices=["consumption", "production", "max_power"])
+    e.add_argument("--step", default="day", choices=["day", "month", "hour"])
+    e.add_argument("--start", required=True, help="YYYY-MM-DD (included)")
+    e.add_argument("--end", required=True, help="YYYY-MM-DD (excluded)")
+    e.add_argument("--format", default="csv", choices=["csv", "jsonl"])
+    e.add_argument("-o", "--output", default="-", help="file to write (default: stdout)")
+    e.add_argument("--delimiter", default=None, help="CSV field separator (default ,)")
+    e.add_argument("--decimal", default=None, choices=[".", ","],
+                   help="CSV decimal mark (default .)")
+    e.add_argument("--excel-fr", action="store_true",
+                   help="CSV for a French spreadsheet: ; between fields, decimal comma")
     s = sub.add_parser("simulator", help="serve the Enedis simulator alone")
     s.add_argument("args", nargs=argparse.REMAINDER)
     d = sub.add_parser("demo", help="run the bridge against the built-in simulator")
@@ -80,7 +98,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     # `linky2mqtt -c x.yaml` means `linky2mqtt run -c x.yaml`
-    known = {"run", "check-config", "fetch", "simulator", "demo", "healthcheck"}
+    known = {"run", "check-config", "fetch", "simulator", "demo", "healthcheck", "export"}
     if not args_list or (args_list[0] not in known and args_list[0] not in
                          ("-h", "--help", "--version")):
         args_list.insert(0, "run")
@@ -104,6 +122,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             cfg = _load(args.config)
             debug = cfg.log.level == "debug"
             return _fetch(cfg, args)
+        if args.command == "export":
+            return _export(args)
         if args.command == "demo":
             from linky2mqtt.demo import run_demo
 
@@ -230,6 +250,42 @@ def _fetch(cfg: Any, args: argparse.Namespace) -> int:
     except FetchUsageError as exc:
         raise UsageError(str(exc)) from None
     print(json.dumps(data, ensure_ascii=False, indent=2))
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from linky2mqtt.export import export_rows, write_csv, write_jsonl
+    from linky2mqtt.model import Kind
+    from linky2mqtt.store import Store
+
+    start, end = _parse_day(args.start, "start"), _parse_day(args.end, "end")
+    if start >= end:
+        raise UsageError("--start must be before --end (end is excluded)")
+    if args.format == "jsonl" and (args.excel_fr or args.delimiter or args.decimal):
+        raise UsageError("--excel-fr, --delimiter and --decimal are for --format csv")
+    delimiter = args.delimiter or (";" if args.excel_fr else ",")
+    decimal = args.decimal or ("," if args.excel_fr else ".")
+    if len(delimiter) != 1 or delimiter == decimal or delimiter in "\r\n\"":
+        raise UsageError("--delimiter must be one character, not the decimal mark, "
+                         "a quote or a line break")
+    if args.kind == "max_power" and args.step != "day":
+        raise UsageError("max_power is a daily series: use --step day")
+    path = Path(args.store) if args.store else Path(_load(args.config).store.path)
+    if not path.is_file():
+        raise UsageError(f"no store at {path}: run the bridge first (or give --store)")
+    with Store(path) as store:
+        rows = export_rows(store, args.pdl, Kind(args.kind), args.step, start=start, end=end)
+        if args.output == "-":
+            count = (write_jsonl(rows, sys.stdout) if args.format == "jsonl" else
+                     write_csv(rows, sys.stdout, delimiter=delimiter, decimal=decimal))
+        else:
+            with open(args.output, "w", encoding="utf-8", newline="") as out:
+                count = (write_jsonl(rows, out) if args.format == "jsonl" else
+                         write_csv(rows, out, delimiter=delimiter, decimal=decimal))
+    if args.output != "-":
+        print(f"linky2mqtt: {count} rows written to {args.output}", file=sys.stderr)
     return 0
 
 
