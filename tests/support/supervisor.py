@@ -200,3 +200,31 @@ def supervisor() -> Iterator[SupervisorStandIn]:
         yield stand_in
     finally:
         stand_in.stop()
+
+
+def main() -> None:  # pragma: no cover - used by scripts/image-smoke.sh
+    """Serve a stand-in until killed: ``python -m tests.support.supervisor --broker-port N``."""
+    import argparse
+    import signal
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--port", type=int, default=0)
+    p.add_argument("--broker-host", default="127.0.0.1")
+    p.add_argument("--broker-port", type=int, default=None)
+    p.add_argument("--token", default=SUPERVISOR_TOKEN)
+    a = p.parse_args()
+    broker = None if a.broker_port is None else Broker(a.broker_host, a.broker_port)
+    sup = SupervisorStandIn(token=a.token, broker=broker, port=a.port).start()
+    print(sup.url, flush=True)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    sup.stop()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
