@@ -192,8 +192,11 @@ class BackfillProgress:
             self.finished = True
             elapsed = self._monotonic() - self._t0
             days, hours, since = self._days, self._hours, self._wall0
-        log.info("account %s: backfill done: %s days, %s hourly days, %s requests, %.1f s",
-                 self.account, _n(days), _n(hours), _n(self._requests(since)), elapsed)
+        missing = sum(w - min(h, w) for _, h, w in _by_label(self._counts()))
+        extra = (f" ({_n(missing)} wanted days not available upstream: asked again "
+                 "on later polls)") if missing else ""
+        log.info("account %s: backfill done: %s days, %s hourly days, %s requests, %.1f s%s",
+                 self.account, _n(days), _n(hours), _n(self._requests(since)), elapsed, extra)
 
 
 def _by_label(counts: list[SeriesCount]) -> list[tuple[str, int, int]]:

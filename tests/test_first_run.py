@@ -43,7 +43,9 @@ PROGRESS = re.compile(
     r"(?P<req>[\d,]+) \(budget: (?P<budget>[^)]+)\)(?P<wait>; waiting for the request "
     r"budget until (?P<until>\d\d:\d\d) \(in [\d.]+ (?:s|min|h)\))?$")
 DONE = re.compile(r"account (?P<acct>\w+): backfill done: (?P<days>[\d,]+) days, "
-                  r"(?P<hours>[\d,]+) hourly days, (?P<req>[\d,]+) requests, [\d.]+ s$")
+                  r"(?P<hours>[\d,]+) hourly days, (?P<req>[\d,]+) requests, [\d.]+ s"
+                  r"(?: \((?P<missing>[\d,]+) wanted days not available upstream: asked "
+                  r"again on later polls\))?$")
 
 
 def _messages(lines: list[str], logger: str = "linky2mqtt.backfill") -> list[str]:
@@ -97,6 +99,7 @@ def test_a_backfill_says_how_far_it_is_and_when_it_is_done(
                                             today - timedelta(120), today)
     assert int(m["days"].replace(",", "")) == len(days) >= 700
     assert int(m["hours"].replace(",", "")) == len(hours) == 120
+    assert int(m["missing"] or 0) == 730 - len(days)
     served = sum(b["count"] for b in simulator.stats()["by"])
     assert int(m["req"].replace(",", "")) == served
 
