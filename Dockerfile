@@ -31,8 +31,8 @@ ENV LINKY2MQTT_CONFIG=/data/config.yaml \
 # most 120 s old and MQTT has not been disconnected for more than 300 s. One failed check
 # (retries=1) marks the container unhealthy: Docker says "unhealthy" 5 to 6 minutes after
 # the broker goes (300 s + up to 30 s until the next heartbeat + up to 30 s until the
-# next check), and "healthy" again within a minute after it is back (its reconnection,
-# then the next heartbeat and check).
+# next check), and "healthy" again within about 2 minutes after it is back (reconnection
+# attempts are up to 60 s apart, then the next heartbeat and check; measured 27-58 s).
 HEALTHCHECK --interval=30s --timeout=10s --start-period=60s --retries=1 \
   CMD ["linky2mqtt", "healthcheck"]
 ENTRYPOINT ["linky2mqtt"]
