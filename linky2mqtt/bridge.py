@@ -29,7 +29,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from linky2mqtt import __version__, commands, homeassistant, plausible, topics
@@ -52,6 +52,7 @@ from linky2mqtt.health import Heartbeat, health_path
 from linky2mqtt.model import PARIS, Kind, Reading, Step, day_bounds
 from linky2mqtt.mqtt import Incoming, MqttLink
 from linky2mqtt.poller import MeterPoller, SeriesName, meter_series
+from linky2mqtt.progress import BackfillProgress, SeriesCount, budget_text, hint
 from linky2mqtt.publisher import Publisher
 from linky2mqtt.scheduler import (
     AccountSchedule,
@@ -193,6 +194,9 @@ class AccountRunner:
                                             last_success=_last_success(bridge, m.pdl))
         self.thread = threading.Thread(target=self._run, name=f"account-{account.name}",
                                        daemon=True)
+        self.progress = BackfillProgress(account.name, self._series_counts,
+                                         self._requests_since, self._budget_text,
+                                         wall=self.clock.time)
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -207,6 +211,10 @@ class AccountRunner:
         try:
             self._reconcile()
             self._introduce()
+        except errors.EnedisError as exc:  # a refused token...: one line, what to do
+            log.error("account %s: %s -- %s", self.account.name, exc,
+                      hint(exc, self.account.provider))
+            log.debug("account %s: start-up checks failed", self.account.name, exc_info=True)
         except Exception:  # never let the introduction kill the account
             log.exception("account %s: start-up checks failed", self.account.name)
         stop = self.bridge.stopping
@@ -260,6 +268,8 @@ class AccountRunner:
             self, pdl: str, kind: Kind, series: SeriesName, fetched: set[date],
             changed: set[date], now: datetime) -> None:
         """Readings of one window were committed: publish what follows, at once."""
+        self.progress.stored(f"{kind.value}/{'hour' if series == 'curve' else 'day'}",
+                             series, fetched)
         pub = self.bridge.publisher
         if series == "daily":
             if changed:
@@ -268,6 +278,29 @@ class AccountRunner:
             pub.curve_stored(pdl, kind, fetched, changed)
             if changed:
                 self.bridge.hourly_stored(pdl, kind, min(changed))
+
+    # -- backfill progress (linky2mqtt.progress) ----------------------------------------
+
+    def _series_counts(self) -> list[SeriesCount]:
+        today = self.clock.now().astimezone(PARIS).date()
+        store = self.bridge.store
+        out = []
+        for pdl, state in self.meters.items():
+            for s in meter_series(state.meter):
+                wanted = max(1, s.backfill)
+                oldest = today - timedelta(days=wanted)
+                held = (store.days_with_daily(pdl, s.kind, oldest, today) if s.series == "daily"
+                        else store.days_with_complete_curve(pdl, s.kind, oldest, today))
+                out.append(SeriesCount(s.label, len(held), wanted))
+        return out
+
+    def _requests_since(self, since: float) -> int:
+        scope = scopes_for(self.account.provider, self.account.name, None)[0]
+        return len(self.bridge.store.request_times(scope, since))
+
+    def _budget_text(self) -> str:
+        pdl = next(iter(self.meters), None)
+        return "no meter" if pdl is None else budget_text(self.bridge.budget_view(self, pdl))
 
     def _introduce(self) -> None:
         """Log which PDLs the credentials cover and the contract details, once at start."""
@@ -329,7 +362,9 @@ class AccountRunner:
                 state.last_success = now
         else:
             state.last_error = outcome.error
-            log.warning("%s: poll failed: %s", pdl, outcome.error)
+            log.warning("%s: poll failed: %s -- %s", pdl, outcome.error,
+                        hint(errors.AuthError(outcome.error), self.account.provider)
+                        if outcome.fatal else "retried automatically")
         result = outcome.schedule_result(ended=self.clock.time())
         decision = self._schedule(state, result, now)
         if result.result is Result.BUDGET:
@@ -346,6 +381,8 @@ class AccountRunner:
         if outcome.left and result.result is Result.OK:
             log.info("%s: backfill %d days done, %d days left", pdl, outcome.done,
                      outcome.left)
+        self.progress.polled(pdl, outcome.left, outcome.budget_retry_at, outcome.error,
+                             self.meters)
         bridge.publish_status(state, self.account)
 
     def _schedule(self, state: MeterState, result: PollResult, now: datetime) -> Decision:
@@ -473,7 +510,8 @@ class Bridge:
         try:
             pdls = client.covered_pdls() or []
         except errors.EnedisError as exc:
-            log.error("account %s: cannot list the PDLs of the token: %s", account.name, exc)
+            log.error("account %s: cannot list the PDLs of the token: %s -- %s", account.name,
+                      exc, hint(exc, account.provider))
             return []
         return [account.meter_for(p) for p in pdls]
 

@@ -72,6 +72,24 @@ def _parser() -> argparse.ArgumentParser:
     with_config(st)
     st.add_argument("--store", default=None, metavar="PATH",
                     help="the store file (default: store.path of the configuration)")
+    e = sub.add_parser("export", help="what the store holds, as CSV or JSON lines (no "
+                       "request upstream)")
+    with_config(e)
+    e.add_argument("--store", default=None, metavar="PATH",
+                   help="the store to read (default: store.path of the configuration)")
+    e.add_argument("--pdl", required=True)
+    e.add_argument("--kind", default="consumption",
+                   choices=["consumption", "production", "max_power"])
+    e.add_argument("--step", default="day", choices=["day", "month", "hour"])
+    e.add_argument("--start", required=True, help="YYYY-MM-DD (included)")
+    e.add_argument("--end", required=True, help="YYYY-MM-DD (excluded)")
+    e.add_argument("--format", default="csv", choices=["csv", "jsonl"])
+    e.add_argument("-o", "--output", default="-", help="file to write (default: stdout)")
+    e.add_argument("--delimiter", default=None, help="CSV field separator (default ,)")
+    e.add_argument("--decimal", default=None, choices=[".", ","],
+                   help="CSV decimal mark (default .)")
+    e.add_argument("--excel-fr", action="store_true",
+                   help="CSV for a French spreadsheet: ; between fields, decimal comma")
     s = sub.add_parser("simulator", help="serve the Enedis simulator alone")
     s.add_argument("args", nargs=argparse.REMAINDER)
     d = sub.add_parser("demo", help="run the bridge against the built-in simulator")
@@ -87,7 +105,8 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     # `linky2mqtt -c x.yaml` means `linky2mqtt run -c x.yaml`
-    known = {"run", "check-config", "fetch", "simulator", "demo", "healthcheck", "store"}
+    known = {"run", "check-config", "fetch", "simulator", "demo", "healthcheck", "store",
+             "export"}
     if not args_list or (args_list[0] not in known and args_list[0] not in
                          ("-h", "--help", "--version")):
         args_list.insert(0, "run")
@@ -100,6 +119,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # argparse: usage errors exit 2, --help/--version 0
         return int(exc.code or 0)
     debug = False
+    global _ADDON
+    _ADDON = _addon_mode(args_list)
     try:
         if args.command == "check-config":
             return _check_config(args.config)
@@ -111,6 +132,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             cfg = _load(args.config)
             debug = cfg.log.level == "debug"
             return _fetch(cfg, args)
+        if args.command == "export":
+            return _export(args)
         if args.command == "demo":
             from linky2mqtt.demo import run_demo
 
@@ -144,6 +167,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
+_ADDON = False
+
+
+def _addon_mode(args_list: Sequence[str]) -> bool:
+    """Started by a Home Assistant Supervisor, without an explicit ``-c``: options.json."""
+    from linky2mqtt.addon import active
+
+    explicit = any(a in ("-c", "--config") or a.startswith("--config=") for a in args_list)
+    return not explicit and active()
+
+
+def _addon_config() -> Any:
+    """The configuration from the add-on's options (one clear line when they are wrong)."""
+    from linky2mqtt.addon import AddonOptionsError, load_addon_config
+
+    try:
+        return load_addon_config()
+    except AddonOptionsError as exc:
+        raise _ConfigFailed(f"linky2mqtt: {exc.line}") from None
+
+
 class _ConfigFailed(Exception):
     def __init__(self, text: str) -> None:
         super().__init__(text)
@@ -158,10 +202,13 @@ def _one_line(exc: BaseException) -> str:
 def _load(path: str) -> Any:
     from linky2mqtt.config import ConfigError, load
 
-    try:
-        cfg = load(path)
-    except ConfigError as exc:
-        raise _ConfigFailed(f"linky2mqtt: invalid configuration {path}:\n{exc}") from None
+    if _ADDON:
+        cfg = _addon_config()
+    else:
+        try:
+            cfg = load(path)
+        except ConfigError as exc:
+            raise _ConfigFailed(f"linky2mqtt: invalid configuration {path}:\n{exc}") from None
     from linky2mqtt.config import secret_values
     from linky2mqtt.logs import setup_logging
 
@@ -182,12 +229,17 @@ def _healthcheck(path: str) -> int:
     from linky2mqtt.config import ConfigError, load
     from linky2mqtt.health import check, health_path
 
-    try:
-        cfg = load(path)
-    except ConfigError:
-        print(f"unhealthy: invalid configuration {path}", file=sys.stderr)
-        return 1
-    beat = health_path(cfg.store.path)
+    if _ADDON:  # the store is beside options.json; no need to ask the Supervisor
+        from linky2mqtt.addon import STORE_NAME, options_path
+
+        beat = health_path(options_path().parent / STORE_NAME)
+    else:
+        try:
+            cfg = load(path)
+        except ConfigError:
+            print(f"unhealthy: invalid configuration {path}", file=sys.stderr)
+            return 1
+        beat = health_path(cfg.store.path)
     problem = "in-memory store: no heartbeat file" if beat is None else check(beat)
     if problem is not None:
         print(f"unhealthy: {problem}", file=sys.stderr)
@@ -242,6 +294,42 @@ def _fetch(cfg: Any, args: argparse.Namespace) -> int:
     except FetchUsageError as exc:
         raise UsageError(str(exc)) from None
     print(json.dumps(data, ensure_ascii=False, indent=2))
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from linky2mqtt.export import export_rows, write_csv, write_jsonl
+    from linky2mqtt.model import Kind
+    from linky2mqtt.store import Store
+
+    start, end = _parse_day(args.start, "start"), _parse_day(args.end, "end")
+    if start >= end:
+        raise UsageError("--start must be before --end (end is excluded)")
+    if args.format == "jsonl" and (args.excel_fr or args.delimiter or args.decimal):
+        raise UsageError("--excel-fr, --delimiter and --decimal are for --format csv")
+    delimiter = args.delimiter or (";" if args.excel_fr else ",")
+    decimal = args.decimal or ("," if args.excel_fr else ".")
+    if len(delimiter) != 1 or delimiter == decimal or delimiter in "\r\n\"":
+        raise UsageError("--delimiter must be one character, not the decimal mark, "
+                         "a quote or a line break")
+    if args.kind == "max_power" and args.step != "day":
+        raise UsageError("max_power is a daily series: use --step day")
+    path = Path(args.store) if args.store else Path(_load(args.config).store.path)
+    if not path.is_file():
+        raise UsageError(f"no store at {path}: run the bridge first (or give --store)")
+    with Store(path) as store:
+        rows = export_rows(store, args.pdl, Kind(args.kind), args.step, start=start, end=end)
+        if args.output == "-":
+            count = (write_jsonl(rows, sys.stdout) if args.format == "jsonl" else
+                     write_csv(rows, sys.stdout, delimiter=delimiter, decimal=decimal))
+        else:
+            with open(args.output, "w", encoding="utf-8", newline="") as out:
+                count = (write_jsonl(rows, out) if args.format == "jsonl" else
+                         write_csv(rows, out, delimiter=delimiter, decimal=decimal))
+    if args.output != "-":
+        print(f"linky2mqtt: {count} rows written to {args.output}", file=sys.stderr)
     return 0
 
 

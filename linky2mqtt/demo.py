@@ -201,6 +201,11 @@ def run_demo(broker: str | None = None, seconds: float | None = None,
                                port, protocol=protocol, store=str(Path(tmp) / "demo.db"),
                                base=base, discovery=not shared)
             cfg = load_text(text)
+            if shared:  # a previous demo's retained topics would be replayed as news
+                stale = clear_retained(host, port, base)
+                if stale:
+                    print(f"demo: cleared {stale} retained topics left under {base}/ by an "
+                          "earlier demo", file=stream)
             printer = _Printer(host, port, f"{base}/#", stream)
             bridge = Bridge(cfg, stagger=0.5)
             bridge.start()
@@ -212,9 +217,60 @@ def run_demo(broker: str | None = None, seconds: float | None = None,
             finally:
                 bridge.stop()
                 printer.close()
+                if shared:  # leave the shared broker as we found it
+                    cleared = clear_retained(host, port, base)
+                    print(f"demo: cleared its {cleared} retained topics under {base}/",
+                          file=stream)
     finally:
         sim.stop()
     return 0
+
+
+def clear_retained(host: str, port: int, base: str, *, quiet: float = 0.5,
+                   timeout: float = 10.0) -> int:
+    """Delete every retained message under ``base/``; return how many there were.
+
+    Retained messages arrive right after subscribing; collecting stops once none came for
+    ``quiet`` seconds (``timeout`` at most)."""
+    topics: set[str] = set()
+    lock = threading.Lock()
+    last = [time.monotonic()]
+    subscribed = threading.Event()
+
+    def on_message(client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
+        if msg.retain and msg.payload:
+            with lock:
+                topics.add(msg.topic)
+                last[0] = time.monotonic()
+
+    def on_subscribe(*args: Any) -> None:
+        last[0] = time.monotonic()
+        subscribed.set()
+
+    client = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv311)
+    client.on_connect = lambda c, u, f, rc, p=None: c.subscribe(f"{base}/#", 1)
+    client.on_message = on_message
+    client.on_subscribe = on_subscribe
+    try:
+        client.connect(host, port)
+    except OSError:
+        return 0
+    client.loop_start()
+    try:
+        deadline = time.monotonic() + timeout
+        subscribed.wait(timeout)
+        while time.monotonic() < deadline and time.monotonic() - last[0] < quiet:
+            time.sleep(0.05)
+        client.unsubscribe(f"{base}/#")
+        with lock:
+            found = sorted(topics)
+        infos = [client.publish(t, b"", qos=1, retain=True) for t in found]
+        for info in infos:
+            info.wait_for_publish(max(0.1, deadline - time.monotonic()))
+    finally:
+        client.loop_stop()
+        client.disconnect()
+    return len(found)
 
 
 def _wait_forever(stop: threading.Event) -> None:

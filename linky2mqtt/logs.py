@@ -54,6 +54,22 @@ class RedactingFilter(logging.Filter):
         return True
 
 
+class OneLineFilter(logging.Filter):
+    """Below debug, an exception is one line (``message: Type: first line``), never a
+    traceback: at info the log says what failed; ``log.level: debug`` shows where."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[1] is not None:
+            exc = record.exc_info[1]
+            lines = str(exc).strip().splitlines()
+            what = f"{exc.__class__.__name__}: {lines[0]}" if lines else exc.__class__.__name__
+            record.msg = f"{record.getMessage()}: {what} (log level debug shows the traceback)"
+            record.args = None
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         return json.dumps(
@@ -77,6 +93,8 @@ def setup_logging(level: str = "info", fmt: str = "text", stream: TextIO | None 
     """Configure the root logger once (called by the CLI)."""
     REDACTOR.add(secrets)
     handler = logging.StreamHandler(stream or sys.stderr)
+    if level.lower() != "debug":
+        handler.addFilter(OneLineFilter())  # before the redactor: it redacts the line
     handler.addFilter(REDACTOR)
     if fmt == "json":
         handler.setFormatter(JsonFormatter())

@@ -37,6 +37,8 @@ class Collector:
         topics: list[str] | None = None,
         protocol: int = mqtt.MQTTv5,
         client_id: str = "",
+        username: str | None = None,
+        password: str | None = None,
     ) -> None:
         self.messages: list[Message] = []
         self._cond = threading.Condition()
@@ -48,6 +50,8 @@ class Collector:
         self.topics = topics or ["#"]
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
+        if username is not None:
+            self.client.username_pw_set(username, password)
         self.client.connect(host, port)
         self.client.loop_start()
         if not self._connected.wait(10):
