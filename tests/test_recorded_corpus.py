@@ -18,7 +18,6 @@ import base64
 import json
 import threading
 from collections import defaultdict
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -283,4 +282,3 @@ def test_corpus_summary(capsys: pytest.CaptureFixture[str]) -> None:
     assert not wrong, f"{line}; not exact: {', '.join(wrong)}"
 
 
-_: Callable[..., Any] = run_case  # re-used by tests that serve one answer elsewhere
