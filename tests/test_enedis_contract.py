@@ -48,6 +48,11 @@ def test_production_only_and_odd_shapes() -> None:
     assert subscribed_kva(None) is None
     assert subscribed_kva(ContractEntry(subscribed_kva=4.5)) == 4.5
     assert isinstance(parse_contract({}), Contract)
+    # the published payload and raw answers work too (what part A reads from the store)
+    assert subscribed_kva({"pdl": "1", "subscribed_power_kva": 12}) == 12.0
+    assert subscribed_kva({"pdl": "1", "subscribed_power_kva": None}) is None
+    assert subscribed_kva(_recorded("dc2026_contract_consumer.json")) == 12.0  # type: ignore[arg-type]
+    assert subscribed_kva([1, 2]) is None
 
 
 @pytest.mark.parametrize("body", [[], [1, 2], "text", 12, None])

@@ -101,10 +101,26 @@ class Contract:
         return self.consumer or self.entries[0]
 
 
-def subscribed_kva(contract: Contract | ContractEntry | None) -> float | None:
-    """Subscribed power in kVA of a parsed contract (its consumer contract), or None."""
+def subscribed_kva(
+    contract: Contract | ContractEntry | Mapping[str, Any] | list[Any] | None,
+) -> float | None:
+    """Subscribed power in kVA of a contract (its consumer contract), or None.
+
+    ``contract`` is a parsed :class:`Contract` (what ``EnedisClient.contract`` returns),
+    one :class:`ContractEntry`, the ``B/<pdl>/contract`` payload the bridge keeps in its
+    store (``{"subscribed_power_kva": ...}``), or a provider's raw answer.
+    """
     if contract is None:
         return None
+    if isinstance(contract, Mapping | list) and not isinstance(contract, Contract):
+        if isinstance(contract, Mapping) and "subscribed_power_kva" in contract:
+            value = contract["subscribed_power_kva"]
+            ok = isinstance(value, int | float) and not isinstance(value, bool)
+            return float(value) if ok else None
+        try:
+            contract = parse_contract(contract)
+        except BadResponse:
+            return None
     entry = contract if isinstance(contract, ContractEntry) else contract.consumer
     if entry is None or entry.subscribed_kva is None:
         return None
