@@ -355,5 +355,13 @@ class MeterPoller:
         outcome.error = _describe(exc)
 
 
+CONSENT_HINT = ("the data-sharing consent for this PDL is missing or lost: the account holder "
+                "must give it again with the provider; nothing is recorded as missing meanwhile")
+
+
 def _describe(exc: BaseException) -> str:
-    return str(exc) or exc.__class__.__name__
+    text = str(exc) or exc.__class__.__name__
+    if isinstance(exc, errors.ConsentError):
+        # ADAM-DC-0007 (400 since 2026) and ADAM-DC-0008: what a person has to do
+        text = f"{text} ({CONSENT_HINT})"
+    return text

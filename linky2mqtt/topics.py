@@ -29,6 +29,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, datetime, timedelta
 from typing import Any, Protocol
 
+from linky2mqtt.enedis.contract import Contract, parse_contract
 from linky2mqtt.model import Kind, Step, day_bounds, kwh, local_iso
 
 __all__ = [
@@ -329,92 +330,33 @@ def status_payload(  # noqa: PLR0917 - the positional order is the documented co
 
 # -- contract ------------------------------------------------------------------------------
 
-_POWER_KEYS = ("subscribed_power", "puissance_souscrite", "puissancesouscrite")
-_TARIFF_KEYS = (
-    "distribution_tariff",
-    "tariff",
-    "tarif",
-    "formule_tarifaire_acheminement",
-    "formuletarifaireacheminement",
-    "option_tarifaire",
-    "optiontarifaire",
-    "fta",
-)
-_OFFPEAK_KEYS = (
-    "offpeak_hours",
-    "off_peak_hours",
-    "heures_creuses",
-    "heurescreuses",
-    "plage_heures_creuses",
-    "plageheurescreuses",
-    "plages_heures_creuses",
-    "plagesheurescreuses",
-)
 
+def contract_payload(
+    pdl: str, contract: Contract | Mapping[str, Any] | list[Any]
+) -> dict[str, Any]:
+    """``B/<pdl>/contract``: the consumer contract's facts, the producer's segment, the answer.
 
-def _norm(key: str) -> str:
-    return re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", key).lower()
-
-
-def _find(doc: Any, keys: tuple[str, ...]) -> Any:
-    """First value (depth first) whose key, snake-cased, is one of ``keys``."""
-    if isinstance(doc, Mapping):
-        for key, value in doc.items():
-            named = isinstance(key, str) and (_norm(key) in keys or key.lower() in keys)
-            if named and value not in (None, "", [], {}):
-                return value
-        for value in doc.values():
-            found = _find(value, keys)
-            if found is not None:
-                return found
-    elif isinstance(doc, list):
-        for item in doc:
-            found = _find(item, keys)
-            if found is not None:
-                return found
-    return None
-
-
-def _kva(value: Any) -> float | None:
-    """``"9 kVA"``, ``9``, ``{"valeur": "9", "unite": "kVA"}``, ``"9000 VA"`` -> 9.0."""
-    unit = "kva"
-    if isinstance(value, Mapping):
-        unit = str(value.get("unite") or value.get("unit") or "kVA").lower()
-        value = value.get("valeur", value.get("value"))
-    if isinstance(value, bool) or value is None:
-        return None
-    if isinstance(value, int | float):
-        number = float(value)
-    else:
-        m = re.search(r"(\d+(?:[.,]\d+)?)\s*(k?va)?", str(value), re.IGNORECASE)
-        if m is None:
-            return None
-        number = float(m.group(1).replace(",", "."))
-        if m.group(2):
-            unit = m.group(2).lower()
-    if unit == "va":
-        number /= 1000.0
-    return int(number) if number.is_integer() else number
-
-
-def _text(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        for key in ("libelle", "label", "code", "valeur", "value"):
-            if isinstance(value.get(key), str):
-                return value[key]
-    return value
-
-
-def contract_payload(pdl: str, raw: Mapping[str, Any]) -> dict[str, Any]:
-    """``B/<pdl>/contract``: what the provider tells, with the common facts lifted out.
-
-    ``subscribed_power_kva`` (number), ``tariff`` and ``offpeak_hours`` are null where the
-    provider's answer does not say; ``raw`` keeps the answer as received.
+    ``subscribed_power_kva`` (number), ``tariff``, ``offpeak_hours``, ``segment``,
+    ``contract_type`` and ``contract_start`` are null where the provider's answer does not
+    say. ``producer`` is ``{"segment", "contract_type", "contract_start"}`` for a PDL that
+    also produces (a second, producer contract), else null. ``raw`` keeps the answer as
+    received, without its personal blocks (name, address, phone).
     """
+    parsed = contract if isinstance(contract, Contract) else parse_contract(contract)
+    main = parsed.main
+    producer = parsed.producer
     return {
         "pdl": pdl,
-        "subscribed_power_kva": _kva(_find(raw, _POWER_KEYS)),
-        "tariff": _text(_find(raw, _TARIFF_KEYS)),
-        "offpeak_hours": _text(_find(raw, _OFFPEAK_KEYS)),
-        "raw": dict(raw),
+        "subscribed_power_kva": main.subscribed_kva,
+        "tariff": main.tariff,
+        "offpeak_hours": main.offpeak_hours,
+        "segment": main.segment,
+        "contract_type": main.contract_type,
+        "contract_start": main.start,
+        "producer": None if producer is None or producer is main else {
+            "segment": producer.segment,
+            "contract_type": producer.contract_type,
+            "contract_start": producer.start,
+        },
+        "raw": parsed.raw,
     }

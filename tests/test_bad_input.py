@@ -30,6 +30,7 @@ from hypothesis import strategies as st
 from linky2mqtt.config import load_text
 from linky2mqtt.enedis import (
     Budget,
+    Contract,
     EnedisClient,
     FetchResult,
     MemoryLedger,
@@ -197,7 +198,7 @@ def test_client_on_arbitrary_bodies_gives_result_or_enedis_error(
     try:
         if what == "contract":
             result: Any = client.contract(PDL)
-            assert result is None or isinstance(result, dict)
+            assert result is None or isinstance(result, Contract)
         elif what == "curve":
             result = client.curve(PDL, Kind.CONSUMPTION, start, end)
         elif what == "max_power":

@@ -321,14 +321,28 @@ ENEDIS = "application/json"
         (
             403,
             {"error": "ADAM-DC-0008", "error_description": "no consent"},
-            errors.AuthError,
+            errors.ConsentError,
             "ADAM-DC-0008",
+            1,
+        ),
+        (
+            400,
+            {"error": "ADAM-DC-0007", "error_description": "Le client n'est pas titulaire"},
+            errors.ConsentError,
+            "ADAM-DC-0007",
             1,
         ),
         (401, {"status": 401, "message": "Votre token est invalide"}, errors.AuthError, None, 1),
         (
             429,
             {"error": "Quota Q3 reached", "error_description": "Call threshold allowed on 1:00:00"},
+            errors.QuotaError,
+            "Quota Q3 reached",
+            1,  # the body says "in one hour": beyond the retry bound, not retried now
+        ),
+        (
+            429,
+            {"error": "Quota Q3 reached", "error_description": "Call threshold allowed on 0:00:02"},
             errors.QuotaError,
             "Quota Q3 reached",
             4,
@@ -543,7 +557,8 @@ def test_contract_per_provider() -> None:
     assert fake.requests == []
     fake = Fake(lambda r: httpx.Response(200, json={"usage_point_id": PDL, "kva": 9}))
     client, fake, _ = make("myelectricaldata", fake)
-    assert client.contract(PDL) == {"usage_point_id": PDL, "kva": 9}
+    contract = client.contract(PDL)
+    assert contract is not None and contract.raw == {"usage_point_id": PDL, "kva": 9}
     assert fake.requests[0].url.path == f"/contracts/{PDL}"
     fake = Fake()
     fake.answers = [httpx.Response(404, json={"error": "no_data_found"})]

@@ -24,6 +24,7 @@ from linky2mqtt.enedis import (
     default_windows,
     errors,
     no_sleep,
+    subscribed_kva,
 )
 from linky2mqtt.model import Kind, day_bounds
 from linky2mqtt.simulator import Simulator
@@ -267,8 +268,11 @@ def test_contract(provider: str, make_client: MakeClient) -> None:
     if provider == "conso":
         assert contract is None
     else:
-        assert isinstance(contract, dict)
-        assert CONSUMER in json.dumps(contract)
+        # Data Connect serves the 2026 array, MyElectricalData the v5 customers_upc shape
+        assert contract is not None
+        assert CONSUMER in json.dumps(contract.raw)
+        assert subscribed_kva(contract) in (6.0, 9.0, 12.0)
+        assert contract.consumer is not None and contract.consumer.segment == "C5"
 
 
 def test_conso_token_covers_its_pdls(make_client: MakeClient) -> None:

@@ -262,15 +262,19 @@ def test_situation_contrat(client: httpx.Client) -> None:
     auth = {"Authorization": f"Bearer {dataconnect_token(client)}"}
     r = client.get(f"/situation_contrat_auto/v1/{NORMAL}", headers=auth)
     assert r.status_code == 200
+    # the 2026 shape as recorded by MyElectricalData: a JSON array, one object per contract
     body = r.json()
-    assert body["idPrm"] == NORMAL
-    sc = body["situationContractuelle"]
-    assert sc["puissanceSouscrite"]["unite"] == "kVA"
-    assert sc["puissanceSouscrite"]["valeur"] in ("6", "9", "12")
-    assert sc["optionTarifaire"] in ("BASE", "HC/HP")
-    assert sc["plagesHeuresCreuses"] == ("22h00-6h00" if sc["optionTarifaire"] == "HC/HP"
-                                         else None)
-    assert sc["dateActivation"] == "2020-01-01"
+    assert isinstance(body, list) and len(body) == 1
+    (consumer,) = body
+    assert consumer["usage_point_id"] == NORMAL and consumer["segment"] == "C5"
+    assert consumer["subscribed_power"]["unit"] == "kVA"
+    assert consumer["subscribed_power"]["value"] in ("6", "9", "12")
+    assert consumer["distribution_tariff"].startswith("Tarif BT<=36kVA")
+    assert consumer["contract_start"] == "2020-01-01T00:00:00+0100"
+    assert "offpeak_hours" not in consumer  # the recorded answers carry none
+    r = client.get(f"/situation_contrat_auto/v1/{SELF}", headers=auth)
+    assert [c["segment"] for c in r.json()] == ["C5", "P4"]  # self-consumption
+    assert "subscribed_power" not in r.json()[1]
     r = client.get("/situation_contrat_auto/v1", params={"pointId": NORMAL}, headers=auth)
     assert r.status_code == 500
     assert client.get(f"/situation_contrat_auto/v1/{NORMAL}").status_code == 401

@@ -284,6 +284,10 @@ def test_contract_payload_v5_shape() -> None:
         "subscribed_power_kva": 9,
         "tariff": "BTINFCUHP",
         "offpeak_hours": "HC (22H00-6H00)",
+        "segment": "C5",
+        "contract_type": None,
+        "contract_start": None,
+        "producer": None,
         "raw": raw,
     }
 
@@ -313,5 +317,9 @@ def test_contract_payload_2026_shape_and_unknown_shapes() -> None:
         "subscribed_power_kva": None,
         "tariff": None,
         "offpeak_hours": None,
+        "segment": None,
+        "contract_type": None,
+        "contract_start": None,
+        "producer": None,
         "raw": {"something": "else"},
     }

@@ -15,6 +15,7 @@ from .budget import (
     scopes_for,
 )
 from .client import USER_AGENT, EnedisClient, FetchResult
+from .contract import Contract, ContractEntry, parse_contract, subscribed_kva
 from .hours import Hour, HourlyDay, aggregate_hours
 from .providers import DEFAULT_BASE_URLS, PROVIDERS, ProviderSettings
 from .retry import RetryPolicy, is_transient, no_sleep
@@ -24,6 +25,8 @@ __all__ = [
     "PROVIDERS",
     "USER_AGENT",
     "Budget",
+    "Contract",
+    "ContractEntry",
     "EnedisClient",
     "FetchResult",
     "Hour",
@@ -39,5 +42,7 @@ __all__ = [
     "errors",
     "is_transient",
     "no_sleep",
+    "parse_contract",
     "scopes_for",
+    "subscribed_kva",
 ]

@@ -38,6 +38,7 @@ from linky2mqtt.model import PDL_RE, Kind, Reading, paris_today
 
 from . import providers
 from .budget import Budget, MemoryLedger, Priority, default_windows, scopes_for
+from .contract import Contract, parse_contract
 from .errors import (
     ApiError,
     AuthError,
@@ -96,6 +97,20 @@ def _retry_after(response: httpx.Response, now: float) -> float | None:
         return max(0.0, parsedate_to_datetime(value).timestamp() - now)
     except (TypeError, ValueError, IndexError, OverflowError):
         return None
+
+
+def _plain_text(response: httpx.Response) -> str | None:
+    """The first line of a short plain-text error body (not an HTML page)."""
+    ctype = response.headers.get("Content-Type", "").lower()
+    if "html" in ctype or not response.content or len(response.content) > 2000:
+        return None
+    try:
+        text = response.content.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        return None
+    if not text or text.startswith("<"):
+        return None
+    return " ".join(text.splitlines()[0].split())[:200] or None
 
 
 class EnedisClient:
@@ -172,18 +187,21 @@ class EnedisClient:
             raise ValueError("max power has no load curve")
         return self._fetch(pdl, kind, "curve", start, end, priority=priority, retry=retry)
 
-    def contract(self, pdl: str, priority: Priority = Priority.FRESH) -> dict[str, Any] | None:
-        """The provider's contract JSON as is; None where there is none (conso, 404)."""
+    def contract(self, pdl: str, priority: Priority = Priority.FRESH) -> Contract | None:
+        """The PDL's parsed contract (:mod:`.contract`: the 2026 array, the v5
+        ``customers_upc`` shape, MyElectricalData ``/contracts``); None where there is
+        none (conso, 404)."""
         call = providers.contract_call(self.provider, pdl)
         if call is None:
             return None
         self._check_pdl(pdl)
 
-        def attempt() -> dict[str, Any]:
+        def attempt() -> Contract:
             body = self._attempt(call, pdl, priority)
-            if not isinstance(body, dict):
-                raise self._bad(call, "contract answer is not a JSON object")
-            return body
+            try:
+                return parse_contract(body)
+            except BadResponse as exc:
+                raise self._bad(call, exc.message) from None
 
         try:
             return self.retry.call(attempt)
@@ -441,6 +459,8 @@ class EnedisClient:
                 )
             return body
         code, message = providers.error_details(body)
+        if message is None and body is None:
+            message = _plain_text(response)
         if status == 404 and body is None:
             raise ApiError(
                 "not found, and not a JSON error: check base_url",
@@ -454,5 +474,12 @@ class EnedisClient:
             provider=self.provider,
             endpoint=call.path,
             code=code,
-            retry_after=_retry_after(response, self.clock.time()),
+            retry_after=self._retry_after(response, body),
         )
+
+    def _retry_after(self, response: httpx.Response, body: Any) -> float | None:
+        """When to come back: a ``Retry-After`` header, else what the body says
+        (``nextAccessTime``, ``Call threshold allowed on H:MM:SS``); seconds."""
+        now = self.clock.time()
+        header = _retry_after(response, now)
+        return header if header is not None else providers.retry_hint(body, now)

@@ -12,6 +12,8 @@ status or None), ``code`` (the provider's error code, e.g. ``ADAM-DC-0008``) and
     ├── ApiError                an HTTP error status, with code and message
     │   ├── BadRequest          400 (Invalid_request, ADAM-ERR0123, ADAM-DC-0015, ...)
     │   ├── AuthError           401/403: bad token, no consent, not subscribed
+    │   │   └── ConsentError    ADAM-DC-0007/0008/0009 (whatever the status, 400 or 403):
+    │   │                       the consent is missing or lost; a person must renew it
     │   ├── NoData              404 no_data_found: a gap (the client turns it into
     │   │                       FetchResult.missing; callers rarely see it)
     │   ├── QuotaError          429 Quota Q3/Q4 reached                      [retried]
@@ -29,12 +31,14 @@ bounded by attempts and total time, then the last exception is raised.
 from __future__ import annotations
 
 __all__ = [
+    "CONSENT_CODES",
     "ApiError",
     "AuthError",
     "BadRequest",
     "BadResponse",
     "BudgetExhausted",
     "Cancelled",
+    "ConsentError",
     "EnedisError",
     "NoData",
     "QuotaError",
@@ -104,7 +108,9 @@ class ApiError(EnedisError):
         retry_after: float | None = None,
     ) -> None:
         super().__init__(message, provider=provider, endpoint=endpoint, status=status, code=code)
-        self.retry_after = retry_after  # seconds, from a Retry-After header
+        # seconds to wait before asking again, when the answer says it (a Retry-After
+        # header, a 429 body's ``nextAccessTime`` or ``Call threshold allowed on H:MM:SS``)
+        self.retry_after = retry_after
 
 
 class BadRequest(ApiError):
@@ -113,6 +119,13 @@ class BadRequest(ApiError):
 
 class AuthError(ApiError):
     """401/403: credentials refused, consent missing or revoked, API not subscribed."""
+
+
+class ConsentError(AuthError):
+    """The data-sharing consent is missing or lost (``ADAM-DC-0007``, ``ADAM-DC-0008``,
+    ``ADAM-DC-0009``). Enedis answers ADAM-DC-0007 ("le client n'est pas titulaire du
+    point") with status 400 since 2026: it is still a consent problem, not a bad request.
+    Nothing comes back by asking again; the account holder must renew the consent."""
 
 
 class NoData(ApiError):
@@ -147,6 +160,9 @@ class BudgetExhausted(EnedisError):
         self.scope = scope
 
 
+CONSENT_CODES = frozenset({"ADAM-DC-0007", "ADAM-DC-0008", "ADAM-DC-0009"})
+
+
 def api_error(
     status: int,
     message: str,
@@ -158,7 +174,9 @@ def api_error(
 ) -> ApiError:
     """The :class:`ApiError` subclass for an HTTP error ``status``."""
     cls: type[ApiError]
-    if status == 400:
+    if code in CONSENT_CODES and 400 <= status < 500:
+        cls = ConsentError
+    elif status == 400:
         cls = BadRequest
     elif status in (401, 403):
         cls = AuthError

@@ -19,8 +19,10 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any, Literal
 
 from linky2mqtt.model import Kind
@@ -35,9 +37,13 @@ __all__ = [
     "Series",
     "conso_token_pdls",
     "contract_call",
+    "detail_text",
     "error_details",
     "measure_call",
+    "next_access_epoch",
     "parse_token",
+    "retry_hint",
+    "threshold_seconds",
     "token_call",
 ]
 
@@ -178,24 +184,153 @@ def conso_token_pdls(token: str) -> list[str]:
     return list(sub)
 
 
+_ADAM_CODE = re.compile(r"\bADAM-[A-Z]+-?\d{3,4}\b")
+
+
+def detail_text(detail: Any) -> str:
+    """MyElectricalData's ``detail`` as one readable line of real UTF-8.
+
+    ``detail`` is a string, or a list of strings, of lists of strings (MyElectricalData_import
+    #622: ``[["Erreur lors de la récupération ... - ", "Code d'erreur : 500 ..."]]``) or of
+    FastAPI validation objects (``{"loc": [...], "msg": "..."}``): the pieces of one item
+    are joined with a space, items with ``"; "``.
+    """
+    if isinstance(detail, str):
+        return " ".join(detail.split())
+    if isinstance(detail, Mapping):
+        for key in ("msg", "message", "detail", "error_description", "description"):
+            if isinstance(detail.get(key), str | list):
+                return detail_text(detail[key])
+        return " ".join(json.dumps(detail, ensure_ascii=False).split())
+    if isinstance(detail, list):
+        if all(isinstance(item, str) for item in detail):
+            return " ".join(" ".join(str(i) for i in detail).split())
+        parts = [detail_text(item) for item in detail]
+        return "; ".join(p for p in parts if p)
+    return "" if detail is None else str(detail)
+
+
 def error_details(body: Any) -> tuple[str | None, str | None]:
     """(code, message) of an error body, whatever the provider's format.
 
-    Enedis ``{"error","error_description"}``, gateway ``{"code","message"}``, Conso API
-    ``{"status","message","error": <Enedis body or text>}``, MyElectricalData ``{"detail"}``.
+    Enedis ``{"error","error_description"}``, gateway ``{"code","message"}`` and its
+    ``{"fault": {...}}`` wrapper, Conso API ``{"status","message","error": <Enedis body or
+    text>}``, MyElectricalData ``{"detail"}`` (text, a list, or text holding an Enedis JSON
+    body). An ``ADAM-...`` code written only in the text is found there too.
     """
     if not isinstance(body, dict):
         return None, None
+    fault = body.get("fault")
+    if isinstance(fault, dict):
+        return error_details(fault)
     error = body.get("error")
     if isinstance(error, dict):
         code, message = error_details(error)
         if code or message:
             return code, message
+    detail = body.get("detail")
+    if isinstance(detail, str) and detail.lstrip().startswith("{"):
+        try:
+            inner = json.loads(detail)
+        except ValueError:
+            inner = None
+        code, message = error_details(inner)
+        if code or message:
+            return code, message
     code = error if isinstance(error, str) else body.get("code")
-    message = body.get("error_description") or body.get("message") or body.get("detail")
+    message = body.get("error_description") or body.get("message")
+    if message is None and detail is not None:
+        message = detail_text(detail)
+    if (
+        isinstance(error, str)
+        and isinstance(body.get("message"), str)
+        and "error_description" not in body
+        and body.get("status") is not None
+    ):
+        # Conso API wrapping an Enedis answer that was plain text: the text is the news
+        message = f"{body['message']}: {error}"
+        code = None
     if isinstance(message, list | dict):
-        message = json.dumps(message)[:200]
-    return (
-        str(code)[:80] if code is not None else None,
-        str(message).strip()[:200] if message is not None else None,
-    )
+        message = detail_text(message)
+    text = " ".join(str(message).split())[:300] if message is not None else None
+    if code is None and text:
+        found = _ADAM_CODE.search(text)
+        code = found.group(0) if found else None
+    return (str(code)[:80] if code is not None else None, text)
+
+
+# -- when to come back (429) -------------------------------------------------------------
+
+_THRESHOLD = re.compile(r"allowed on\s+(-?\d+):(-?\d+):(-?\d+)", re.IGNORECASE)
+_MONTHS = {m: i for i, m in enumerate(
+    ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"), 1)}
+_NEXT_ACCESS = re.compile(
+    r"(\d{4})-([A-Za-z]{3}|\d{2})-(\d{2})[ T](\d{2}):(\d{2}):(\d{2})\s*([+-]\d{4}|Z)?")
+
+
+def _strings(doc: Any, key: str | None = None) -> list[tuple[str | None, str]]:
+    """Every (key, string value) in a JSON document, depth first."""
+    out: list[tuple[str | None, str]] = []
+    if isinstance(doc, str):
+        out.append((key, doc))
+    elif isinstance(doc, Mapping):
+        for k, v in doc.items():
+            out.extend(_strings(v, str(k)))
+    elif isinstance(doc, list):
+        for v in doc:
+            out.extend(_strings(v, key))
+    return out
+
+
+def threshold_seconds(text: str) -> float | None:
+    """Seconds in ``Call threshold allowed on H:MM:SS``, or None when the text has none.
+
+    The value is a duration, not a time of day: real answers read ``0:-30:-40`` and
+    ``-1:-3:-13`` (DomoticzLinky#84, #74), a time of day never has negative minutes. A
+    negative duration is read by its size (30 min 40 s); the simulator writes the
+    time left the same way (``0:00:01``).
+    """
+    m = _THRESHOLD.search(text)
+    if m is None:
+        return None
+    h, mi, se = (int(g) for g in m.groups())
+    return float(abs(h) * 3600 + abs(mi) * 60 + abs(se))
+
+
+def next_access_epoch(text: str) -> float | None:
+    """Epoch seconds of a gateway ``nextAccessTime`` (``2026-Jul-18 05:00:00+0000 UTC``)."""
+    m = _NEXT_ACCESS.search(text)
+    if m is None:
+        return None
+    year, month, day, hh, mm, ss, offset = m.groups()
+    mon = int(month) if month.isdigit() else _MONTHS.get(month.lower())
+    if mon is None:
+        return None
+    tz = UTC
+    if offset and offset != "Z":
+        sign = -1 if offset[0] == "-" else 1
+        tz = timezone(sign * timedelta(hours=int(offset[1:3]), minutes=int(offset[3:5])))
+    try:
+        moment = datetime(int(year), mon, int(day), int(hh), int(mm), int(ss), tzinfo=tz)
+    except ValueError:
+        return None
+    return moment.timestamp()
+
+
+def retry_hint(body: Any, now: float) -> float | None:
+    """Seconds to wait that an error body states (>= 0), or None.
+
+    ``nextAccessTime`` (an instant, compared with ``now``, epoch seconds of the client's
+    clock) wins over ``Call threshold allowed on H:MM:SS`` (a duration).
+    """
+    pairs = _strings(body)
+    for key, value in pairs:
+        if key == "nextAccessTime":
+            when = next_access_epoch(value)
+            if when is not None:
+                return max(0.0, when - now)
+    for _key, value in pairs:
+        seconds = threshold_seconds(value)
+        if seconds is not None:
+            return seconds
+    return None

@@ -32,6 +32,7 @@ from linky2mqtt.simulator.rules import (
     consent_revoked,
     invalid,
     no_data,
+    not_holder,
     served_days,
     technical,
 )
@@ -378,6 +379,7 @@ class App:
             "404": no_data(),
             "401": EnedisError(401, "invalid_token", "Invalid Credentials"),
             "403": consent_revoked(),
+            "0007": not_holder(),
         }[fault]
         return self._error(provider, err)
 

@@ -96,23 +96,40 @@ def meter_reading(q: Query, days: list[date],
     return head
 
 
-def situation_contrat(pdl: str) -> dict[str, Any]:
-    """``/situation_contrat_auto/v1/{pdl}`` (shape invented: unverified upstream)."""
+TARIFF_WORDS = {
+    # the HC/HP wording is the one recorded by MyElectricalData; the BASE one is unverified
+    "HC/HP": "Tarif BT<=36kVA Moyenne Utilisation heures pleines heures creuses associées "
+             "à deux saisons",
+    "BASE": "Tarif BT<=36kVA Courte Utilisation sans différenciation temporelle",
+}
+
+
+def situation_contrat(pdl: str) -> list[dict[str, Any]]:
+    """``/situation_contrat_auto/v1/{pdl}``: the 2026 JSON **array**, one object per
+    contract, as MyElectricalData recorded it (``situation_contrat_consommateur.json``,
+    ``situation_contrat_autoconsommation.json``): a consumer ``C5`` contract with its
+    subscribed power ``{"unit": "kVA", "value": "9"}`` and tariff in words, and a producer
+    ``P4`` contract (no subscribed power) when the PDL produces. No off-peak hours (the
+    recorded answers carry none). Personal blocks are served masked, as recorded."""
     prof = data.profile(pdl)
-    return {
-        "idPrm": pdl,
-        "situationContractuelle": {
-            "segment": "C5",
-            "etatContractuel": "SERVC",
-            "typeCompteur": "LINKY",
-            "puissanceSouscrite": {"valeur": str(prof.kva), "unite": "kVA"},
-            "optionTarifaire": prof.tariff,
-            "plagesHeuresCreuses": prof.offpeak,
-            "dateActivation": prof.activation.isoformat(),
-            "consommation": prof.consumes,
-            "production": prof.produces,
-        },
+    personal = {
+        "customer": {"customer": {"adress": {"line1": "<masque>", "line6": "<masque>"}}},
+        "contact_data": {"landline": "<masque>"},
+        "person": {"title": "<masque>", "lastname": "<masque>", "firstname": "<masque>"},
     }
+    start = f"{prof.activation.isoformat()}T00:00:00+0100"
+    out: list[dict[str, Any]] = []
+    if prof.consumes:
+        out.append({
+            "usage_point_id": pdl, "contract_start": start, "contract_type": "Contrat GRD-F",
+            "contractor": "<masque>", "distribution_tariff": TARIFF_WORDS[prof.tariff],
+            "subscribed_power": {"unit": "kVA", "value": str(prof.kva)}, "segment": "C5",
+            **personal,
+        })
+    if prof.produces:
+        out.append({"usage_point_id": pdl, "contract_start": start,
+                    "contract_type": "Contrat GRD-A", "segment": "P4", **personal})
+    return out
 
 
 def v5_contracts(pdl: str) -> dict[str, Any]:

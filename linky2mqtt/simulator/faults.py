@@ -8,6 +8,8 @@ Fault names:
                     (``Call threshold allowed on H:MM:SS``) and in a ``Retry-After`` header
     ``"404"``       no_data_found
     ``"401"``       invalid credentials;  ``"403"`` consent revoked (ADAM-DC-0008)
+    ``"0007"``      400 ADAM-DC-0007 "Le client n'est pas titulaire du point demandé." (a
+                    consent lost, answered with status 400 since 2026)
     ``"badjson"``   200, ``application/json``, a truncated JSON document
     ``"html"``      200, ``text/html`` maintenance page (``"html:502"``: same page, status 502)
     ``"drop"``      the connection is closed without any answer
@@ -31,7 +33,7 @@ from collections.abc import Iterable
 
 STATUS_FAULTS = ("500", "503", "429", "404", "401", "403")
 DEFAULT_RANDOM_KINDS = ("500", "503", "429", "drop")
-_FAULT_RE = re.compile(r"^(500|503|429|429:\d+|404|401|403|badjson|drop|html(:\d{3})?"
+_FAULT_RE = re.compile(r"^(500|503|429|429:\d+|404|401|403|0007|badjson|drop|html(:\d{3})?"
                        r"|slow:\d+(\.\d+)?|trickle(:\d+(\.\d+)?)?)$")
 
 

@@ -69,6 +69,11 @@ def technical(description: str = TECHNICAL_ERROR) -> EnedisError:
     return EnedisError(500, "technical_error", description)
 
 
+def not_holder() -> EnedisError:
+    """400 ADAM-DC-0007, as recorded in 2026 (bokub/ha-linky#202, bokub/conso-api#151)."""
+    return EnedisError(400, "ADAM-DC-0007", "Le client n'est pas titulaire du point demandé.")
+
+
 def consent_revoked() -> EnedisError:
     return EnedisError(
         403, "ADAM-DC-0008", "No consent can be found for this customer and this usage point."
