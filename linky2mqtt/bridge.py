@@ -28,6 +28,7 @@ from typing import Any
 from linky2mqtt import __version__, commands, homeassistant, topics
 from linky2mqtt.clock import SYSTEM_CLOCK, Clock
 from linky2mqtt.config import AccountConfig, BudgetOverride, Config, MeterConfig, redacted
+from linky2mqtt.debounce import Debouncer
 from linky2mqtt.enedis import (
     Budget,
     EnedisClient,
@@ -42,7 +43,7 @@ from linky2mqtt.enedis import (
 from linky2mqtt.hastats import StatisticsSink
 from linky2mqtt.health import Heartbeat, health_path
 from linky2mqtt.model import PARIS, Kind, Reading, Step, day_bounds
-from linky2mqtt.mqtt import Incoming, MqttLink
+from linky2mqtt.mqtt import Incoming, MqttLink, Overflow
 from linky2mqtt.poller import MeterPoller, SeriesName, meter_series
 from linky2mqtt.publisher import Publisher
 from linky2mqtt.scheduler import (
@@ -388,7 +389,11 @@ class Bridge:
             will_topic=topics.state_topic(self.base),
             will_payload=topics.dumps(topics.bridge_state(False)),
             on_connect=self._on_connect, on_message=self._on_message,
+            on_overflow=self._on_overflow, max_payload=cfg.command_policy.max_payload,
         )
+        # Home Assistant's birth messages: any number within the delay, one rediscovery
+        self.rediscovery = Debouncer(self._rediscover, lambda: self.rng.uniform(1.0, 5.0),
+                                     self.stopping, name="ha-rediscovery")
         self.publisher = Publisher(self.link, self.store, self.base, on_publish=on_publish)
         self.runners: list[AccountRunner] = []
         self.meter_account: dict[str, AccountRunner] = {}
@@ -446,17 +451,28 @@ class Bridge:
         self.publisher.republish_all()
 
     def _on_message(self, msg: Incoming) -> None:
-        ha = self.cfg.homeassistant
-        if ha.discovery and msg.topic == ha.status_topic:
-            if msg.payload.strip() == b"online":
-                delay = self.rng.uniform(1.0, 5.0)
-                log.info("Home Assistant is online: discovery again in %.1f s", delay)
-                t = threading.Timer(delay, self._rediscover)
-                t.daemon = True
-                t.start()
+        if self._birth(msg):
             return
         if self.commands is not None and msg.topic.startswith(f"{self.base}/bridge/request/"):
             self.commands.submit(msg)
+
+    def _on_overflow(self, msg: Incoming, reason: Overflow) -> None:
+        """A message the link could not queue (paho's network thread: quick answers only)."""
+        if self._birth(msg):
+            return
+        if self.commands is not None and msg.topic.startswith(f"{self.base}/bridge/request/"):
+            self.commands.refuse(msg, reason)
+
+    def _birth(self, msg: Incoming) -> bool:
+        """Home Assistant's status topic: ``online`` asks for one rediscovery, soon."""
+        ha = self.cfg.homeassistant
+        if not (ha.discovery and msg.topic == ha.status_topic):
+            return False
+        if msg.payload.strip() == b"online":
+            delay = self.rediscovery.poke()
+            if delay is not None:
+                log.info("Home Assistant is online: discovery again in %.1f s", delay)
+        return True
 
     def _rediscover(self) -> None:
         if self.stopping.is_set():
@@ -588,6 +604,7 @@ class Bridge:
             r.wake.set()
         for r in self.runners:
             r.thread.join(30)
+        self.rediscovery.stop()
         self.link.stop((topics.state_topic(self.base),
                         topics.dumps(topics.bridge_state(False))))
         for r in self.runners:

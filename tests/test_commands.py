@@ -105,15 +105,17 @@ def test_refresh_and_info() -> None:
 
 REJECTIONS: list[tuple[str, object, str]] = [
     # payload level
-    ("read", b"\xff\xfe{}", "payload is not UTF-8 text (bad byte at position 0)"),
+    ("read", b"\xff\xfe{}", "payload is not UTF-8 text: got 4 bytes, bad byte 0xff at position 0"),
     (
         "read",
         b"{pdl:1}",
-        "payload is not valid JSON: Expecting property name enclosed in "
+        'payload is not valid JSON: got 7 bytes "{pdl:1}": Expecting property name enclosed in '
         "double quotes at line 1 column 2",
     ),
-    ("read", b'{"a":NaN}', "payload is not valid JSON: NaN is not a JSON number"),
-    ("read", b'{"a":1e999}', "payload is not valid JSON: number 1e999 is too large"),
+    ("read", b'{"a":NaN}',
+     'payload is not valid JSON: got 9 bytes "{\\"a\\":NaN}": NaN is not a JSON number'),
+    ("read", b'{"a":1e999}',
+     'payload is not valid JSON: got 11 bytes "{\\"a\\":1e999}": number 1e999 is too large'),
     ("read", b"[1,2]", "payload must be a JSON object such as {}, got an array"),
     ("read", b'"read"', "payload must be a JSON object such as {}, got a string"),
     ("read", b"null", "payload must be a JSON object such as {}, got null"),
