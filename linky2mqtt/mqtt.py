@@ -47,6 +47,7 @@ Behaviour, in short:
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import queue
 import random
@@ -131,7 +132,14 @@ _STOP = object()
 _paho_logger = logging.getLogger(f"{__name__}.paho")
 
 
+_PAHO_LINE = 300
+
+
 def _paho_log(client: mqtt.Client, userdata: Any, level: int, buf: str) -> None:
+    # paho's lines quote topics, which clients choose: escaped, and cut when long
+    if len(buf) > _PAHO_LINE:
+        buf = f"{buf[:_PAHO_LINE]}... ({len(buf)} characters)"
+    buf = json.dumps(buf)[1:-1]
     if level == mqtt.MQTT_LOG_ERR and buf.startswith("Caught exception"):
         _paho_logger.error("%s", buf)
     else:
