@@ -59,6 +59,11 @@ log = logging.getLogger(__name__)
 
 QUEUE_LIMIT = 256
 QUEUE_BYTES = 2 * 1024 * 1024  # topics and payloads of the requests waiting, at most
+# Answers waiting for the broker (paho's outgoing queue): beyond this, the worker waits
+# (up to ANSWER_WAIT seconds) and refusals are not sent (counted in the log): the broker
+# is not taking answers as fast as requests come, and would drop them anyway.
+ANSWER_BACKLOG = 1000
+ANSWER_WAIT = 5.0
 # Requests handed to account threads (reads that need upstream data, refreshes) and not
 # answered yet; beyond this, new ones are refused at once rather than queued without limit.
 UPSTREAM_LIMIT = 64
@@ -161,6 +166,7 @@ class CommandService:
         self._topic_log = Throttled(logging.WARNING)
         self._busy_log = Throttled(logging.WARNING, burst=1)
         self._refused_log = Throttled(logging.INFO, burst=20)
+        self._dropped_log = Throttled(logging.WARNING, burst=1)
         self.thread = threading.Thread(target=self._run, name="commands", daemon=True)
 
     def start(self) -> None:
@@ -210,7 +216,7 @@ class CommandService:
                                commands.shown(command))
             answer = commands.error(
                 command, "too many requests are waiting; try again in a moment", transaction)
-        self._answer(msg, command, answer)
+        self._answer(msg, command, answer, wait=False)
 
     def _ignored(self, msg: Incoming) -> bool:
         """A retained request: the broker's stored copy, replayed at every connect."""
@@ -368,9 +374,19 @@ class CommandService:
             discovery_prefix=self.ha.discovery_prefix, status_topic=self.ha.status_topic,
             allowed=self.policy.response_topics)
 
-    def _answer(self, msg: Incoming, command: str, answer: dict[str, Any]) -> None:
-        body = commands.encode(answer)
+    def _answer(self, msg: Incoming, command: str, answer: dict[str, Any], *,
+                wait: bool = True) -> None:
         link = self.bridge.link
+        if link.backlog() >= ANSWER_BACKLOG:
+            deadline = time.monotonic() + (ANSWER_WAIT if wait else 0.0)
+            while link.backlog() >= ANSWER_BACKLOG and time.monotonic() < deadline:
+                self.bridge.stopping.wait(0.01)
+            if link.backlog() >= ANSWER_BACKLOG:
+                self._dropped_log.log(
+                    "%d answers are waiting for the broker: the answer to %s is not sent",
+                    link.backlog(), commands.shown(command))
+                return
+        body = commands.encode(answer)
         link.publish(commands.response_topic(self.base, command), body, qos=1, retain=False)
         if msg.response_topic and self._response_topic_problem(msg) is None:
             props: dict[str, Any] = {"content_type": "application/json"}
