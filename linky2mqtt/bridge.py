@@ -437,6 +437,8 @@ class Bridge:
 
     def _on_connect(self) -> None:
         log.info("connected to the broker; publishing state and retained topics")
+        if self.commands is not None:
+            self.commands.connected()
         self.link.publish(topics.state_topic(self.base), topics.dumps(topics.bridge_state(True)),
                           qos=1, retain=True)
         # bridge/info goes out with the other retained topics, from the store

@@ -333,12 +333,6 @@ class MqttLink:
                 self._acks[info.mid] = on_ack
         return True
 
-    def backlog(self) -> int:
-        """Messages published and not yet acknowledged (QoS 1/2) or written (QoS 0): what
-        paho holds for the broker. A caller that answers strangers checks it, so that a
-        broker slower than a flood of requests never makes this queue grow without bound."""
-        return len(getattr(self._client, "_out_messages", ()))
-
     def subscribe(self, topic: str, qos: int = 1) -> None:
         """Subscribe now if connected, and again after every reconnect."""
         with self._lock:
@@ -508,7 +502,8 @@ class MqttLink:
         handler = self._on_message
         if handler is None:
             return
-        size = len(incoming.payload) + len(topic) + len(response_topic or "")
+        size = (len(incoming.payload) + len(topic) + len(response_topic or "")
+                + len(incoming.correlation_data or b""))
         reason: Overflow | None = None
         if self._max_payload is not None and len(incoming.payload) > self._max_payload:
             reason = "too large"

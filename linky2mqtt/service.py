@@ -28,6 +28,9 @@ Hostile input is bounded at every step:
 * the link's inbox and this service's queue are bounded by count and by bytes; a request
   that finds them full is refused at once ("too many requests are waiting"), with its
   transaction;
+* answers published and not yet acknowledged by the broker are bounded (1,000, 4 MiB):
+  beyond that the worker waits up to 5 s and refusals are not sent (a throttled warning
+  counts them), so a broker slower than a flood never makes paho's queue grow unbounded;
 * a retained request (the broker's stored copy, replayed at every connect) is ignored with
   a warning; the bridge never clears it (it is not the bridge's topic);
 * user input in log lines is escaped and bounded (:func:`commands.shown`), and warnings
@@ -59,10 +62,12 @@ log = logging.getLogger(__name__)
 
 QUEUE_LIMIT = 256
 QUEUE_BYTES = 2 * 1024 * 1024  # topics and payloads of the requests waiting, at most
-# Answers waiting for the broker (paho's outgoing queue): beyond this, the worker waits
-# (up to ANSWER_WAIT seconds) and refusals are not sent (counted in the log): the broker
-# is not taking answers as fast as requests come, and would drop them anyway.
+# Answers published and not yet acknowledged by the broker (held by paho meanwhile): beyond
+# either bound, the worker waits (up to ANSWER_WAIT seconds) and refusals are not sent
+# (counted in the log): the broker is not taking answers as fast as requests come, and
+# would drop them anyway.
 ANSWER_BACKLOG = 1000
+ANSWER_BYTES = 4 * 1024 * 1024
 ANSWER_WAIT = 5.0
 # Requests handed to account threads (reads that need upstream data, refreshes) and not
 # answered yet; beyond this, new ones are refused at once rather than queued without limit.
@@ -167,6 +172,9 @@ class CommandService:
         self._busy_log = Throttled(logging.WARNING, burst=1)
         self._refused_log = Throttled(logging.INFO, burst=20)
         self._dropped_log = Throttled(logging.WARNING, burst=1)
+        self._out_lock = threading.Lock()
+        self._out_count = 0  # answers published, not acknowledged yet, and their size
+        self._out_bytes = 0
         self.thread = threading.Thread(target=self._run, name="commands", daemon=True)
 
     def start(self) -> None:
@@ -183,7 +191,8 @@ class CommandService:
         if len(msg.payload) > self.policy.max_payload:
             self.refuse(msg, "too large")
             return
-        size = len(msg.topic) + len(msg.payload) + len(msg.response_topic or "")
+        size = (len(msg.topic) + len(msg.payload) + len(msg.response_topic or "")
+                + len(msg.correlation_data or b""))
         with self._queue_lock:
             room = self._queued_bytes == 0 or self._queued_bytes + size <= QUEUE_BYTES
             if room:
@@ -374,22 +383,47 @@ class CommandService:
             discovery_prefix=self.ha.discovery_prefix, status_topic=self.ha.status_topic,
             allowed=self.policy.response_topics)
 
+    def connected(self) -> None:
+        """A new broker session: acknowledgements of earlier answers may never come."""
+        with self._out_lock:
+            self._out_count = self._out_bytes = 0
+
+    def _backlog_full(self) -> bool:
+        with self._out_lock:
+            return self._out_count >= ANSWER_BACKLOG or self._out_bytes >= ANSWER_BYTES
+
+    def _publish_answer(self, topic: str, body: bytes,
+                        properties: dict[str, Any] | None = None) -> None:
+        size = len(topic) + len(body)
+
+        def acked() -> None:
+            with self._out_lock:
+                self._out_count = max(0, self._out_count - 1)
+                self._out_bytes = max(0, self._out_bytes - size)
+
+        with self._out_lock:  # counted first: the acknowledgement may come at once
+            self._out_count += 1
+            self._out_bytes += size
+        if not self.bridge.link.publish(topic, body, qos=1, retain=False, on_ack=acked,
+                                        properties=properties):
+            acked()  # not sent (not connected): nothing to wait for
+
     def _answer(self, msg: Incoming, command: str, answer: dict[str, Any], *,
                 wait: bool = True) -> None:
-        link = self.bridge.link
-        if link.backlog() >= ANSWER_BACKLOG:
+        if self._backlog_full():
             deadline = time.monotonic() + (ANSWER_WAIT if wait else 0.0)
-            while link.backlog() >= ANSWER_BACKLOG and time.monotonic() < deadline:
+            while self._backlog_full() and time.monotonic() < deadline:
                 self.bridge.stopping.wait(0.01)
-            if link.backlog() >= ANSWER_BACKLOG:
+            if self._backlog_full():
                 self._dropped_log.log(
-                    "%d answers are waiting for the broker: the answer to %s is not sent",
-                    link.backlog(), commands.shown(command))
+                    "%d answers (%d KiB) are waiting for the broker's acknowledgement: the "
+                    "answer to %s is not sent", self._out_count, self._out_bytes // 1024,
+                    commands.shown(command))
                 return
         body = commands.encode(answer)
-        link.publish(commands.response_topic(self.base, command), body, qos=1, retain=False)
+        self._publish_answer(commands.response_topic(self.base, command), body)
         if msg.response_topic and self._response_topic_problem(msg) is None:
             props: dict[str, Any] = {"content_type": "application/json"}
             if msg.correlation_data is not None:
                 props["correlation_data"] = msg.correlation_data
-            link.publish(msg.response_topic, body, qos=1, retain=False, properties=props)
+            self._publish_answer(msg.response_topic, body, props)
