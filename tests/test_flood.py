@@ -262,6 +262,11 @@ def test_floods_keep_memory_within_20_mb_of_idle_and_info_answered(
                 print(f"  rediscoveries: {got}")
                 assert 1 <= got <= 2
         assert running.proc.poll() is None
+        dropped = [line.split(": ", 1)[-1] for line in running.lines
+                   if "not sent" in line or "more like the line above" in line]
+        print("bridge: " + ("; ".join(dropped) if dropped else "no answer dropped"))
+        notices = [line for line in broker.log.read_text().splitlines() if "dropped" in line]
+        print("broker: " + ("; ".join(notices) if notices else "nothing dropped"))
     except BaseException:
         print("bridge log (tail):\n" + "\n".join(running.lines[-40:]))
         raise
