@@ -209,9 +209,9 @@ class CommandService:
         """Answer a request that is not queued: too large, or no room. Quick and bounded
         (it may run on paho's network thread): nothing of the payload is parsed but its
         ends, searched for the transaction."""
-        if self._ignored(msg):
-            return
         command = msg.topic.rsplit("/", 1)[-1]
+        if self._ignored(msg) or not command:  # (no command name: ignored, as in handle)
+            return
         transaction = commands.transaction_hint(msg.payload)
         if reason == "too large":
             refusal = commands.too_large(command, len(msg.payload), self.policy.max_payload,
