@@ -35,6 +35,7 @@ from typing import Any
 from linky2mqtt import __version__, commands, homeassistant, plausible, topics
 from linky2mqtt.clock import SYSTEM_CLOCK, Clock
 from linky2mqtt.config import AccountConfig, BudgetOverride, Config, MeterConfig, redacted
+from linky2mqtt.debounce import Debouncer
 from linky2mqtt.enedis import (
     Budget,
     EnedisClient,
@@ -50,7 +51,7 @@ from linky2mqtt.enedis import (
 from linky2mqtt.hastats import StatisticsSink
 from linky2mqtt.health import Heartbeat, health_path
 from linky2mqtt.model import PARIS, Kind, Reading, Step, day_bounds
-from linky2mqtt.mqtt import Incoming, MqttLink
+from linky2mqtt.mqtt import Incoming, MqttLink, Overflow
 from linky2mqtt.poller import MeterPoller, SeriesName, meter_series
 from linky2mqtt.progress import BackfillProgress, SeriesCount, budget_text, hint
 from linky2mqtt.publisher import Publisher
@@ -468,7 +469,11 @@ class Bridge:
             will_topic=topics.state_topic(self.base),
             will_payload=topics.dumps(topics.bridge_state(False)),
             on_connect=self._on_connect, on_message=self._on_message,
+            on_overflow=self._on_overflow, max_payload=cfg.command_policy.max_payload,
         )
+        # Home Assistant's birth messages: any number within the delay, one rediscovery
+        self.rediscovery = Debouncer(self._rediscover, lambda: self.rng.uniform(1.0, 5.0),
+                                     self.stopping, name="ha-rediscovery")
         self.publisher = Publisher(self.link, self.store, self.base, on_publish=on_publish)
         self.runners: list[AccountRunner] = []
         self.meter_account: dict[str, AccountRunner] = {}
@@ -519,6 +524,8 @@ class Bridge:
 
     def _on_connect(self) -> None:
         log.info("connected to the broker; publishing state and retained topics")
+        if self.commands is not None:
+            self.commands.connected()
         self.link.publish(topics.state_topic(self.base), topics.dumps(topics.bridge_state(True)),
                           qos=1, retain=True)
         # bridge/info goes out with the other retained topics, from the store
@@ -533,17 +540,28 @@ class Bridge:
         self.publisher.republish_all()
 
     def _on_message(self, msg: Incoming) -> None:
-        ha = self.cfg.homeassistant
-        if ha.discovery and msg.topic == ha.status_topic:
-            if msg.payload.strip() == b"online":
-                delay = self.rng.uniform(1.0, 5.0)
-                log.info("Home Assistant is online: discovery again in %.1f s", delay)
-                t = threading.Timer(delay, self._rediscover)
-                t.daemon = True
-                t.start()
+        if self._birth(msg):
             return
         if self.commands is not None and msg.topic.startswith(f"{self.base}/bridge/request/"):
             self.commands.submit(msg)
+
+    def _on_overflow(self, msg: Incoming, reason: Overflow) -> None:
+        """A message the link could not queue (paho's network thread: quick answers only)."""
+        if self._birth(msg):
+            return
+        if self.commands is not None and msg.topic.startswith(f"{self.base}/bridge/request/"):
+            self.commands.refuse(msg, reason)
+
+    def _birth(self, msg: Incoming) -> bool:
+        """Home Assistant's status topic: ``online`` asks for one rediscovery, soon."""
+        ha = self.cfg.homeassistant
+        if not (ha.discovery and msg.topic == ha.status_topic):
+            return False
+        if msg.payload.strip() == b"online":
+            delay = self.rediscovery.poke()
+            if delay is not None:
+                log.info("Home Assistant is online: discovery again in %.1f s", delay)
+        return True
 
     def _rediscover(self) -> None:
         if self.stopping.is_set():
@@ -681,6 +699,7 @@ class Bridge:
         busy = [r.account.name for r in self.runners if r.thread.is_alive()]
         if busy:
             log.info("stopping without waiting for account(s) %s", ", ".join(busy))
+        self.rediscovery.stop()
         self.link.stop((topics.state_topic(self.base),
                         topics.dumps(topics.bridge_state(False))))
         if self.statistics is not None:

@@ -7,15 +7,20 @@
 * :func:`ok`, :func:`error` and :func:`encode` build and serialise the answers
   published on ``B/bridge/response/<command>``; ``transaction`` is echoed exactly
   whenever the request carried one.
+* :func:`response_topic_problem` says why an MQTT 5 ResponseTopic may not receive an
+  answer (inside the bridge's base topic other than ``B/bridge/response/``, under the
+  discovery prefix, Home Assistant's status topic, outside the configured prefixes);
+* :func:`shown` renders user input for a log line: escaped and bounded.
 * :func:`missing_days` and :func:`build_read_data` assemble the ``data`` of a ``read``
   answer over a small :class:`ReadSource` protocol (the bridge adapts the store to it);
   :func:`read_message_when_budget_exhausted` says when the budget allows what is missing.
 
 Validation rules (in this order; the first failure is the answer):
 
-1. payload at most 64 KiB, UTF-8, JSON (strict: no NaN/Infinity), an object, not nested
-   deeper than 64 levels (an empty payload counts as ``{}``); a payload over 64 KiB
-   (up to 1 MiB) is still searched for a short ``transaction`` to echo in the refusal;
+1. payload at most ``max_payload`` bytes (64 KiB by default), UTF-8, JSON (strict: no
+   NaN/Infinity), an object, not nested deeper than 64 levels (an empty payload counts
+   as ``{}``); a payload over the limit is refused before parsing, and its ``transaction``
+   is still echoed when :func:`transaction_hint` finds it cheaply (first or last key);
 2. a known command (``read``, ``refresh``, ``info``);
 3. no unknown keys (a typo such as ``"strat"`` is reported rather than ignored);
 4. per field: ``pdl`` a string of 14 digits configured in this bridge; ``kind`` one of
@@ -41,7 +46,7 @@ from linky2mqtt.model import PDL_RE, Kind, Step, day_bounds, kwh, local_iso
 
 MAX_PAYLOAD: Final = 64 * 1024
 MAX_DEPTH: Final = 64
-OVERSIZE_SCAN: Final = 1024 * 1024  # an oversized payload is still searched for its transaction
+HINT_SCAN: Final = 2048  # bytes at each end of a payload searched for its transaction
 OVERSIZE_ECHO: Final = 1024  # ... and a transaction that short is echoed
 COMMANDS: Final = ("read", "refresh", "info")
 MAX_DAYS: Final[Mapping[Step, int]] = {Step.DAY: 366, Step.MONTH: 366, Step.HOUR: 31}
@@ -125,11 +130,12 @@ class _Invalid(Exception):
 
 
 def parse_request(
-    command: str, payload: bytes, *, pdls: Mapping[str, MeterView], today: date
+    command: str, payload: bytes, *, pdls: Mapping[str, MeterView], today: date,
+    max_payload: int = MAX_PAYLOAD,
 ) -> Request | Rejection:
     """Validate one request; never raises. ``today`` is the Europe/Paris date."""
     try:
-        return _parse(command, payload, pdls, today)
+        return _parse(command, payload, pdls, today, max_payload)
     except Exception as exc:  # pragma: no cover - a bug here must not crash the bridge
         return Rejection(
             command, f"internal error while reading the request ({type(exc).__name__})"
@@ -137,18 +143,19 @@ def parse_request(
 
 
 def _parse(
-    command: str, payload: bytes, pdls: Mapping[str, MeterView], today: date
+    command: str, payload: bytes, pdls: Mapping[str, MeterView], today: date,
+    max_payload: int,
 ) -> Request | Rejection:
-    if len(payload) > MAX_PAYLOAD:
-        return Rejection(
-            command,
-            f"payload too large: {len(payload)} bytes, at most {MAX_PAYLOAD} (64 KiB)",
-            _oversize_transaction(payload),
-        )
+    if len(payload) > max_payload:
+        return too_large(command, len(payload), max_payload, transaction_hint(payload))
     try:
         text = payload.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        return Rejection(command, f"payload is not UTF-8 text (bad byte at position {exc.start})")
+        return Rejection(
+            command,
+            f"payload is not UTF-8 text: got {_bytes(len(payload))}, "
+            f"bad byte 0x{payload[exc.start]:02x} at position {exc.start}",
+        )
     if not text.strip():
         body: object = {}
     else:
@@ -164,7 +171,11 @@ def _parse(
                 command, f"payload is nested too deeply (more than {MAX_DEPTH} levels)"
             )
         except ValueError as exc:
-            return Rejection(command, f"payload is not valid JSON: {_json_reason(exc)}")
+            return Rejection(
+                command,
+                f"payload is not valid JSON: got {_bytes(len(payload))} "
+                f"{_show(text, 40)}: {_json_reason(exc)}",
+            )
     if not isinstance(body, dict):
         return Rejection(
             command,
@@ -192,30 +203,64 @@ def _parse(
     )
 
 
-def _oversize_transaction(payload: bytes) -> object:
-    """The ``transaction`` of a payload over 64 KiB, so that even this refusal can be
-    matched to its request: only up to :data:`OVERSIZE_SCAN` bytes are parsed, and only
-    a short transaction (encoded in at most :data:`OVERSIZE_ECHO` bytes) is echoed."""
-    if len(payload) > OVERSIZE_SCAN:
-        return NO_TRANSACTION
+def too_large(command: str, size: int, limit: int, transaction: object) -> Rejection:
+    """The refusal of a payload over ``limit`` bytes (nothing of it was parsed)."""
+    return Rejection(command, f"payload too large: {size} bytes, at most {limit}"
+                              f"{' (64 KiB)' if limit == MAX_PAYLOAD else ''}", transaction)
+
+
+_HEAD_RE = re.compile(rb'\A(?:\xef\xbb\xbf)?\s*\{\s*"transaction"\s*:\s*')
+_TAIL_KEY = b'"transaction"'
+
+
+def transaction_hint(payload: bytes) -> object:
+    """The ``transaction`` of a payload that will not be parsed (too large, or refused
+    because too many requests wait), found cheaply: only the first and last
+    :data:`HINT_SCAN` bytes are read, and only a ``transaction`` that is the object's
+    first or last key and encodes in at most :data:`OVERSIZE_ECHO` bytes is returned;
+    :data:`NO_TRANSACTION` otherwise. For a valid JSON object this is its transaction
+    (unless the key is repeated, which JSON leaves undefined)."""
+    head = payload[:HINT_SCAN]
+    m = _HEAD_RE.match(head)
+    if m is not None:
+        found = _value_at(head, m.end(), (b",", b"}"))
+        if found is not NO_TRANSACTION:
+            return found
+    tail = payload[-HINT_SCAN:]
+    at = tail.rfind(_TAIL_KEY)
+    while at >= 0:
+        before = tail[:at].rstrip()
+        if before.endswith((b",", b"{")):
+            rest = tail[at + len(_TAIL_KEY):].lstrip()
+            if rest.startswith(b":"):
+                start = len(tail) - len(rest[1:].lstrip())
+                found = _value_at(tail, start, (b"}",), last=True)
+                if found is not NO_TRANSACTION:
+                    return found
+        at = tail.rfind(_TAIL_KEY, 0, at)
+    return NO_TRANSACTION
+
+
+def _value_at(chunk: bytes, start: int, followers: tuple[bytes, ...],
+              last: bool = False) -> object:
+    """The short JSON value at ``chunk[start:]`` if one of ``followers`` comes next
+    (``last``: and nothing but white space after it)."""
     try:
-        body = json.loads(
-            payload.decode("utf-8-sig"),
-            parse_constant=_reject_constant,
-            parse_float=_finite_float,
-            parse_int=_short_int,
-        )
+        text = chunk[start:start + OVERSIZE_ECHO + 1].decode("utf-8", "ignore")
+        decoder = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float,
+                                   parse_int=_short_int)
+        value, end = decoder.raw_decode(text)
     except (ValueError, RecursionError):
         return NO_TRANSACTION
-    if not isinstance(body, dict) or "transaction" not in body:
+    used = len(text[:end].encode("utf-8"))
+    if used > OVERSIZE_ECHO:
         return NO_TRANSACTION
-    transaction = body["transaction"]
-    try:
-        if len(json.dumps(transaction, allow_nan=False)) > OVERSIZE_ECHO:
-            return NO_TRANSACTION
-    except (ValueError, RecursionError):
+    after = chunk[start + used:].lstrip()
+    if not after.startswith(followers):
         return NO_TRANSACTION
-    return transaction
+    if last and after[1:].strip():
+        return NO_TRANSACTION
+    return value
 
 
 def _parse_read(
@@ -357,8 +402,26 @@ def _json_type(value: object) -> str:
 
 def _show(text: str, limit: int = 40) -> str:
     """A user-supplied string quoted for a message, shortened and printable."""
-    shown = json.dumps(text[:limit] + ("..." if len(text) > limit else ""))
-    return shown
+    return json.dumps(text[:limit] + ("..." if len(text) > limit else ""))
+
+
+def shown(text: str | bytes, limit: int = 80) -> str:
+    """User input (a topic, a command name, a payload) for a log line: quoted, every
+    control and non-ASCII character escaped (a newline cannot forge a log line), at most
+    ``limit`` characters of it, and its full length when it was cut."""
+    if isinstance(text, bytes):
+        size = len(text)
+        text = text[:limit * 4].decode("utf-8", "replace")
+        if size <= limit:
+            return json.dumps(text)
+        return f"{json.dumps(text[:limit])}... ({_bytes(size)})"
+    if len(text) <= limit:
+        return json.dumps(text)
+    return f"{json.dumps(text[:limit])}... ({len(text)} characters)"
+
+
+def _bytes(n: int) -> str:
+    return "1 byte" if n == 1 else f"{n} bytes"
 
 
 def _show_json(value: object) -> str:
@@ -397,6 +460,41 @@ def rejection_answer(rejection: Rejection) -> dict[str, Any]:
 def response_topic(base_topic: str, command: str) -> str:
     """``B/bridge/response/<command>``: every command, known or not, answers on its own."""
     return f"{base_topic}/bridge/response/{command}"
+
+
+def _under(topic: str, prefix: str) -> bool:
+    """``topic`` is ``prefix`` or lies below it (whole levels: ``a/b`` is not under ``a/bc``)."""
+    prefix = prefix.rstrip("/")
+    return topic == prefix or topic.startswith(prefix + "/")
+
+
+def response_topic_problem(
+    topic: str, *, base_topic: str, discovery_prefix: str, status_topic: str,
+    allowed: tuple[str, ...] = (),
+) -> str | None:
+    """Why the bridge must not publish an answer on the MQTT 5 ResponseTopic ``topic``
+    (None: it may). Refused: wildcards, NUL, ``$`` topics, an empty topic; anything under
+    ``base_topic`` but ``base_topic/bridge/response/...`` (the bridge's retained values,
+    state, info and requests: a requester must not be able to write there through the
+    bridge); anything under the Home Assistant ``discovery_prefix`` and its
+    ``status_topic``; and, when ``allowed`` prefixes are configured, any topic outside
+    them. The message names the rule, not the topic (the caller shows the topic)."""
+    if not topic or any(c in topic for c in "+#\0"):
+        return "a response topic must be a topic name, without the wildcards + or # or NUL"
+    if topic.startswith("$"):
+        return 'topics starting with "$" are reserved for the broker'
+    own = f"{base_topic}/bridge/response"
+    if _under(topic, base_topic) and not topic.startswith(own + "/"):
+        return (f"it is inside the bridge's base topic {base_topic}/; the only answers "
+                f"published there go to {own}/<command>")
+    if _under(topic, discovery_prefix):
+        return f"it is inside the Home Assistant discovery prefix {discovery_prefix}/"
+    if topic == status_topic:
+        return "it is Home Assistant's status topic"
+    if allowed and not any(_under(topic, p) for p in allowed):
+        return ("it is outside the response topics this bridge allows "
+                f"(commands.response_topics: {', '.join(allowed)})")
+    return None
 
 
 def encode(answer: Mapping[str, Any]) -> bytes:

@@ -33,6 +33,7 @@ from linky2mqtt.secret import MASK, Secret
 __all__ = [
     "AccountConfig",
     "BudgetOverride",
+    "CommandPolicy",
     "Config",
     "ConfigError",
     "HomeAssistantConfig",
@@ -224,6 +225,19 @@ def _meter_config(pdl: str, name: str, settings: MeterDefaults,
                        backfill_hour=settings.backfill_hour, enabled=enabled)
 
 
+DEFAULT_MAX_PAYLOAD: Final = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class CommandPolicy:
+    """What the command topic accepts (``commands:`` given as a mapping)."""
+
+    max_payload: int = DEFAULT_MAX_PAYLOAD  # bytes; larger requests are refused unread
+    # MQTT 5 ResponseTopic prefixes answers may go to; empty: any topic outside the
+    # bridge's base topic (but B/bridge/response/), the discovery prefix and HA's status
+    response_topics: tuple[str, ...] = ()
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     mqtt: MqttConfig = field(default_factory=MqttConfig)
@@ -233,6 +247,7 @@ class Config:
     commands: bool = True
     poll_window: tuple[time, time] = (time(8, 0), time(10, 0))
     accounts: tuple[AccountConfig, ...] = ()
+    command_policy: CommandPolicy = field(default_factory=CommandPolicy)
 
     def enabled_meters(self) -> tuple[tuple[AccountConfig, MeterConfig], ...]:
         """Every listed meter that is enabled, of every enabled account (auto ones excluded)."""
@@ -337,6 +352,8 @@ def redacted(cfg: Config) -> dict[str, Any]:
         "store": {"path": str(cfg.store.path)},
         "log": {"level": cfg.log.level, "format": cfg.log.format},
         "commands": cfg.commands,
+        "command_policy": {"max_payload": cfg.command_policy.max_payload,
+                           "response_topics": list(cfg.command_policy.response_topics)},
         "poll_window": _window_text(cfg.poll_window),
         "accounts": [_redacted_account(a) for a in cfg.accounts],
     }
@@ -375,7 +392,7 @@ def summary(cfg: Config) -> str:
         + ("off" if ha.statistics is None else f"{ha.statistics.url} (token ***)"),
         f"Store: {cfg.store.path}",
         f"Log: {cfg.log.level}, {cfg.log.format}",
-        f"Commands: {'on' if cfg.commands else 'off'}",
+        f"Commands: {'on' if cfg.commands else 'off'}{_policy_text(cfg)}",
         f"Poll window: {_window_text(cfg.poll_window)} (Europe/Paris)",
         f"Accounts: {len(cfg.accounts)}",
     ]
@@ -767,7 +784,7 @@ def _build(ctx: _Ctx, document: Any) -> Config | None:
     log = _Section(ctx, top.get("log"), "log", ("level", "format"))
     level = log.choice("level", "info", LOG_LEVELS)
     fmt = log.choice("format", "text", LOG_FORMATS)
-    commands = top.boolean("commands", True)
+    commands, policy = _commands(ctx, top, mqtt, homeassistant)
     window = _poll_window(top)
     accounts = _accounts(ctx, top)
     return Config(
@@ -778,7 +795,66 @@ def _build(ctx: _Ctx, document: Any) -> Config | None:
         commands=commands,
         poll_window=window,
         accounts=accounts,
+        command_policy=policy,
     )
+
+
+_COMMANDS_KEYS: Final = ("enabled", "max_payload", "response_topics")
+
+
+def _commands(ctx: _Ctx, top: _Section, mqtt: MqttConfig,
+              ha: HomeAssistantConfig) -> tuple[bool, CommandPolicy]:
+    """``commands: true|false``, or a mapping ``{enabled, max_payload, response_topics}``."""
+    raw = top.get("commands")
+    if not isinstance(raw, dict):
+        if raw not in (_MISSING, _BAD) and not isinstance(raw, bool) and not (
+                isinstance(raw, _Env) and raw.strip().lower() in ("true", "false")):
+            ctx.add("commands", "expected true, false or a mapping (enabled, max_payload, "
+                    f"response_topics), got {_show(raw)}")
+            return True, CommandPolicy()
+        return top.boolean("commands", True), CommandPolicy()
+    sec = _Section(ctx, raw, "commands", _COMMANDS_KEYS)
+    enabled = sec.boolean("enabled", True)
+    max_payload = sec.integer("max_payload", DEFAULT_MAX_PAYLOAD, low=256, high=1024 * 1024)
+    prefixes: list[str] = []
+    value = sec.get("response_topics")
+    if value not in (_MISSING, _BAD, None):
+        if not isinstance(value, list):
+            ctx.add(sec.at("response_topics"),
+                    f"expected a list of topic prefixes, got {_kind(value)}")
+        else:
+            for i, item in enumerate(value):
+                where = f"{sec.at('response_topics')}[{i}]"
+                problem = _prefix_problem(item, mqtt.base_topic, ha)
+                if problem is not None:
+                    ctx.add(where, problem)
+                else:
+                    prefixes.append(str(item).rstrip("/"))
+    return enabled, CommandPolicy(max_payload=max_payload or DEFAULT_MAX_PAYLOAD,
+                                  response_topics=tuple(prefixes))
+
+
+def _prefix_problem(item: object, base: str, ha: HomeAssistantConfig) -> str | None:
+    """Why ``item`` cannot be an allowed response topic prefix (None: it can)."""
+    if item is _BAD:
+        return None
+    if not isinstance(item, str) or not item.strip("/ "):
+        return f"expected a topic prefix such as \"replies/nodered\", got {_show(item)}"
+    if any(c in item for c in "+#\0") or any(ord(c) < 32 for c in item):
+        return f"must not contain wildcards (+, #) or control characters, got {_show(item)}"
+    if item.startswith("$"):
+        return f'must not start with "$" (reserved for the broker), got {_show(item)}'
+    prefix = item.rstrip("/")
+
+    def inside(topic: str, area: str) -> bool:
+        return topic == area or topic.startswith(area + "/")
+
+    if inside(prefix, base) and not inside(prefix, f"{base}/bridge/response"):
+        return (f"{_show(item)} is inside the base topic {base}; answers never go there "
+                f"(only to {base}/bridge/response/<command>)")
+    if inside(prefix, ha.discovery_prefix) or prefix == ha.status_topic:
+        return f"{_show(item)} is a Home Assistant topic; answers never go there"
+    return None
 
 
 def _mqtt(ctx: _Ctx, raw: Any) -> MqttConfig:
@@ -925,6 +1001,18 @@ def _parse_url(ctx: _Ctx, path: str, url: str, schemes: tuple[str, ...], *,
         ctx.add(path, problem)
         return None
     return parts
+
+
+def _policy_text(cfg: Config) -> str:
+    p = cfg.command_policy
+    if not cfg.commands or p == CommandPolicy():
+        return ""
+    parts = []
+    if p.max_payload != DEFAULT_MAX_PAYLOAD:
+        parts.append(f"requests up to {p.max_payload} bytes")
+    if p.response_topics:
+        parts.append("MQTT 5 answers only under " + ", ".join(p.response_topics))
+    return f" ({'; '.join(parts)})"
 
 
 def _poll_window(top: _Section) -> tuple[time, time]:

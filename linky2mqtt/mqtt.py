@@ -21,6 +21,13 @@ Behaviour, in short:
 * **Callbacks** (``on_connect``, ``on_message``, every ``on_ack``) never run on paho's
   network thread: they are queued, in order, to one worker thread, so a slow handler never
   stalls pings, acknowledgements or reconnection.
+* **Bounded inbox**: messages waiting for ``on_message`` are bounded by count
+  (``inbox_messages``) and by size (``inbox_bytes``, topic and payload counted); a payload
+  over ``max_payload`` is never queued. A message that does not fit is handed at once to
+  ``on_overflow(message, reason)`` (``reason`` "too large" or "busy") on paho's network
+  thread, which must only do something quick (the bridge answers a refusal); without
+  ``on_overflow`` it is dropped with a DEBUG line. So a flood of messages, however large,
+  holds at most about ``inbox_bytes`` here.
 * **publish()** returns ``False`` (and sends nothing) while disconnected; the caller resends
   from its own store after the next connect. ``on_ack`` is called once the broker
   acknowledged a QoS 1/2 message (PUBACK/PUBCOMP) or, for QoS 0, once it was written. If
@@ -41,6 +48,7 @@ Behaviour, in short:
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import queue
 import random
@@ -73,6 +81,9 @@ PUBLISH_PROPERTIES = {
     "payload_format_indicator": "PayloadFormatIndicator",
     "user_property": "UserProperty",
 }
+
+
+Overflow = Literal["too large", "busy"]
 
 
 @dataclass(frozen=True)
@@ -122,7 +133,14 @@ _STOP = object()
 _paho_logger = logging.getLogger(f"{__name__}.paho")
 
 
+_PAHO_LINE = 300
+
+
 def _paho_log(client: mqtt.Client, userdata: Any, level: int, buf: str) -> None:
+    # paho's lines quote topics, which clients choose: escaped, and cut when long
+    if len(buf) > _PAHO_LINE:
+        buf = f"{buf[:_PAHO_LINE]}... ({len(buf)} characters)"
+    buf = json.dumps(buf)[1:-1]
     if level == mqtt.MQTT_LOG_ERR and buf.startswith("Caught exception"):
         _paho_logger.error("%s", buf)
     else:
@@ -150,6 +168,10 @@ class MqttLink:
         will_payload: bytes,
         on_connect: Callable[[], None] | None = None,
         on_message: Callable[[Incoming], None] | None = None,
+        on_overflow: Callable[[Incoming, Overflow], None] | None = None,
+        inbox_messages: int = 256,
+        inbox_bytes: int = 2 * 1024 * 1024,
+        max_payload: int | None = None,
         reconnect_min: float = 1.0,
         reconnect_max: float = 60.0,
         ack_timeout: float = 5.0,
@@ -166,6 +188,13 @@ class MqttLink:
         self.use_tls = use_tls
         self._on_connect = on_connect
         self._on_message = on_message
+        self._on_overflow = on_overflow
+        self._inbox_messages = inbox_messages
+        self._inbox_bytes = inbox_bytes
+        self._max_payload = max_payload
+        self._inbox_lock = threading.Lock()
+        self._inbox_count = 0  # messages queued for on_message, and their size
+        self._inbox_size = 0
         self._reconnect_min = reconnect_min
         self._reconnect_max = reconnect_max
         self._ack_timeout = ack_timeout
@@ -486,8 +515,34 @@ class MqttLink:
             retain=bool(msg.retain),
         )
         handler = self._on_message
-        if handler is not None:
-            self._dispatch(lambda: handler(incoming))
+        if handler is None:
+            return
+        size = (len(incoming.payload) + len(topic) + len(response_topic or "")
+                + len(incoming.correlation_data or b""))
+        reason: Overflow | None = None
+        if self._max_payload is not None and len(incoming.payload) > self._max_payload:
+            reason = "too large"
+        else:
+            with self._inbox_lock:
+                if self._inbox_count and (self._inbox_count >= self._inbox_messages
+                                          or self._inbox_size + size > self._inbox_bytes):
+                    reason = "busy"
+                else:
+                    self._inbox_count += 1
+                    self._inbox_size += size
+        if reason is None:
+            self._dispatch(lambda: self._deliver(handler, incoming, size))
+        elif self._on_overflow is not None:
+            self._on_overflow(incoming, reason)
+        else:
+            log.debug("MQTT message on %.80r dropped: %s", topic, reason)
+
+    def _deliver(self, handler: Callable[[Incoming], None], incoming: Incoming,
+                 size: int) -> None:
+        with self._inbox_lock:
+            self._inbox_count -= 1
+            self._inbox_size -= size
+        handler(incoming)
 
     def _handle_publish(
         self,

@@ -15,7 +15,26 @@ error answer, never buffered without limit) and handled in order by one worker t
   month of hourly data is served in a few milliseconds.
 
 Answers go to ``B/bridge/response/<command>`` (QoS 1, not retained) and, under MQTT 5,
-also to the request's ResponseTopic with its CorrelationData and content type JSON.
+also to the request's ResponseTopic with its CorrelationData and content type JSON, but
+never to a ResponseTopic :func:`commands.response_topic_problem` refuses (inside the base
+topic but ``B/bridge/response/``, under the discovery prefix, Home Assistant's status
+topic, outside ``commands.response_topics``): such a request is refused, with an error
+answer on ``B/bridge/response/<command>`` and a warning naming the topic.
+
+Hostile input is bounded at every step:
+
+* a payload over ``commands.max_payload`` is refused unread (by the MQTT link, before it
+  is queued), its ``transaction`` found by :func:`commands.transaction_hint`;
+* the link's inbox and this service's queue are bounded by count and by bytes; a request
+  that finds them full is refused at once ("too many requests are waiting"), with its
+  transaction;
+* answers published and not yet acknowledged by the broker are bounded (1,000, 4 MiB):
+  beyond that the worker waits up to 5 s and refusals are not sent (a throttled warning
+  counts them), so a broker slower than a flood never makes paho's queue grow unbounded;
+* a retained request (the broker's stored copy, replayed at every connect) is ignored with
+  a warning; the bridge never clears it (it is not the bridge's topic);
+* user input in log lines is escaped and bounded (:func:`commands.shown`), and warnings
+  about hostile requests are throttled (a few per minute, then a count).
 """
 
 from __future__ import annotations
@@ -23,6 +42,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from datetime import date, datetime
@@ -31,7 +51,7 @@ from typing import TYPE_CHECKING, Any
 from linky2mqtt import commands
 from linky2mqtt.enedis import Priority
 from linky2mqtt.model import PARIS, Kind, Step, day_bounds
-from linky2mqtt.mqtt import Incoming
+from linky2mqtt.mqtt import Incoming, Overflow
 from linky2mqtt.poller import SeriesName
 from linky2mqtt.store import Store
 
@@ -41,6 +61,14 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 QUEUE_LIMIT = 256
+QUEUE_BYTES = 2 * 1024 * 1024  # topics and payloads of the requests waiting, at most
+# Answers published and not yet acknowledged by the broker (held by paho meanwhile): beyond
+# either bound, the worker waits (up to ANSWER_WAIT seconds) and refusals are not sent
+# (counted in the log): the broker is not taking answers as fast as requests come, and
+# would drop them anyway.
+ANSWER_BACKLOG = 1000
+ANSWER_BYTES = 4 * 1024 * 1024
+ANSWER_WAIT = 5.0
 # Requests handed to account threads (reads that need upstream data, refreshes) and not
 # answered yet; beyond this, new ones are refused at once rather than queued without limit.
 UPSTREAM_LIMIT = 64
@@ -98,14 +126,55 @@ class StoreReadSource:
                 del self._hours[key]
 
 
+class Throttled:
+    """A log line for events a client can repeat at will: at most ``burst`` lines per
+    ``period`` seconds, then one line saying how many were left out."""
+
+    def __init__(self, level: int, burst: int = 5, period: float = 60.0) -> None:
+        self.level = level
+        self.burst = burst
+        self.period = period
+        self._lock = threading.Lock()
+        self._window = -period
+        self._logged = 0
+        self._skipped = 0
+
+    def log(self, message: str, *args: object) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if now - self._window >= self.period:
+                skipped = self._skipped
+                self._window, self._logged, self._skipped = now, 0, 0
+                if skipped:
+                    log.log(self.level, "%d more like the line above in the last %.0f s "
+                            "(not logged)", skipped, self.period)
+            if self._logged >= self.burst:
+                self._skipped += 1
+                return
+            self._logged += 1
+        log.log(self.level, message, *args)
+
+
 class CommandService:
     def __init__(self, bridge: Bridge) -> None:
         self.bridge = bridge
         self.base = bridge.base
+        self.policy = bridge.cfg.command_policy
+        self.ha = bridge.cfg.homeassistant
         self.source = StoreReadSource(bridge.store)
-        self.queue: queue.Queue[Incoming] = queue.Queue(QUEUE_LIMIT)
+        self.queue: queue.Queue[tuple[Incoming, int]] = queue.Queue(QUEUE_LIMIT)
+        self._queued_bytes = 0
+        self._queue_lock = threading.Lock()
         self._upstream_lock = threading.Lock()
         self._upstream_pending = 0
+        self._retained_log = Throttled(logging.WARNING)
+        self._topic_log = Throttled(logging.WARNING)
+        self._busy_log = Throttled(logging.WARNING, burst=1)
+        self._refused_log = Throttled(logging.INFO, burst=20)
+        self._dropped_log = Throttled(logging.WARNING, burst=1)
+        self._out_lock = threading.Lock()
+        self._out_count = 0  # answers published, not acknowledged yet, and their size
+        self._out_bytes = 0
         self.thread = threading.Thread(target=self._run, name="commands", daemon=True)
 
     def start(self) -> None:
@@ -116,37 +185,95 @@ class CommandService:
         self.source.forget(pdl, kind, since)
 
     def submit(self, msg: Incoming) -> None:
-        try:
-            self.queue.put_nowait(msg)
-        except queue.Full:
-            command = msg.topic.rsplit("/", 1)[-1]
-            self._answer(msg, command, commands.error(
-                command, "too many requests are waiting; try again in a moment"))
+        """Queue one request (the MQTT link's worker), or refuse it at once."""
+        if self._ignored(msg):
+            return
+        if len(msg.payload) > self.policy.max_payload:
+            self.refuse(msg, "too large")
+            return
+        size = (len(msg.topic) + len(msg.payload) + len(msg.response_topic or "")
+                + len(msg.correlation_data or b""))
+        with self._queue_lock:
+            room = self._queued_bytes == 0 or self._queued_bytes + size <= QUEUE_BYTES
+            if room:
+                try:
+                    self.queue.put_nowait((msg, size))
+                except queue.Full:
+                    room = False
+                else:
+                    self._queued_bytes += size
+        if not room:
+            self.refuse(msg, "busy")
+
+    def refuse(self, msg: Incoming, reason: Overflow) -> None:
+        """Answer a request that is not queued: too large, or no room. Quick and bounded
+        (it may run on paho's network thread): nothing of the payload is parsed but its
+        ends, searched for the transaction."""
+        command = msg.topic.rsplit("/", 1)[-1]
+        if self._ignored(msg) or not command:  # (no command name: ignored, as in handle)
+            return
+        transaction = commands.transaction_hint(msg.payload)
+        if reason == "too large":
+            refusal = commands.too_large(command, len(msg.payload), self.policy.max_payload,
+                                         transaction)
+            self._refused_log.log("request %s refused: %s", commands.shown(command),
+                                  refusal.error)
+            answer = commands.rejection_answer(refusal)
+        else:
+            self._busy_log.log("too many requests are waiting (at most %d, %d KiB): "
+                               "refusing more, e.g. %s", QUEUE_LIMIT, QUEUE_BYTES // 1024,
+                               commands.shown(command))
+            answer = commands.error(
+                command, "too many requests are waiting; try again in a moment", transaction)
+        self._answer(msg, command, answer, wait=False)
+
+    def _ignored(self, msg: Incoming) -> bool:
+        """A retained request: the broker's stored copy, replayed at every connect."""
+        if not msg.retain:
+            return False
+        self._retained_log.log(
+            "ignoring the retained request on %s: requests must not be retained (the broker "
+            "replays them at every connect); the bridge leaves it alone, its publisher "
+            "should clear it (an empty retained message on that topic)",
+            commands.shown(msg.topic, 120))
+        return True
 
     def _run(self) -> None:
         stop = self.bridge.stopping
         while not stop.is_set():
             try:
-                msg = self.queue.get(timeout=0.5)
+                msg, size = self.queue.get(timeout=0.5)
             except queue.Empty:
                 continue
+            with self._queue_lock:
+                self._queued_bytes -= size
             try:
                 self.handle(msg)
             except Exception:
-                log.exception("command on %s failed", msg.topic)
+                log.exception("command on %s failed", commands.shown(msg.topic))
 
     # ---- one request -----------------------------------------------------------------
 
     def handle(self, msg: Incoming) -> None:
         command = msg.topic.rsplit("/", 1)[-1]
         if not command:
-            log.info("ignoring a request on %s: no command name", msg.topic)
+            log.info("ignoring a request on %s: no command name", commands.shown(msg.topic))
             return
         today = self.bridge.clock.now().astimezone(PARIS).date()
         req = commands.parse_request(command, msg.payload, pdls=self.bridge.meter_views(),
-                                     today=today)
-        if isinstance(req, commands.Rejection):
-            log.info("request %s refused: %s", command, req.error)
+                                     today=today, max_payload=self.policy.max_payload)
+        problem = self._response_topic_problem(msg)
+        if problem is not None:
+            assert msg.response_topic is not None
+            self._topic_log.log("request %s refused: its MQTT 5 response topic %s is not "
+                                "allowed: %s", commands.shown(command),
+                                commands.shown(msg.response_topic), problem)
+            self._answer(msg, command, commands.error(
+                command, f"response topic {commands.shown(msg.response_topic)} refused: "
+                f"{problem}", req.transaction))
+        elif isinstance(req, commands.Rejection):
+            self._refused_log.log("request %s refused: %s", commands.shown(command),
+                                  req.error)
             self._answer(msg, command, commands.rejection_answer(req))
         elif isinstance(req, commands.InfoRequest):
             self._answer(msg, command, commands.ok(command, self.bridge.info_with_status(),
@@ -248,12 +375,55 @@ class CommandService:
 
     # ---- answers ---------------------------------------------------------------------
 
-    def _answer(self, msg: Incoming, command: str, answer: dict[str, Any]) -> None:
+    def _response_topic_problem(self, msg: Incoming) -> str | None:
+        if msg.response_topic is None:
+            return None
+        return commands.response_topic_problem(
+            msg.response_topic, base_topic=self.base,
+            discovery_prefix=self.ha.discovery_prefix, status_topic=self.ha.status_topic,
+            allowed=self.policy.response_topics)
+
+    def connected(self) -> None:
+        """A new broker session: acknowledgements of earlier answers may never come."""
+        with self._out_lock:
+            self._out_count = self._out_bytes = 0
+
+    def _backlog_full(self) -> bool:
+        with self._out_lock:
+            return self._out_count >= ANSWER_BACKLOG or self._out_bytes >= ANSWER_BYTES
+
+    def _publish_answer(self, topic: str, body: bytes,
+                        properties: dict[str, Any] | None = None) -> None:
+        size = len(topic) + len(body)
+
+        def acked() -> None:
+            with self._out_lock:
+                self._out_count = max(0, self._out_count - 1)
+                self._out_bytes = max(0, self._out_bytes - size)
+
+        with self._out_lock:  # counted first: the acknowledgement may come at once
+            self._out_count += 1
+            self._out_bytes += size
+        if not self.bridge.link.publish(topic, body, qos=1, retain=False, on_ack=acked,
+                                        properties=properties):
+            acked()  # not sent (not connected): nothing to wait for
+
+    def _answer(self, msg: Incoming, command: str, answer: dict[str, Any], *,
+                wait: bool = True) -> None:
+        if self._backlog_full():
+            deadline = time.monotonic() + (ANSWER_WAIT if wait else 0.0)
+            while self._backlog_full() and time.monotonic() < deadline:
+                self.bridge.stopping.wait(0.01)
+            if self._backlog_full():
+                self._dropped_log.log(
+                    "%d answers (%d KiB) are waiting for the broker's acknowledgement: the "
+                    "answer to %s is not sent", self._out_count, self._out_bytes // 1024,
+                    commands.shown(command))
+                return
         body = commands.encode(answer)
-        link = self.bridge.link
-        link.publish(commands.response_topic(self.base, command), body, qos=1, retain=False)
-        if msg.response_topic and not any(c in msg.response_topic for c in "+#\0"):
+        self._publish_answer(commands.response_topic(self.base, command), body)
+        if msg.response_topic and self._response_topic_problem(msg) is None:
             props: dict[str, Any] = {"content_type": "application/json"}
             if msg.correlation_data is not None:
                 props["correlation_data"] = msg.correlation_data
-            link.publish(msg.response_topic, body, qos=1, retain=False, properties=props)
+            self._publish_answer(msg.response_topic, body, props)

@@ -105,15 +105,17 @@ def test_refresh_and_info() -> None:
 
 REJECTIONS: list[tuple[str, object, str]] = [
     # payload level
-    ("read", b"\xff\xfe{}", "payload is not UTF-8 text (bad byte at position 0)"),
+    ("read", b"\xff\xfe{}", "payload is not UTF-8 text: got 4 bytes, bad byte 0xff at position 0"),
     (
         "read",
         b"{pdl:1}",
-        "payload is not valid JSON: Expecting property name enclosed in "
+        'payload is not valid JSON: got 7 bytes "{pdl:1}": Expecting property name enclosed in '
         "double quotes at line 1 column 2",
     ),
-    ("read", b'{"a":NaN}', "payload is not valid JSON: NaN is not a JSON number"),
-    ("read", b'{"a":1e999}', "payload is not valid JSON: number 1e999 is too large"),
+    ("read", b'{"a":NaN}',
+     'payload is not valid JSON: got 9 bytes "{\\"a\\":NaN}": NaN is not a JSON number'),
+    ("read", b'{"a":1e999}',
+     'payload is not valid JSON: got 11 bytes "{\\"a\\":1e999}": number 1e999 is too large'),
     ("read", b"[1,2]", "payload must be a JSON object such as {}, got an array"),
     ("read", b'"read"', "payload must be a JSON object such as {}, got a string"),
     ("read", b"null", "payload must be a JSON object such as {}, got null"),
@@ -640,3 +642,39 @@ def test_fuzz_bytes(command: str, payload: bytes) -> None:
 def test_fuzz_objects(command: str, body: dict[str, Any]) -> None:
     raw = json.dumps(body).encode()
     check_outcome(command, parse_request(command, raw, pdls=PDLS, today=TODAY))
+
+
+# ---------------------------------------------------------------------------- cheap transaction
+
+_JSONISH = st.recursive(
+    st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.text(max_size=12),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner,
+                                                                max_size=3),
+    max_leaves=6,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(transaction=_JSONISH, others=st.dictionaries(
+    st.text(max_size=6).filter(lambda k: k != "transaction"), _JSONISH, max_size=4),
+    first=st.booleans(), pad=st.integers(0, 200_000))
+def test_transaction_hint_finds_a_first_or_last_transaction(
+        transaction: object, others: dict[str, object], first: bool, pad: int) -> None:
+    from linky2mqtt.commands import transaction_hint
+
+    body = {"pad": "x" * pad, **others}
+    doc = {"transaction": transaction, **body} if first else {**body, "transaction": transaction}
+    raw = json.dumps(doc).encode()
+    assert transaction_hint(raw) == transaction
+
+
+@settings(max_examples=300, deadline=None)
+@given(raw=st.binary(max_size=6000))
+def test_transaction_hint_never_raises_and_reads_only_the_ends(raw: bytes) -> None:
+    from linky2mqtt.commands import transaction_hint
+
+    got = transaction_hint(raw)
+    # a transaction in the middle of a large payload is not searched for
+    middle = b'{"a": "' + b"y" * 5000 + b'", "transaction": 7, "b": "' + b"z" * 5000 + b'"}'
+    assert transaction_hint(middle) is NO_TRANSACTION
+    assert got is NO_TRANSACTION or json.dumps(got)

@@ -317,7 +317,8 @@ def test_spec_example_message() -> None:
      'mqtt.tls.ca: unknown key (did you mean "ca_file"?)'),
     # types
     ({**base(), "mqtt": []}, "mqtt: expected a mapping, got a list"),
-    ({**base(), "commands": "yes please"}, 'commands: expected true or false, got "yes please"'),
+    ({**base(), "commands": "yes please"}, "commands: expected true, false or a mapping "
+     '(enabled, max_payload, response_topics), got "yes please"'),
     ({**base(), "mqtt": {"client_id": 42}},
      "mqtt.client_id: expected a string, got an integer (write it in quotes)"),
     ({**base(), "mqtt": {"client_id": ""}}, "mqtt.client_id: must not be empty"),

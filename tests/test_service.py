@@ -373,7 +373,8 @@ def test_every_malformed_request_gets_an_error_with_its_transaction(env: Env) ->
 
     # no object, no transaction to echo: still an error answer, on the command's topic
     for command, raw, message in [
-        ("read", b"{not json", "payload is not valid JSON: Expecting property name"),
+        ("read", b"{not json",
+         'payload is not valid JSON: got 9 bytes "{not json": Expecting property name'),
         ("read", b"[1, 2]", "payload must be a JSON object such as {}, got an array"),
         ("info", b'"info"', "payload must be a JSON object such as {}, got a string"),
         ("refresh", b"\xff\xfe", "payload is not UTF-8 text"),
