@@ -89,8 +89,9 @@ def dataconnect_config(
     """YAML of a bridge with Data Connect accounts (name -> PDLs), steps day and hour."""
     budget = ""
     if per_second is not None or per_hour is not None:
+        # raised past Data Connect's defaults on purpose: the simulator's quota is the bound
         budget = (f"    budget: {{per_second: {per_second or 'null'}, "
-                  f"per_hour: {per_hour or 'null'}}}\n")
+                  f"per_hour: {per_hour or 'null'}, allow_above_default: true}}\n")
     parts = [
         f'mqtt: {{url: "mqtt://127.0.0.1:{mqtt_port}", client_id: {client_id}}}\n'
         "homeassistant: {discovery: false}\n"

@@ -3,7 +3,7 @@
 One Data Connect meter with ``backfill_days: {day: 1095, hour: 730}`` starts on an empty
 store (contract not stored) against the simulator (no quota, no latency), on the run's
 pinned clock. The bridge runs in its own process (:mod:`bench.size_child`): wall time from
-start to the end of its first cycle, peak RSS (``ru_maxrss``) and the data requests the
+start to the end of its first cycle, peak RSS (its own ``VmHWM``) and the data requests the
 simulator counted. Then the same bridge restarts on the store it filled (2 years of curve
 held): its peak RSS, and every message it publishes from start to stop, counted by a
 subscriber to ``linky2mqtt/#`` that was there before.
@@ -180,7 +180,7 @@ def run(quick: bool) -> list[Row]:
             msgs <= PEER_RESTART_MESSAGES,
             f"{got['restart_requests']} upstream requests on restart"),
         Row("restart peak RSS / first-cycle peak RSS (2 y curve stored)",
-            f"{rss_restart:.0f} MiB", f"{rss:.0f} MiB (first cycle, same run)",
+            f"{rss_restart:.1f} MiB", f"{rss:.1f} MiB (first cycle, same run)",
             rss / rss_restart, "restart <= first cycle", rss_restart <= rss,
             f"restart wall {float(restart['wall']):.1f} s"),
     ]

@@ -7,7 +7,7 @@ without quota or latency, on the run's pinned clock (``--at``, inherited by the 
 The meter-days are counted in the store afterwards: a cycle that stored nothing raises
 :class:`bench.common.FetchedNothing` instead of reporting a CPU figure for no work. The
 bridge runs in its own process (:mod:`bench.size_child`; the simulator stays in this one,
-so its CPU is not counted): peak RSS (``ru_maxrss``) and user+system CPU of the whole
+so its CPU is not counted): peak RSS (its own ``VmHWM``) and user+system CPU of the whole
 process, start-up included. The account budgets are raised so that only the bridge's own
 speed bounds the cycle. Goals: peak RSS under 150 MiB; CPU under 2 ms per meter-day (one
 day fetched per meter).

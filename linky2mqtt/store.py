@@ -49,6 +49,7 @@ T = TypeVar("T")
 LEDGER_KEEP_SECONDS = 2 * 86400.0
 _PRUNE_EVERY_SECONDS = 3600.0
 BUSY_TIMEOUT_MS = 10_000
+CACHE_KIB = 512  # SQLite page cache per connection (its default: 2,000 KiB)
 
 # Ordered migrations: MIGRATIONS[i] brings the schema from version i to version i + 1.
 # Append new ones at the end; never edit one that has shipped.
@@ -238,6 +239,9 @@ class Store:
             if str(mode).lower() not in ("wal", "memory"):
                 raise StoreError(self.path, f"cannot switch to WAL mode (got {mode})")
             conn.execute("PRAGMA synchronous = NORMAL")
+            # A small page cache: the file is in the OS cache anyway; a poll that walks 2
+            # years of curve should not keep 2 MiB of it (SQLite's default) in this process.
+            conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
             self._migrate(conn)
             # Fail at start, not at the first fetch, when the file cannot be written.
             conn.execute("BEGIN IMMEDIATE")
