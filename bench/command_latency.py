@@ -21,7 +21,7 @@ import statistics
 import tempfile
 import threading
 import time
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from bench.common import broker, dataconnect_config, quiet_logs, wait_until
 from linky2mqtt.bridge import Bridge
+from linky2mqtt.clock import SYSTEM_CLOCK
 from linky2mqtt.config import load_text
 from linky2mqtt.model import PARIS, Kind
 from linky2mqtt.simulator import SimOptions, Simulator
@@ -106,7 +107,7 @@ def run(quick: bool) -> dict[str, Any]:
 
 
 def _measure(mqtt: Mosquitto, n: int) -> dict[str, Any]:
-    today = datetime.now(PARIS).date()
+    today = SYSTEM_CLOCK.now().astimezone(PARIS).date()  # pinned (--at)
     end = today - timedelta(days=1)  # yesterday may not be served before 08:00
     start = end - timedelta(days=31)
     with tempfile.TemporaryDirectory(prefix="bench-cmd-") as tmp:

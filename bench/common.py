@@ -8,12 +8,36 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import date, datetime
 from pathlib import Path
 
+from linky2mqtt.model import paris_today
+from linky2mqtt.simulator.rules import last_available_day
 from tests.support.broker import Mosquitto, free_port
 
-# Yesterday's data is served from 08:00 Paris: the real clock is what the figures use,
-# except where a FastClock is said to be used.
+# Every figure reads time from the default clock, pinned by ``python -m bench --at``
+# (bench.pin) for the bridge, the simulator and the bridge processes alike; a figure
+# that needs simulated days to pass uses its own FastClock and says so.
+
+
+class FetchedNothing(RuntimeError):
+    """A figure's bridge stored none of the data it was there to fetch: no verdict."""
+
+    def __init__(self, figure: str, detail: str) -> None:
+        super().__init__(f"FAILED: bridge fetched nothing ({figure}: {detail})")
+
+
+def steady_window(now: datetime) -> tuple[int, date]:
+    """(backfill days, latest day) for "every meter lacks only the latest day" at ``now``.
+
+    Day D is served from 08:00 Paris on D+1 and the bridge does not ask for yesterday
+    before then: at 14:00 the latest day is yesterday (backfill 1), at 02:00 the day
+    before (backfill 2, of which the bridge asks only that day). Either way each meter
+    fetches exactly one day per series with one request, so the figure is the same work
+    at any hour.
+    """
+    last = last_available_day(now)
+    return (paris_today(now) - last).days, last
 
 
 @dataclass(frozen=True)
@@ -65,8 +89,9 @@ def dataconnect_config(
     """YAML of a bridge with Data Connect accounts (name -> PDLs), steps day and hour."""
     budget = ""
     if per_second is not None or per_hour is not None:
+        # raised past Data Connect's defaults on purpose: the simulator's quota is the bound
         budget = (f"    budget: {{per_second: {per_second or 'null'}, "
-                  f"per_hour: {per_hour or 'null'}}}\n")
+                  f"per_hour: {per_hour or 'null'}, allow_above_default: true}}\n")
     parts = [
         f'mqtt: {{url: "mqtt://127.0.0.1:{mqtt_port}", client_id: {client_id}}}\n'
         "homeassistant: {discovery: false}\n"

@@ -1,11 +1,13 @@
 """Figure 2, fleet cycle at the quota limit: N Data Connect meters on one account.
 
 The simulator enforces 5 requests/s and answers after 100 ms. Steady state: every meter
-lacks only yesterday (``backfill_days: {day: 1, hour: 1}``) and its contract is already in
-the store, as after any restart. The figure is the wall time from ``Bridge.start()`` until
-every meter holds yesterday, against the limit: requests served / 5 per second.
-Ratio = limit / wall time (1.00: exactly as fast as the quota allows); goal >= 0.9 with no
-429 answer.
+lacks only the latest day served (yesterday from 08:00 Paris, the day before until then:
+:func:`bench.common.steady_window`) and its contract is already in the store, as after
+any restart. The clock is the run's pinned clock (``--at``); a cycle after which no meter
+holds the latest day is not a figure: it raises :class:`bench.common.FetchedNothing`. The
+figure is the wall time from ``Bridge.start()`` until every meter holds yesterday,
+against the limit: requests served / 5 per second. Ratio = limit / wall time (1.00:
+exactly as fast as the quota allows); goal >= 0.9 with no 429 answer.
 
 The account's hourly budget is raised to 10,000 (Data Connect v5's figure): the default
 1,000/h would make a cycle of 1,000 meters (2,000 requests) wait an hour by design.
@@ -18,12 +20,20 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
-from bench.common import Row, broker, dataconnect_config, pdls, wait_until
+from bench.common import (
+    FetchedNothing,
+    Row,
+    broker,
+    dataconnect_config,
+    pdls,
+    steady_window,
+    wait_until,
+)
 from linky2mqtt import topics
 from linky2mqtt.bridge import Bridge
 from linky2mqtt.clock import SYSTEM_CLOCK
 from linky2mqtt.config import load_text
-from linky2mqtt.model import Kind, paris_today
+from linky2mqtt.model import Kind
 from linky2mqtt.simulator import SimOptions, Simulator
 from linky2mqtt.store import Store
 
@@ -34,15 +44,15 @@ LATENCY = 0.1
 def run(quick: bool) -> list[Row]:
     n = 100 if quick else 1000
     meters = pdls(n, "8")
-    yesterday = paris_today(SYSTEM_CLOCK.now()) - timedelta(days=1)
-    nxt = yesterday + timedelta(days=1)
+    backfill, latest = steady_window(SYSTEM_CLOCK.now())
+    nxt = latest + timedelta(days=1)
     with broker() as mqtt, tempfile.TemporaryDirectory(prefix="bench-fleet-") as tmp:
         sim = Simulator(SimOptions(port=0, rate_per_second=RATE, latency=LATENCY))
         sim.start()
         try:
             cfg = load_text(dataconnect_config(
                 mqtt_port=mqtt.port, sim_url=sim.url, store=Path(tmp) / "s.db",
-                accounts={"fleet": meters}, backfill_day=1, backfill_hour=1,
+                accounts={"fleet": meters}, backfill_day=backfill, backfill_hour=backfill,
                 per_hour=10000, client_id="bench-fleet"))
             with Store(cfg.store.path) as store:
                 for pdl in meters:
@@ -54,17 +64,20 @@ def run(quick: bool) -> list[Row]:
             try:
                 states = list(bridge.runners[0].meters.values())
 
-                def done() -> bool:
-                    if any(s.last_poll is None for s in states):
-                        return False
-                    have = {p for p in meters if yesterday in bridge.store.days_with_daily(
-                        p, Kind.CONSUMPTION, yesterday, nxt)}
-                    return len(have) == n
+                def held() -> int:
+                    return sum(1 for p in meters if latest in bridge.store.days_with_daily(
+                        p, Kind.CONSUMPTION, latest, nxt))
 
                 wait_until(lambda: all(s.last_poll is not None for s in states),
                            n * 2 / RATE * 3 + 60, "fleet cycle", period=0.01)
                 wall = time.monotonic() - t0
-                wait_until(done, 30, "fleet data in store")
+                try:
+                    wait_until(lambda: held() == n, 30, "fleet data in store")
+                except TimeoutError:
+                    got = held()
+                    if got == 0:
+                        raise FetchedNothing("fleet", f"no meter holds {latest}") from None
+                    raise
             finally:
                 bridge.stop()
             total = sim.stats()["total"]

@@ -18,11 +18,12 @@ import tempfile
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
-from bench.common import Row, broker, dataconnect_config, pdls, wait_until
+from bench.common import FetchedNothing, Row, broker, dataconnect_config, pdls, wait_until
 from linky2mqtt.bridge import Bridge
-from linky2mqtt.clock import FastClock
+from linky2mqtt.clock import SYSTEM_CLOCK, FastClock
 from linky2mqtt.config import load_text
 from linky2mqtt.model import PARIS, Kind
+from linky2mqtt.scheduler import yesterday_published
 from linky2mqtt.simulator import SimOptions, Simulator
 
 DAILY = "consommation_quotidienne"
@@ -38,6 +39,7 @@ def _held(bridge: Bridge, pdl: str, day: date) -> bool:
 
 def backfill(days: int) -> list[Row]:
     pdl = pdls(1, "6")[0]
+    fetchable = days if yesterday_published(SYSTEM_CLOCK.now()) else days - 1
     with broker() as mqtt, tempfile.TemporaryDirectory(prefix="bench-quota-") as tmp:
         sim = Simulator(SimOptions(port=0))
         sim.start()
@@ -51,12 +53,16 @@ def backfill(days: int) -> list[Row]:
             try:
                 state = bridge.runners[0].meters[pdl]
                 wait_until(lambda: state.last_poll is not None, 120, "backfill poll")
+                stored = len(bridge.store.days_with_daily(
+                    pdl, Kind.CONSUMPTION, date(2000, 1, 1), date(2100, 1, 1)))
             finally:
                 bridge.stop()
             daily, curve = sim.count(endpoint=DAILY), sim.count(endpoint=CURVE)
         finally:
             sim.stop()
-    lb_daily, lb_curve = math.ceil(days / 365), math.ceil(days / 7)
+    if not stored:
+        raise FetchedNothing("quota", f"backfill of {days} d stored no day")
+    lb_daily, lb_curve = math.ceil(fetchable / 365), math.ceil(fetchable / 7)
     return [
         Row(f"quota: backfill {days} d, day step", f"{daily} req", f"{lb_daily} req (bound)",
             lb_daily / daily if daily else None, "ratio 1.00", daily == lb_daily),

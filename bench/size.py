@@ -1,12 +1,16 @@
 """Figure 5, size: peak RSS and CPU of a bridge with many meters through its first cycle.
 
 10,000 meters (1,000 in quick mode) on Data Connect accounts of 1,000 meters each, steps
-day and hour, steady state (``backfill_days: {day: 1, hour: 1}``, contracts already in the
-store), against a simulator without quota or latency. The bridge runs in its own process
-(:mod:`bench.size_child`; the simulator stays in this one, so its CPU is not counted):
-peak RSS (``ru_maxrss``) and user+system CPU of the whole process, start-up included.
-The account budgets are raised so that only the bridge's own speed bounds the cycle.
-Goals: peak RSS under 150 MiB; CPU under 2 ms per meter-day (one day fetched per meter).
+day and hour, steady state (every meter lacks only the latest day served,
+:func:`bench.common.steady_window`; contracts already in the store), against a simulator
+without quota or latency, on the run's pinned clock (``--at``, inherited by the child).
+The meter-days are counted in the store afterwards: a cycle that stored nothing raises
+:class:`bench.common.FetchedNothing` instead of reporting a CPU figure for no work. The
+bridge runs in its own process (:mod:`bench.size_child`; the simulator stays in this one,
+so its CPU is not counted): peak RSS (its own ``VmHWM``) and user+system CPU of the whole
+process, start-up included. The account budgets are raised so that only the bridge's own
+speed bounds the cycle. Goals: peak RSS under 150 MiB; CPU under 2 ms per meter-day (one
+day fetched per meter).
 """
 
 from __future__ import annotations
@@ -15,11 +19,14 @@ import json
 import subprocess
 import sys
 import tempfile
+from datetime import timedelta
 from pathlib import Path
 
-from bench.common import Row, broker, dataconnect_config, pdls
+from bench.common import FetchedNothing, Row, broker, dataconnect_config, pdls, steady_window
 from linky2mqtt import topics
+from linky2mqtt.clock import SYSTEM_CLOCK
 from linky2mqtt.config import load_text
+from linky2mqtt.model import Kind
 from linky2mqtt.simulator import SimOptions, Simulator
 from linky2mqtt.store import Store
 
@@ -27,7 +34,12 @@ PER_ACCOUNT = 1000
 
 
 def measure(n: int, days: int) -> dict[str, float]:
-    """Run the bridge child once: ``n`` meters each lacking its last ``days`` days."""
+    """Run the bridge child once: ``n`` meters each lacking the last ``days`` days served.
+
+    Adds ``meter_days``: the (meter, day) pairs of the window held after the cycle."""
+    extra, latest = steady_window(SYSTEM_CLOCK.now())
+    backfill = days + extra - 1  # the days the bridge may not ask yet come on top
+    oldest = latest - timedelta(days=days - 1)
     meters = pdls(n, "4")
     accounts = {f"a{i}": meters[i:i + PER_ACCOUNT] for i in range(0, n, PER_ACCOUNT)}
     with broker() as mqtt, tempfile.TemporaryDirectory(prefix="bench-size-") as tmp:
@@ -36,7 +48,7 @@ def measure(n: int, days: int) -> dict[str, float]:
         try:
             text = dataconnect_config(
                 mqtt_port=mqtt.port, sim_url=sim.url, store=Path(tmp) / "s.db",
-                accounts=accounts, backfill_day=days, backfill_hour=days,
+                accounts=accounts, backfill_day=backfill, backfill_hour=backfill,
                 per_second=100_000, per_hour=1_000_000, client_id="bench-size")
             cfg = load_text(text)
             with Store(cfg.store.path) as store:
@@ -50,6 +62,9 @@ def measure(n: int, days: int) -> dict[str, float]:
             if proc.returncode != 0:
                 raise RuntimeError(f"size child failed: {proc.stderr[-2000:]}")
             got: dict[str, float] = json.loads(proc.stdout.strip().splitlines()[-1])
+            with Store(cfg.store.path) as store:
+                got["meter_days"] = sum(len(store.days_with_daily(
+                    p, Kind.CONSUMPTION, oldest, latest + timedelta(days=1))) for p in meters)
         finally:
             sim.stop()
     return got
@@ -58,9 +73,12 @@ def measure(n: int, days: int) -> dict[str, float]:
 def run(quick: bool) -> list[Row]:
     n = 1000 if quick else 10_000
     got = measure(n, 1)
+    if not got["meter_days"]:
+        raise FetchedNothing("size", f"{n} meters polled, no day stored")
     rss_mib = got["maxrss_kib"] / 1024
-    cpu_ms = got["cpu"] * 1000 / (n * 1)
-    note = f"{got['wall']:.0f} s wall, {got['errors']:.0f} meters in error"
+    cpu_ms = got["cpu"] * 1000 / got["meter_days"]
+    note = (f"{got['wall']:.0f} s wall, {got['meter_days']:.0f} meter-days stored, "
+            f"{got['errors']:.0f} meters in error")
     rows = [
         Row(f"size: peak RSS, {n} meters", f"{rss_mib:.0f} MiB", "150 MiB (goal)",
             150 / rss_mib, "< 150 MiB", rss_mib < 150, note),
@@ -72,7 +90,9 @@ def run(quick: bool) -> list[Row]:
         # context: the same work per request, more days per request (a 7-day backfill
         # costs the same two calls per meter as one day)
         week = measure(1000, 7)
-        per = week["cpu"] * 1000 / (1000 * 7)
+        if not week["meter_days"]:
+            raise FetchedNothing("size", "1000 meters x 7 d, no day stored")
+        per = week["cpu"] * 1000 / week["meter_days"]
         rows.append(Row("size: CPU per meter-day, 1000 meters x 7 d backfill",
                         f"{per:.2f} ms", "2 ms (goal)", 2 / per, "(informative)", None,
                         f"{week['cpu']:.1f} s CPU in all"))

@@ -2,6 +2,11 @@
 
 Runs one first cycle of the configured bridge and prints one JSON line: peak RSS (KiB),
 CPU seconds (user + system) of the whole process, wall seconds and meters polled.
+
+The peak RSS is the process's own (``VmHWM`` of /proc/self/status), not ``ru_maxrss``:
+on Linux ``ru_maxrss`` survives ``execve`` and so includes the RSS of the parent at the
+moment it spawned the child (the bench process, simulator and all), which made a child
+spawned by a bigger parent look bigger.
 """
 
 from __future__ import annotations
@@ -10,8 +15,20 @@ import json
 import resource
 import sys
 import time
+from pathlib import Path
 
 from bench.common import quiet_logs, wait_until
+
+
+def peak_rss_kib(usage: resource.struct_rusage) -> int:
+    """This process's peak RSS in KiB (``VmHWM``; ``ru_maxrss`` where /proc is missing)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return int(usage.ru_maxrss)
 
 
 def main() -> int:
@@ -32,7 +49,7 @@ def main() -> int:
     finally:
         bridge.stop()
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    print(json.dumps({"maxrss_kib": usage.ru_maxrss, "cpu": usage.ru_utime + usage.ru_stime,
+    print(json.dumps({"maxrss_kib": peak_rss_kib(usage), "cpu": usage.ru_utime + usage.ru_stime,
                       "wall": wall, "meters": len(states), "errors": errors}))
     return 0
 

@@ -157,12 +157,16 @@ class LogConfig:
 
 @dataclass(frozen=True, slots=True)
 class BudgetOverride:
-    """Request budget of one account, overriding the provider's default where set."""
+    """Request budget of one account: stricter than the provider's default where set.
+
+    A window above the provider's default is refused unless ``allow_above_default`` (the
+    upstream grants more); see :mod:`linky2mqtt.budgets`."""
 
     per_second: int | None = None
     per_hour: int | None = None
     per_12h: int | None = None
     per_day: int | None = None
+    allow_above_default: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -370,7 +374,11 @@ def secret_values(cfg: Config) -> tuple[str, ...]:
 
 
 def summary(cfg: Config) -> str:
-    """A readable summary of the configuration (``check-config``), secrets hidden."""
+    """A readable summary of the configuration (``check-config``), secrets hidden; under
+    each account, the effective request windows of its scopes (:mod:`linky2mqtt.budgets`).
+    """
+    from linky2mqtt.budgets import describe as describe_budget
+
     m, ha = cfg.mqtt, cfg.homeassistant
     auth = "no authentication"
     if m.username is not None:
@@ -404,7 +412,9 @@ def summary(cfg: Config) -> str:
         lines.append(f"  {a.name}: {a.provider} ({creds}; {a.base_url or 'public URL'}){state}")
         if a.budget is not None:
             lines.append("    budget: " + ", ".join(
-                f"{k} {v}" for k, v in _budget_dict(a.budget).items() if v is not None))
+                f"{k} {v}" for k, v in _budget_dict(a.budget).items()
+                if v is not None and v is not False))
+        lines += describe_budget(cfg, a)
         if a.auto_meters:
             lines.append("    meters: auto (every PDL the token covers), each: "
                          + _settings_text(a.meter_defaults))
@@ -762,6 +772,7 @@ _SETTING_KEYS: Final = ("steps", "consumption", "production", "max_power", "refr
                          "backfill_days")
 _METER_KEYS: Final = ("pdl", "name", "enabled", *_SETTING_KEYS)
 _BUDGET_KEYS: Final = ("per_second", "per_hour", "per_12h", "per_day")
+_BUDGET_OPT_IN: Final = "allow_above_default"
 _ACCOUNT_HINTS: Final = {k: "meter settings go under meters[] or meter_defaults"
                          for k in ("pdl", *_SETTING_KEYS)}
 _HOMIDOM_STEPS: Final = {"mois": "month", "jour": "day", "heure": "hour"}
@@ -1099,7 +1110,7 @@ def _account(ctx: _Ctx, raw: Any, path: str, pdls: dict[str, str]) -> AccountCon
         parts = _parse_url(ctx, sec.at("base_url"), base_url, ("http", "https"), paths=True)
         base_url = base_url.strip().rstrip("/") if parts is not None else None
     enabled = sec.boolean("enabled", True)
-    budget = _budget(ctx, sec.get("budget"), sec.at("budget"))
+    budget = _budget(ctx, sec.get("budget"), sec.at("budget"), provider)
     low, high = REQUEST_TIMEOUT_RANGE
     request_timeout = sec.integer("request_timeout", DEFAULT_REQUEST_TIMEOUT, low=low,
                                   high=high, unit=" seconds")
@@ -1146,12 +1157,22 @@ def _account(ctx: _Ctx, raw: Any, path: str, pdls: dict[str, str]) -> AccountCon
     )
 
 
-def _budget(ctx: _Ctx, raw: Any, path: str) -> BudgetOverride | None:
-    sec = _Section(ctx, raw, path, _BUDGET_KEYS)
+def _budget(ctx: _Ctx, raw: Any, path: str, provider: str | None) -> BudgetOverride | None:
+    from linky2mqtt.budgets import above_default
+
+    sec = _Section(ctx, raw, path, (*_BUDGET_KEYS, _BUDGET_OPT_IN))
     values = {k: sec.integer(k, None, low=1, nullable=True) for k in _BUDGET_KEYS}
+    allow = sec.boolean(_BUDGET_OPT_IN, False)
     if all(v is None for v in values.values()):
         return None
-    return BudgetOverride(**values)
+    budget = BudgetOverride(**values, allow_above_default=allow)
+    if provider in PROVIDERS and not allow:
+        for key, value, default in above_default(provider, budget):
+            ctx.add(sec.at(key), f"{value} is above the {provider} default of {default}: a "
+                    "budget can only be stricter than the provider's (the upstream's quota "
+                    "does not move because a config says so); lower it, or add "
+                    f"{_BUDGET_OPT_IN}: true if your contract grants more")
+    return budget
 
 
 def _settings(sec: _Section, base: MeterDefaults) -> MeterDefaults:
@@ -1258,9 +1279,9 @@ def _steps_list(steps: frozenset[Step]) -> list[str]:
     return [s.value for s in STEP_ORDER if s in steps]
 
 
-def _budget_dict(b: BudgetOverride) -> dict[str, int | None]:
+def _budget_dict(b: BudgetOverride) -> dict[str, int | bool | None]:
     return {"per_second": b.per_second, "per_hour": b.per_hour, "per_12h": b.per_12h,
-            "per_day": b.per_day}
+            "per_day": b.per_day, "allow_above_default": b.allow_above_default}
 
 
 def _settings_dict(s: MeterDefaults | MeterConfig) -> dict[str, Any]:

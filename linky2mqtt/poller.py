@@ -132,6 +132,8 @@ class MeterPoller:
         # days asked and found empty today: not asked again before tomorrow (memory only)
         self._asked_empty: dict[tuple[Kind, SeriesName], set[date]] = {}
         self._asked_on: date | None = None
+        # whether the last missing_days() of a series found yesterday held (no re-read)
+        self._held_yesterday: dict[tuple[Kind, SeriesName], bool] = {}
         # Hooks set by the bridge: ``before_save(kind, series, days)`` runs before fetched
         # readings are committed (to record that they are to be published, crash-safe);
         # ``on_stored(kind, series, days_fetched, days_changed, now)`` right after.
@@ -155,6 +157,7 @@ class MeterPoller:
         else:
             held = self.store.days_with_complete_curve(self.pdl, s.kind, oldest, newest)
         yesterday = today - timedelta(days=1)
+        self._held_yesterday[(s.kind, s.series)] = yesterday in held
         skip = self._asked_empty.get((s.kind, s.series), set())
         out = []
         for d in wanted:
@@ -235,12 +238,20 @@ class MeterPoller:
             outcome.done += (window[1] - window[0]).days
             self._absorb(s, window, result, now, outcome)
         outcome.left = max(0, total_days - outcome.done)
+        # yesterday held before the poll, or stored by it (its rows only: none read twice)
         outcome.yesterday_missing = any(
-            yesterday in self.missing_days(s, today)
+            not self._held_yesterday.get((s.kind, s.series), False)
+            and not self._holds(s, yesterday)
             for s in meter_series(self.meter)
             if (s.kind, s.series) not in self.disabled
         )
         return outcome
+
+    def _holds(self, s: Series, day: date) -> bool:
+        nxt = day + timedelta(days=1)
+        if s.series == "daily":
+            return day in self.store.days_with_daily(self.pdl, s.kind, day, nxt)
+        return day in self.store.days_with_complete_curve(self.pdl, s.kind, day, nxt)
 
     def fetch_days(self, kind: Kind, series: SeriesName, days: list[date], now: datetime,
                    priority: Priority = Priority.COMMAND) -> PollOutcome:

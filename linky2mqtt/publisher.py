@@ -127,8 +127,8 @@ class Publisher:
         to be published, so that a crash between the commit and the publication loses
         nothing (:meth:`republish_all` builds them from the store)."""
         topic = topics.meter_topic(self.base, pdl, kind, "hour")
-        for day in sorted(set(days)):
-            self.store.add_pending_batch(topic, day.isoformat(), TO_PUBLISH)
+        self.store.add_pending_batches(
+            (topic, day.isoformat(), TO_PUBLISH) for day in sorted(set(days)))
 
     def curve_stored(self, pdl: str, kind: Kind, fetched: Iterable[date],
                      changed: Iterable[date]) -> None:
@@ -136,8 +136,8 @@ class Publisher:
         changed = set(changed)
         self.curve_changed(pdl, kind, changed)
         topic = topics.meter_topic(self.base, pdl, kind, "hour")
-        for day in set(fetched) - changed:
-            self.store.ack_batch(topic, day.isoformat(), TO_PUBLISH)
+        self.store.ack_batches(
+            (topic, day.isoformat(), TO_PUBLISH) for day in sorted(set(fetched) - changed))
 
     def _publish_marked(self, topic: str, key: str) -> None:
         pdl, kind_name = topic[len(self.base) + 1:].split("/")[:2]
@@ -169,15 +169,22 @@ class Publisher:
             self.retained(month_topic, month)
 
     def curve_changed(self, pdl: str, kind: Kind, days: Iterable[date]) -> None:
-        """Curve points of ``days`` were stored: one hourly batch per day, oldest first."""
+        """Curve points of ``days`` were stored: one hourly batch per day, oldest first.
+
+        The days (a backfill window: up to 7 contiguous days) are read back in one query
+        and their batches kept pending in one transaction before the first is sent, so
+        a backfill's batches go out at the broker's pace rather than the disk's."""
         topic = topics.meter_topic(self.base, pdl, kind, "hour")
-        for day in sorted(set(days)):
-            hourly = self.store.hourly_day(pdl, kind, day)
+        entries: list[tuple[str, str, bytes]] = []
+        for day, hourly in sorted(self.store.hourly_days(pdl, kind, days).items()):
             if not hourly.hours:
                 continue
             payload = topics.hour_payload(
                 pdl, day, [(h.start, h.end, h.wh) for h in hourly.hours], hourly.complete)
-            self.batch(topic, payload, key=day.isoformat())
+            entries.append((topic, day.isoformat(), topics.dumps(payload)))
+        self.store.add_pending_batches(entries)
+        for _, key, body in entries:
+            self._send(topic, body, retain=False, on_ack=_acker(self.store, topic, key, body))
 
     def _publish_max_power(self, pdl: str, day: date) -> None:
         got = self.store.max_power_values(pdl, day, day + timedelta(days=1)).get(day)

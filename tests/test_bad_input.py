@@ -262,7 +262,8 @@ def _bridge_yaml(store: Path, broker: Mosquitto, sim: Simulator, pdls: list[str]
         "accounts:\n"
         "  - name: home\n    provider: conso\n"
         f"    token: '{token}'\n    base_url: '{sim.url}'\n"
-        "    budget: {per_second: 50, per_12h: 10000}\n"
+        # no budget: conso's defaults (a raise here was silently capped to them before
+        # overrides became stricter-only; it would now need allow_above_default)
         "    meters:\n" + meters
     )
 

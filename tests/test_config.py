@@ -138,7 +138,8 @@ def test_full_settings_are_read() -> None:
         name="House", steps=["hour", "day"], production=True, max_power=True, refresh=3600,
         backfill_days={"day": 1110, "hour": 745}, enabled=False)
     doc["accounts"][0].update(base_url="https://gw.example/api/", enabled=False,
-                              budget={"per_12h": 50, "per_second": 2})
+                              budget={"per_12h": 50, "per_second": 2,
+                                      "allow_above_default": True})
     cfg = ok(doc)
     m = cfg.mqtt
     assert (m.url, m.host, m.port, m.use_tls, m.username, m.client_id, m.base_topic,
@@ -155,7 +156,8 @@ def test_full_settings_are_read() -> None:
     assert cfg.poll_window == (time(7, 30), time(11, 45))
     a = cfg.accounts[0]
     assert (a.base_url, a.enabled) == ("https://gw.example/api", False)
-    assert a.budget == BudgetOverride(per_second=2, per_hour=None, per_12h=50, per_day=None)
+    assert a.budget == BudgetOverride(per_second=2, per_hour=None, per_12h=50, per_day=None,
+                                      allow_above_default=True)
     assert a.meters[0] == MeterConfig(pdl=PDL1, name="House",
                                       steps=frozenset({Step.HOUR, Step.DAY}), production=True,
                                       max_power=True, refresh=3600, backfill_day=1110,
@@ -831,7 +833,8 @@ def test_redacted_shape() -> None:
     assert r["poll_window"] == "08:00-10:00"
     a, b, c = r["accounts"]
     assert (a["token"], a["meters"], a["budget"]) == (
-        "***", "auto", {"per_second": None, "per_hour": None, "per_12h": 50, "per_day": None})
+        "***", "auto", {"per_second": None, "per_hour": None, "per_12h": 50, "per_day": None,
+                        "allow_above_default": False})
     assert (b["token"], b["client_id"], b["client_secret"]) == (None, "public-id", "***")
     assert b["meters"] == [{"pdl": PDL1, "name": "Home", "steps": ["day", "month", "hour"],
                             "consumption": True, "production": False, "max_power": False,
@@ -857,12 +860,19 @@ def test_summary_text() -> None:
         "Accounts: 3",
         "  a: conso (token ***; public URL)",
         "    budget: per_12h 50",
+        "    budget conso (one scope for every conso account): 1/second (provider default), "
+        "paced over 1.05 s; 50/12h (lowered from 80), backfill <= 40, commands <= 45",
         "    meters: auto (every PDL the token covers), each: day, month, hour; refresh 86400 s; "
         "backfill 365 days daily, 30 days hourly",
         "  b: dataconnect (client_id public-id, client_secret ***; public URL)",
+        "    budget dataconnect:b: 5/second (provider default), paced over 1.05 s; "
+        "1000/hour (provider default), backfill <= 800, commands <= 900",
         f"    {PDL1} 'Home': day, month, hour; refresh 86400 s; backfill 365 days daily, "
         "30 days hourly",
         "  c: myelectricaldata (token ***; public URL), DISABLED",
+        "    budget myelectricaldata:account:c: 1/second (provider default), paced over 1.05 s",
+        "    budget myelectricaldata:<each meter's PDL>: 50/day (provider default), "
+        "backfill <= 40, commands <= 45",
         f"    {PDL2} '{PDL2}': day, month, hour; refresh 86400 s; backfill 365 days daily, "
         "30 days hourly",
     ]
