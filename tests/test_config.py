@@ -756,7 +756,8 @@ def test_readme_yaml_blocks_are_valid(tmp_path: Path) -> None:
     for name in ("conso_token", "mqtt_password", "dc_secret", "ha_token"):
         (tmp_path / "secrets" / name).write_text("file-SECRET\n")
     env = {"CONSO_TOKEN": TOKEN, "MQTT_PASSWORD": "p", "DC_CLIENT_ID": "i",
-           "DC_CLIENT_SECRET": "s", "HA_TOKEN": "h", "MED_TOKEN": "m"}
+           "DC_CLIENT_SECRET": "s", "HA_TOKEN": "h", "MED_TOKEN": "m",
+           "DATACONNECT_CLIENT_ID": "i", "DATACONNECT_CLIENT_SECRET": "s"}
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "ca.crt").write_text("-----BEGIN CERTIFICATE-----\n")
     checked = 0
