@@ -54,9 +54,11 @@ PDL = "12345678901234"
 SID = f"linky2mqtt:{PDL}_consumption"
 
 
+FAST_BUDGET = "{per_second: 50, per_12h: 10000, allow_above_default: true}"
+
+
 def _yaml(broker: Mosquitto, store: Path, sim: Simulator, *, hour: int = 0, day: int = 3,
-          extra: str = "", budget: str = "{per_second: 50, per_12h: 10000, allow_above_default: true}",
-          mqtt_extra: str = "") -> str:
+          extra: str = "", budget: str = FAST_BUDGET, mqtt_extra: str = "") -> str:
     steps = "[day, hour]" if hour else "[day]"
     return (
         f"mqtt:\n  url: {broker.url}\n  client_id: l2m-untried\n  base_topic: l2m\n"
