@@ -52,7 +52,7 @@ def run(quick: bool) -> list[Row]:
             t0 = time.monotonic()
             bridge.start()
             try:
-                states = list(bridge.runners[0].meters.values())
+                states = list(bridge.fleet.runners[0].meters.values())
 
                 def done() -> bool:
                     if any(s.last_poll is None for s in states):

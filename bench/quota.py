@@ -49,7 +49,7 @@ def backfill(days: int) -> list[Row]:
             bridge = Bridge(cfg, stagger=0.0)
             bridge.start()
             try:
-                state = bridge.runners[0].meters[pdl]
+                state = bridge.fleet.runners[0].meters[pdl]
                 wait_until(lambda: state.last_poll is not None, 120, "backfill poll")
             finally:
                 bridge.stop()
@@ -81,7 +81,7 @@ def steady_week() -> list[Row]:
             bridge = Bridge(cfg, clock=clock, stagger=0.0)
             bridge.start()
             try:
-                state = bridge.runners[0].meters[pdl]
+                state = bridge.fleet.runners[0].meters[pdl]
                 wait_until(lambda: state.last_poll is not None, 60, "initial backfill")
                 before = sim.count(endpoint=DAILY) + sim.count(endpoint=CURVE)
                 wait_until(lambda: _held(bridge, pdl, last_day), 7 * 86400 / SPEED + 60,

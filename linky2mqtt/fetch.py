@@ -12,7 +12,8 @@ from datetime import date, datetime
 from typing import Any
 
 from linky2mqtt import commands
-from linky2mqtt.bridge import budget_windows, provider_settings
+from linky2mqtt.bridge import provider_settings
+from linky2mqtt.budgets import budget_windows
 from linky2mqtt.config import AccountConfig, Config
 from linky2mqtt.enedis import Budget, EnedisClient, Priority, aggregate_hours
 from linky2mqtt.model import DAILY, PDL_RE, Kind, Reading, Step

@@ -31,7 +31,7 @@ from typing import Any
 
 import pytest
 
-from linky2mqtt.bridge import budget_windows
+from linky2mqtt.budgets import budget_windows
 from linky2mqtt.clock import FastClock
 from linky2mqtt.config import load_text
 from linky2mqtt.enedis import Budget, MemoryLedger
