@@ -27,6 +27,7 @@ from urllib.parse import SplitResult, urlsplit
 
 import yaml
 
+from linky2mqtt.errors import Linky2MqttError
 from linky2mqtt.model import PDL_RE, Step
 from linky2mqtt.secret import MASK, Secret
 
@@ -254,7 +255,7 @@ class Config:
         return tuple((a, m) for a in self.accounts if a.enabled for m in a.meters if m.enabled)
 
 
-class ConfigError(Exception):
+class ConfigError(Linky2MqttError):
     """The configuration is not valid; ``problems`` lists every problem found."""
 
     def __init__(self, problems: list[str]) -> None:

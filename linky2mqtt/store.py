@@ -42,6 +42,7 @@ from typing import Any, Literal, TypeVar, overload
 from linky2mqtt import plausible
 from linky2mqtt.clock import SYSTEM_CLOCK, Clock
 from linky2mqtt.enedis.hours import HourlyDay, aggregate_hours
+from linky2mqtt.errors import Linky2MqttError
 from linky2mqtt.model import DAILY, PARIS, Kind, Reading, day_bounds, resolution_minutes
 
 __all__ = ["LEDGER_KEEP_SECONDS", "MIGRATIONS", "SCHEMA_VERSION", "Store", "StoreError"]
@@ -136,7 +137,7 @@ _SELECT_DAILY = _SELECT_READINGS + " AND resolution = ? ORDER BY start_utc"
 _SELECT_CURVE = _SELECT_READINGS + " AND resolution <> ? ORDER BY start_utc, resolution"
 
 
-class StoreError(Exception):
+class StoreError(Linky2MqttError):
     """The store cannot be opened, read or written; the message names the file."""
 
     def __init__(self, path: str, message: str) -> None:

@@ -26,13 +26,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from linky2mqtt.errors import Linky2MqttError
 from linky2mqtt.store import Store, StoreError
 
 __all__ = ["RepairReport", "StoreDamaged", "check", "is_damage", "repair"]
 
 
 
-class StoreDamaged(Exception):
+class StoreDamaged(Linky2MqttError):
     """``PRAGMA quick_check`` found damage; the message says what to do."""
 
     def __init__(self, path: str, problems: list[str]) -> None:

@@ -28,6 +28,7 @@ from linky2mqtt.ha_statistics.client import (
     HAConnection,
     HAError,
     HAUnavailable,
+    HomeAssistantError,
     websocket_url,
 )
 from linky2mqtt.ha_statistics.sink import (
@@ -50,6 +51,7 @@ __all__ = [
     "HAConnection",
     "HAError",
     "HAUnavailable",
+    "HomeAssistantError",
     "HoursSource",
     "MemorySyncState",
     "NameFor",
