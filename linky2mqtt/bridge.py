@@ -36,21 +36,14 @@ from linky2mqtt.clock import SYSTEM_CLOCK, Clock
 from linky2mqtt.command_worker import CommandWorker, StoreReadSource
 from linky2mqtt.config import AccountConfig, Config, redacted
 from linky2mqtt.debounce import Debouncer
-from linky2mqtt.enedis import (
-    Budget,
-    EnedisClient,
-    ProviderSettings,
-    RetryPolicy,
-    errors,
-)
+from linky2mqtt.enedis import Budget, EnedisClient, ProviderSettings, RetryPolicy, errors
 from linky2mqtt.ha_statistics import StatisticsSink, StatisticsWorker, store_hours
 from linky2mqtt.health import Heartbeat, health_path
 from linky2mqtt.model import Kind, day_bounds
 from linky2mqtt.mqtt import Incoming, MqttLink, Overflow
 from linky2mqtt.publisher import Publisher
-from linky2mqtt.store import Store, StoreError
-from linky2mqtt.storecheck import StoreDamaged, check, is_damage
-from linky2mqtt.storelock import StoreLock
+from linky2mqtt.store import StoreError
+from linky2mqtt.storecheck import open_checked
 
 log = logging.getLogger(__name__)
 
@@ -93,25 +86,12 @@ class Bridge:
         self.rng = rng or random.Random()
         self.base = cfg.mqtt.base_topic
         self.stopping = threading.Event()
-        self.lock = StoreLock.acquire(cfg.store.path)  # StoreInUse: another bridge runs
+        # StoreInUse (another bridge runs), StoreError (missing, read-only...), StoreDamaged
+        self.lock, self.store = open_checked(cfg.store.path)
         try:
-            try:
-                self.store = Store(cfg.store.path)  # clear errors: missing, read-only...
-            except StoreError as exc:
-                if exc.__cause__ is not None and is_damage(exc.__cause__):
-                    raise StoreDamaged(str(cfg.store.path), [str(exc.__cause__)]) from None
-                raise
-            if self.lock.path is not None and not self.lock.held:
-                raise StoreError(str(cfg.store.path),
-                                 f"cannot create its lock file {self.lock.path}: "
-                                 f"{self.lock.error}")
-            problems = check(cfg.store.path)
-            if problems:
-                raise StoreDamaged(str(cfg.store.path), problems)
             self._build(cfg, clock, stagger, retry, on_publish)
         except BaseException:
-            if hasattr(self, "store"):
-                self.store.close()
+            self.store.close()
             self.lock.release()
             raise
 
