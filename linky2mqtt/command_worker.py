@@ -30,7 +30,7 @@ Hostile input is bounded at every step:
 
 * a payload over ``commands.max_payload`` is refused unread (by the MQTT link, before it
   is queued), its ``transaction`` found by :func:`commands.transaction_hint`;
-* the link's inbox and this service's queue are bounded by count and by bytes; a request
+* the link's inbox and this worker's queue are bounded by count and by bytes; a request
   that finds them full is refused at once ("too many requests are waiting"), with its
   transaction;
 * answers published and not yet acknowledged by the broker are bounded (1,000, 4 MiB):
