@@ -62,7 +62,7 @@ def run(quick: bool) -> list[Row]:
             t0 = time.monotonic()
             bridge.start()
             try:
-                states = list(bridge.runners[0].meters.values())
+                states = list(bridge.fleet.runners[0].meters.values())
 
                 def held() -> int:
                     return sum(1 for p in meters if latest in bridge.store.days_with_daily(

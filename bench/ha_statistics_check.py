@@ -1,7 +1,7 @@
 """Check the statistics sink against a real Home Assistant (by hand; not run in CI).
 
 Imports ``--days`` (default 7) days of simulator hourly data for PDL 12345678901234 as
-``linky2mqtt:12345678901234_consumption`` with :class:`linky2mqtt.hastats.StatisticsSink`,
+``linky2mqtt:12345678901234_consumption`` with :class:`linky2mqtt.ha_statistics.StatisticsSink`,
 then checks, over Home Assistant's own websocket API:
 
 1. ``recorder/statistics_during_period`` (hour) returns one row per hour, each ``state``
@@ -39,7 +39,7 @@ from typing import Any
 
 from linky2mqtt.clock import SYSTEM_CLOCK
 from linky2mqtt.enedis import aggregate_hours
-from linky2mqtt.hastats import HAConnection, MemorySyncState, StatisticsSink, websocket_url
+from linky2mqtt.ha_statistics import HAConnection, MemorySyncState, StatisticsSink, websocket_url
 from linky2mqtt.model import PARIS, Kind, Reading, day_bounds, kwh, local_iso
 from linky2mqtt.simulator import data as simdata
 

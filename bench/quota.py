@@ -51,7 +51,7 @@ def backfill(days: int) -> list[Row]:
             bridge = Bridge(cfg, stagger=0.0)
             bridge.start()
             try:
-                state = bridge.runners[0].meters[pdl]
+                state = bridge.fleet.runners[0].meters[pdl]
                 wait_until(lambda: state.last_poll is not None, 120, "backfill poll")
                 stored = len(bridge.store.days_with_daily(
                     pdl, Kind.CONSUMPTION, date(2000, 1, 1), date(2100, 1, 1)))
@@ -87,7 +87,7 @@ def steady_week() -> list[Row]:
             bridge = Bridge(cfg, clock=clock, stagger=0.0)
             bridge.start()
             try:
-                state = bridge.runners[0].meters[pdl]
+                state = bridge.fleet.runners[0].meters[pdl]
                 wait_until(lambda: state.last_poll is not None, 60, "initial backfill")
                 before = sim.count(endpoint=DAILY) + sim.count(endpoint=CURVE)
                 wait_until(lambda: _held(bridge, pdl, last_day), 7 * 86400 / SPEED + 60,

@@ -39,7 +39,7 @@ def main() -> int:
 
     cfg = load(sys.argv[1])
     bridge = Bridge(cfg, stagger=0.0)
-    states = [s for r in bridge.runners for s in r.meters.values()]
+    states = [s for r in bridge.fleet.runners for s in r.meters.values()]
     bridge.start()
     try:
         wait_until(lambda: all(s.last_poll is not None for s in states), 3600,

@@ -33,6 +33,7 @@ import httpx
 import yaml
 
 from linky2mqtt.config import Config, ConfigError, load_text
+from linky2mqtt.errors import Linky2MqttError
 
 __all__ = [
     "DEFAULT_OPTIONS",
@@ -69,7 +70,7 @@ _FILE_HINT: Final = re.compile(r" ?\(?\bor \w+_file\b\)?")
 _STEPS_RE: Final = re.compile(r"\s*(day|month|hour)(\s*,\s*(day|month|hour))*\s*")
 
 
-class AddonOptionsError(Exception):
+class AddonOptionsError(Linky2MqttError):
     """The add-on's options (or what the Supervisor answered) cannot make a configuration."""
 
     def __init__(self, problems: list[str]) -> None:

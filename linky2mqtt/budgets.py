@@ -3,10 +3,10 @@
 An ``accounts[].budget`` override may only make a provider's budget stricter: lower one of
 its windows, or add a window the provider does not have (``per_day`` on Data Connect).
 Raising a window above the provider's default is refused by the configuration
-(:func:`above_default`) unless the override says ``allow_above_default: true`` (a contract
-that grants more, a private gateway); then it applies as written and every build of the
-budget logs a warning, because the upstream's quota does not move because a config says
-so: asking more than it allows earns 429s (or a ban, for the Conso API).
+(:func:`linky2mqtt.enedis.budget.above_default`) unless the override says
+``allow_above_default: true`` (a contract that grants more, a private gateway); then it
+applies as written and every build of the budget logs a warning, because the
+upstream's quota does not move because a config says so: asking more than it allows earns 429s (or a ban, for the Conso API).
 
 * ``dataconnect``: one scope per account (``dataconnect:<account>``).
 * ``myelectricaldata``: ``per_second`` is the account's scope
@@ -28,7 +28,15 @@ import logging
 import math
 from typing import TYPE_CHECKING
 
-from linky2mqtt.enedis.budget import LONG_WINDOW, SHARE, Priority, Window, default_windows
+from linky2mqtt.enedis.budget import (
+    LONG_WINDOW,
+    SHARE,
+    Priority,
+    Window,
+    above_default,
+    default_limit,
+    default_windows,
+)
 
 if TYPE_CHECKING:
     from linky2mqtt.config import AccountConfig, BudgetOverride, Config
@@ -40,7 +48,6 @@ log = logging.getLogger(__name__)
 # request too many inside the upstream's second (a 429 costs seconds of back-off).
 SHORT_WINDOW_MARGIN = 0.05
 
-KEYS = {"per_second": 1.0, "per_hour": 3600.0, "per_12h": 43200.0, "per_day": 86400.0}
 _WINDOW_NAMES = {1.0: "second", 3600.0: "hour", 43200.0: "12h", 86400.0: "day"}
 
 
@@ -53,32 +60,6 @@ def _requested(override: BudgetOverride) -> dict[float, int]:
     wanted = {1.0: override.per_second, 3600.0: override.per_hour,
               43200.0: override.per_12h, 86400.0: override.per_day}
     return {s: v for s, v in wanted.items() if v is not None}
-
-
-def _default_scope(provider: str, seconds: float) -> str:
-    """The provider-default scope prefix a window of ``seconds`` belongs to."""
-    if provider == "myelectricaldata" and seconds <= 1.0:
-        return "myelectricaldata:account"
-    return provider
-
-
-def default_limit(provider: str, seconds: float) -> int | None:
-    """The provider's default limit for a window of ``seconds``, None if it has none."""
-    for w in default_windows(provider).get(_default_scope(provider, seconds), []):
-        if w.seconds == seconds:
-            return w.limit
-    return None
-
-
-def above_default(provider: str, override: BudgetOverride) -> list[tuple[str, int, int]]:
-    """The override's windows above the provider's defaults: (key, value, default)."""
-    out = []
-    for key, seconds in KEYS.items():
-        value = getattr(override, key)
-        default = default_limit(provider, seconds)
-        if value is not None and default is not None and value > default:
-            out.append((key, value, default))
-    return out
 
 
 def _override(windows: list[Window], override: BudgetOverride | None) -> list[Window]:

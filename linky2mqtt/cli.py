@@ -3,6 +3,11 @@
 Exit codes: 0 done; 2 configuration or usage error, or the store already in use by
 another bridge; 1 anything else (upstream error, store error or damage, broker
 unreachable at the end of a command...). No traceback unless the log level is debug.
+
+Every family under :class:`linky2mqtt.errors.Linky2MqttError` is mapped once, in
+:func:`_failure`, to its exit code and one line with what to do: the hint of
+:func:`linky2mqtt.progress.hint` for an upstream error, the message itself where it
+already says it (store in use, store damaged, add-on options).
 """
 
 from __future__ import annotations
@@ -144,27 +149,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         cfg = _load(args.config)
         debug = cfg.log.level == "debug"
         return _run(cfg, clock)
-    except _ConfigFailed as exc:
-        print(exc.text, file=sys.stderr)
-        return 2
     except UsageError as exc:
         print(f"linky2mqtt: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 0
     except Exception as exc:
-        from linky2mqtt.storecheck import StoreDamaged
-        from linky2mqtt.storelock import StoreInUse
-
-        if isinstance(exc, StoreInUse | StoreDamaged):
-            print(f"linky2mqtt: {exc}", file=sys.stderr)
-            return 2 if isinstance(exc, StoreInUse) else 1
-        if debug:
+        code, text, expected = _failure(exc, getattr(args, "config", DEFAULT_CONFIG))
+        if debug and not expected:
             log.exception("fatal error")
-        from linky2mqtt.logs import REDACTOR
-
-        print(f"linky2mqtt: error: {REDACTOR.redact(_one_line(exc))}", file=sys.stderr)
-        return 1
+        print(text, file=sys.stderr)
+        return code
 
 
 _ADDON = False
@@ -178,20 +173,32 @@ def _addon_mode(args_list: Sequence[str]) -> bool:
     return not explicit and active()
 
 
-def _addon_config() -> Any:
-    """The configuration from the add-on's options (one clear line when they are wrong)."""
-    from linky2mqtt.addon import AddonOptionsError, load_addon_config
+def _failure(exc: Exception, config: str) -> tuple[int, str, bool]:
+    """Each error family once: (exit code, what to print, expected): ``expected`` errors
+    say all there is to say; the others show their traceback at log level debug."""
+    from linky2mqtt.addon import AddonOptionsError
+    from linky2mqtt.config import ConfigError
+    from linky2mqtt.enedis.errors import EnedisError
+    from linky2mqtt.ha_statistics import HomeAssistantError
+    from linky2mqtt.logs import REDACTOR
+    from linky2mqtt.progress import hint
+    from linky2mqtt.storecheck import StoreDamaged
+    from linky2mqtt.storelock import StoreInUse
 
-    try:
-        return load_addon_config()
-    except AddonOptionsError as exc:
-        raise _ConfigFailed(f"linky2mqtt: {exc.line}") from None
-
-
-class _ConfigFailed(Exception):
-    def __init__(self, text: str) -> None:
-        super().__init__(text)
-        self.text = text
+    if isinstance(exc, ConfigError):  # every problem, one per line, with its dotted path
+        return 2, f"linky2mqtt: invalid configuration {config}:\n{exc}", True
+    if isinstance(exc, AddonOptionsError):  # its line says what to do
+        return 2, f"linky2mqtt: {exc.line}", True
+    if isinstance(exc, StoreInUse | StoreDamaged):  # the message says what to do
+        return 2 if isinstance(exc, StoreInUse) else 1, f"linky2mqtt: {exc}", True
+    line = f"linky2mqtt: error: {REDACTOR.redact(_one_line(exc))}"
+    if isinstance(exc, EnedisError):
+        line += f" -- {hint(exc, exc.provider)}"
+    elif isinstance(exc, HomeAssistantError):
+        line += " -- check homeassistant.statistics (url and token) and Home Assistant's log"
+    # a StoreError's message names the file and the cause (read-only, disk full...);
+    # anything else (a Linky2MqttError or not) is one line too, its traceback at debug
+    return 1, line, False
 
 
 def _one_line(exc: BaseException) -> str:
@@ -200,15 +207,14 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _load(path: str) -> Any:
-    from linky2mqtt.config import ConfigError, load
+    from linky2mqtt.config import load
 
     if _ADDON:
-        cfg = _addon_config()
+        from linky2mqtt.addon import load_addon_config
+
+        cfg = load_addon_config()  # AddonOptionsError: one clear line (_failure)
     else:
-        try:
-            cfg = load(path)
-        except ConfigError as exc:
-            raise _ConfigFailed(f"linky2mqtt: invalid configuration {path}:\n{exc}") from None
+        cfg = load(path)  # ConfigError: every problem (_failure)
     from linky2mqtt.config import secret_values
     from linky2mqtt.logs import setup_logging
 
@@ -217,10 +223,11 @@ def _load(path: str) -> Any:
 
 
 def _check_config(path: str) -> int:
+    from linky2mqtt.budgets import describe
     from linky2mqtt.config import summary
 
     cfg = _load(path)
-    print(summary(cfg))
+    print(summary(cfg, lambda account: describe(cfg, account)))
     return 0
 
 

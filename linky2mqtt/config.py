@@ -18,7 +18,7 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import time
 from pathlib import Path
@@ -27,6 +27,8 @@ from urllib.parse import SplitResult, urlsplit
 
 import yaml
 
+from linky2mqtt.enedis.budget import above_default
+from linky2mqtt.errors import Linky2MqttError
 from linky2mqtt.model import PDL_RE, Step
 from linky2mqtt.secret import MASK, Secret
 
@@ -258,7 +260,7 @@ class Config:
         return tuple((a, m) for a in self.accounts if a.enabled for m in a.meters if m.enabled)
 
 
-class ConfigError(Exception):
+class ConfigError(Linky2MqttError):
     """The configuration is not valid; ``problems`` lists every problem found."""
 
     def __init__(self, problems: list[str]) -> None:
@@ -373,12 +375,12 @@ def secret_values(cfg: Config) -> tuple[str, ...]:
     return tuple(dict.fromkeys(s.reveal() for s in secrets if s is not None))
 
 
-def summary(cfg: Config) -> str:
+def summary(cfg: Config,
+            account_lines: Callable[[AccountConfig], list[str]] = lambda _a: []) -> str:
     """A readable summary of the configuration (``check-config``), secrets hidden; under
-    each account, the effective request windows of its scopes (:mod:`linky2mqtt.budgets`).
+    each account, ``account_lines(account)`` (the CLI passes the effective request windows
+    of its scopes: :func:`linky2mqtt.budgets.describe`).
     """
-    from linky2mqtt.budgets import describe as describe_budget
-
     m, ha = cfg.mqtt, cfg.homeassistant
     auth = "no authentication"
     if m.username is not None:
@@ -414,7 +416,7 @@ def summary(cfg: Config) -> str:
             lines.append("    budget: " + ", ".join(
                 f"{k} {v}" for k, v in _budget_dict(a.budget).items()
                 if v is not None and v is not False))
-        lines += describe_budget(cfg, a)
+        lines += account_lines(a)
         if a.auto_meters:
             lines.append("    meters: auto (every PDL the token covers), each: "
                          + _settings_text(a.meter_defaults))
@@ -1158,8 +1160,6 @@ def _account(ctx: _Ctx, raw: Any, path: str, pdls: dict[str, str]) -> AccountCon
 
 
 def _budget(ctx: _Ctx, raw: Any, path: str, provider: str | None) -> BudgetOverride | None:
-    from linky2mqtt.budgets import above_default
-
     sec = _Section(ctx, raw, path, (*_BUDGET_KEYS, _BUDGET_OPT_IN))
     values = {k: sec.integer(k, None, low=1, nullable=True) for k in _BUDGET_KEYS}
     allow = sec.boolean(_BUDGET_OPT_IN, False)

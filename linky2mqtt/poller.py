@@ -134,14 +134,15 @@ class MeterPoller:
         self._asked_on: date | None = None
         # whether the last missing_days() of a series found yesterday held (no re-read)
         self._held_yesterday: dict[tuple[Kind, SeriesName], bool] = {}
-        # Hooks set by the bridge: ``before_save(kind, series, days)`` runs before fetched
-        # readings are committed (to record that they are to be published, crash-safe);
-        # ``on_stored(kind, series, days_fetched, days_changed, now)`` right after.
-        self.before_save: Callable[[Kind, SeriesName, set[date]], None] | None = None
-        self.on_stored: Callable[[Kind, SeriesName, set[date], set[date], datetime],
-                                 None] | None = None
+        # Hooks set by the account thread: ``before_commit(kind, series, days)`` runs before
+        # fetched readings are committed (to record that they are to be published,
+        # crash-safe); ``after_commit(kind, series, days_fetched, days_changed, now)``
+        # right after (to publish them).
+        self.before_commit: Callable[[Kind, SeriesName, set[date]], None] | None = None
+        self.after_commit: Callable[[Kind, SeriesName, set[date], set[date], datetime],
+                                    None] | None = None
         # The contract's subscribed power (kVA), None when unknown: bounds what is
-        # plausible (:mod:`linky2mqtt.plausible`). Set by the bridge.
+        # plausible (:mod:`linky2mqtt.plausible`). Set by the account thread.
         self.subscribed_kva: Callable[[], float | None] = lambda: None
 
     @property
@@ -289,8 +290,8 @@ class MeterPoller:
         # impossible values are refused (whole days): they stay missing, asked again later
         readings = plausible.screen(result.readings, self.pdl, self.subscribed_kva())
         fetched_days = {r.local_date for r in readings}
-        if self.before_save is not None and fetched_days:
-            self.before_save(s.kind, s.series, fetched_days)
+        if self.before_commit is not None and fetched_days:
+            self.before_commit(s.kind, s.series, fetched_days)
         start, end = window
         repairs = {d: why for d, why in self.store.repair_days(self.pdl, s.kind, s.series
                                                                 ).items() if start <= d < end}
@@ -301,10 +302,10 @@ class MeterPoller:
         days = outcome.changed.setdefault((s.kind, s.series), set())
         for r in changed:
             days.add(r.local_date)
-        if self.on_stored is not None and fetched_days:
+        if self.after_commit is not None and fetched_days:
             # published window by window, not at the end of a long backfill
-            self.on_stored(s.kind, s.series, fetched_days, {r.local_date for r in changed},
-                           now)
+            self.after_commit(s.kind, s.series, fetched_days, {r.local_date for r in changed},
+                              now)
         # A day of the window that is still not complete counts as a gap attempt.
         if s.series == "daily":
             held = self.store.days_with_daily(self.pdl, s.kind, start, end)

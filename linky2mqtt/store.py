@@ -43,6 +43,7 @@ from typing import Any, Literal, TypeVar, overload
 from linky2mqtt import plausible
 from linky2mqtt.clock import SYSTEM_CLOCK, Clock
 from linky2mqtt.enedis.hours import Hour, HourlyDay
+from linky2mqtt.errors import Linky2MqttError
 from linky2mqtt.model import DAILY, PARIS, Kind, Reading, day_bounds, resolution_minutes
 
 __all__ = ["LEDGER_KEEP_SECONDS", "MIGRATIONS", "SCHEMA_VERSION", "Store", "StoreError"]
@@ -182,7 +183,7 @@ def _hourly(rows: list[tuple[str, int, float]], day: date, lo: int, hi: int) -> 
     return HourlyDay(day=day, hours=hours, complete=complete)
 
 
-class StoreError(Exception):
+class StoreError(Linky2MqttError):
     """The store cannot be opened, read or written; the message names the file."""
 
     def __init__(self, path: str, message: str) -> None:

@@ -26,13 +26,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from linky2mqtt.errors import Linky2MqttError
 from linky2mqtt.store import Store, StoreError
+from linky2mqtt.storelock import StoreLock
 
-__all__ = ["RepairReport", "StoreDamaged", "check", "is_damage", "repair"]
+__all__ = ["RepairReport", "StoreDamaged", "check", "is_damage", "open_checked", "repair"]
 
 
 
-class StoreDamaged(Exception):
+class StoreDamaged(Linky2MqttError):
     """``PRAGMA quick_check`` found damage; the message says what to do."""
 
     def __init__(self, path: str, problems: list[str]) -> None:
@@ -66,6 +68,33 @@ def check(path: str | os.PathLike[str]) -> list[str]:
     problems = [line.strip() for r in rows for line in str(r[0]).splitlines()
                 if line.strip() and not line.startswith("*** in database")]
     return [] if problems == ["ok"] else problems
+
+
+def open_checked(path: str | Path) -> tuple[StoreLock, Store]:
+    """A bridge's store: its lock taken (:class:`~linky2mqtt.storelock.StoreInUse` when
+    another bridge runs), opened (:class:`StoreError`: missing, read-only...) and checked
+    (:class:`StoreDamaged`). On any failure nothing stays open or locked."""
+    lock = StoreLock.acquire(path)
+    store: Store | None = None
+    try:
+        try:
+            store = Store(path)
+        except StoreError as exc:
+            if exc.__cause__ is not None and is_damage(exc.__cause__):
+                raise StoreDamaged(str(path), [str(exc.__cause__)]) from None
+            raise
+        if lock.path is not None and not lock.held:
+            raise StoreError(str(path), f"cannot create its lock file {lock.path}: "
+                                        f"{lock.error}")
+        problems = check(path)
+        if problems:
+            raise StoreDamaged(str(path), problems)
+    except BaseException:
+        if store is not None:
+            store.close()
+        lock.release()
+        raise
+    return lock, store
 
 
 def is_damage(exc: BaseException) -> bool:

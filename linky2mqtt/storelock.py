@@ -14,10 +14,12 @@ import fcntl
 import os
 from pathlib import Path
 
+from linky2mqtt.errors import Linky2MqttError
+
 __all__ = ["StoreInUse", "StoreLock", "lock_path"]
 
 
-class StoreInUse(Exception):
+class StoreInUse(Linky2MqttError):
     """Another live process holds the lock of this store."""
 
     def __init__(self, store: str, pid: int | None) -> None:

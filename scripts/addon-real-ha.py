@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from linky2mqtt.hastats.client import HAConnection  # noqa: E402
+from linky2mqtt.ha_statistics.client import HAConnection  # noqa: E402
 from linky2mqtt.simulator import SimOptions, Simulator  # noqa: E402
 from tests.support.broker import Mosquitto  # noqa: E402
 from tests.support.supervisor import Broker, SupervisorStandIn  # noqa: E402

@@ -286,7 +286,7 @@ def test_disk_full_is_a_clear_store_error_and_never_corrupts(
             return [r for r in caplog.records if r.levelno == logging.ERROR
                     and "poll stopped by a store error" in r.getMessage()]
 
-        states = [s for r in bridge.runners for s in r.meters.values()]
+        states = [s for r in bridge.fleet.runners for s in r.meters.values()]
         deadline = time.monotonic() + 30
         while not (poll_errors() and any(s.last_error and "disk full" in s.last_error
                                          for s in states)):
@@ -296,7 +296,7 @@ def test_disk_full_is_a_clear_store_error_and_never_corrupts(
         assert f": poll stopped by a store error, retried later: store {db}: disk full, " \
             "nothing written" in line
         # the account threads survive the failure, and retry later instead of looping
-        assert all(r.thread.is_alive() for r in bridge.runners)
+        assert all(r.thread.is_alive() for r in bridge.fleet.runners)
         count = len(poll_errors())
         assert all(s.next_due > bridge.clock.time() + 3000 for s in states
                    if s.last_error and "disk full" in s.last_error)

@@ -18,8 +18,9 @@ import logging
 
 import pytest
 
-from linky2mqtt.budgets import budget_windows
-from linky2mqtt.config import ConfigError, load_text, summary
+from linky2mqtt.budgets import budget_windows, describe
+from linky2mqtt.config import Config, ConfigError, load_text
+from linky2mqtt.config import summary as config_summary
 from linky2mqtt.enedis import Budget, MemoryLedger, Window
 
 PDL1, PDL2, PDL3, PDL4 = "12345678901234", "98765432109876", "24880057139941", "11453290002823"
@@ -119,3 +120,8 @@ def test_check_config_shows_defaults_when_nothing_is_overridden() -> None:
     assert ("    budget dataconnect:dc: 5/second (provider default), paced over 1.05 s; "
             "1000/hour (provider default), backfill <= 800, commands <= 900"
             ) in summary(load_text(text, env={})).splitlines()
+
+
+def summary(cfg: Config) -> str:
+    """The ``check-config`` text: the configuration, each account with its budget scopes."""
+    return config_summary(cfg, lambda account: describe(cfg, account))

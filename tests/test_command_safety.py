@@ -32,7 +32,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from linky2mqtt import service
+from linky2mqtt import command_worker
 from linky2mqtt.bridge import Bridge
 from linky2mqtt.clock import SYSTEM_CLOCK
 from linky2mqtt.config import load_text
@@ -227,9 +227,9 @@ def _fresh_log_throttles(env: Env) -> None:
     """Each test starts with the bridge's log throttles empty (the bridge is shared)."""
     svc = env.bridge.commands
     assert svc is not None
-    svc._retained_log = service.Throttled(logging.WARNING, burst=10)
-    svc._topic_log = service.Throttled(logging.WARNING, burst=10)
-    svc._refused_log = service.Throttled(logging.INFO, burst=20)
+    svc._retained_log = command_worker.Throttled(logging.WARNING, burst=10)
+    svc._topic_log = command_worker.Throttled(logging.WARNING, burst=10)
+    svc._refused_log = command_worker.Throttled(logging.INFO, burst=20)
 
 
 def tx() -> str:
@@ -419,14 +419,14 @@ def test_full_queues_refuse_with_the_transaction(
     release = threading.Event()
     stuck = threading.Event()
     if stuck_where == "service":
-        original_info = bridge.info_with_status
+        original_info = bridge.fleet.info
 
         def slow_info() -> dict[str, Any]:
             stuck.set()
             release.wait(60)
             return original_info()
 
-        monkeypatch.setattr(bridge, "info_with_status", slow_info)
+        monkeypatch.setattr(bridge.fleet, "info", slow_info)
     else:
         original_submit = svc.submit
 
@@ -439,14 +439,14 @@ def test_full_queues_refuse_with_the_transaction(
     first = tx()
     admin.publish(f"{REQ}/info", json.dumps({"transaction": first}))
     assert stuck.wait(30)
-    n = service.QUEUE_LIMIT + 200
+    n = command_worker.QUEUE_LIMIT + 200
     txs = [tx() for _ in range(n)]
     for i, t in enumerate(txs):
         # every other one with the transaction last, as `{...msg.payload, transaction}` does
         admin.publish(f"{REQ}/info", json.dumps({"pad": None, "transaction": t})
                       if i % 2 else json.dumps({"transaction": t}), wait=i == n - 1)
     # the stuck request is out of the queue; QUEUE_LIMIT wait in it; the rest is refused
-    expected = n - service.QUEUE_LIMIT
+    expected = n - command_worker.QUEUE_LIMIT
 
     def refusals_so_far(ms: list[Message]) -> list[dict[str, Any]] | None:
         got = [m.json() for m in ms if m.topic == f"{RESP}/info"

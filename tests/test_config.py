@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
+from linky2mqtt.budgets import describe
 from linky2mqtt.config import (
     AccountConfig,
     BudgetOverride,
@@ -25,8 +26,8 @@ from linky2mqtt.config import (
     load_text,
     redacted,
     secret_values,
-    summary,
 )
+from linky2mqtt.config import summary as config_summary
 from linky2mqtt.model import Step
 from linky2mqtt.secret import Secret
 
@@ -907,3 +908,8 @@ def test_config_error_pickles() -> None:
 
 def test_secret_values_lists_every_secret() -> None:
     assert sorted(secret_values(ok(secret_config()))) == sorted(SECRETS)
+
+
+def summary(cfg: Config) -> str:
+    """The ``check-config`` text: the configuration, each account with its budget scopes."""
+    return config_summary(cfg, lambda account: describe(cfg, account))

@@ -97,9 +97,9 @@ def test_statistics_series_leave_out_consumption(simulator: Simulator, broker: M
         "  discovery: true\n", "  discovery: true\n" + stats)
     bridge = Bridge(load_text(text))
     assert list(seen["series"]) == [(FARM, Kind.PRODUCTION)]
-    views = bridge.meter_views()
+    views = bridge.fleet.meter_views()
     assert (views[FARM].consumption, views[FARM].production) == (False, True)
-    info = bridge.meter_info(bridge.meter_account[FARM].meters[FARM])
+    info = bridge.fleet.meter_info(bridge.fleet.state(FARM))
     assert (info.consumption, info.production, info.max_power) == (False, True, False)
     assert info.steps == frozenset(Step)
 

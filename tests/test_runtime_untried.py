@@ -124,12 +124,12 @@ def test_disk_full_during_a_backfill_loses_nothing_once_room_comes_back(
     watcher = Collector(broker.host, broker.port, ["l2m/#"])
     bridge = Bridge(cfg, stagger=0.0)
     bridge.start()
-    state = bridge.runners[0].meters[PDL]
+    state = bridge.fleet.runners[0].meters[PDL]
     days = days_back(hour_days)
     try:
         wait_until(lambda: state.last_error and "disk full" in state.last_error, 60,
                    "a disk-full error mid-backfill")
-        assert bridge.runners[0].thread.is_alive()
+        assert bridge.fleet.runners[0].thread.is_alive()
         batches = _hour_batches(watcher.messages)
         assert len(batches) < hour_days, "the backfill was not cut short"
         filler.unlink()  # room again; a refresh resumes at once (else: within the hour)

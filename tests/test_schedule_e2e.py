@@ -158,7 +158,7 @@ def test_a_429_beyond_the_retry_bound_defers_only_that_meter(
         deferred = watcher.wait_for(
             lambda ms: (_status(ms, A) or {}).get("budget", {}).get("waiting_until")
             and _status(ms, A), timeout=30, what="the deferred meter's status")
-        runner = bridge.runners[0]
+        runner = bridge.fleet.runners[0]
         assert runner.meters[A].schedule.failures == 0  # no failure recorded...
         assert runner.schedule.streak == 0 and runner.schedule.holds == 0
         watcher.wait_for(_all_published([A]), timeout=60, what="the deferred meter's day")

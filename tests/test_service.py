@@ -465,7 +465,7 @@ def test_fuzz_requests_are_answered_or_ignored_and_cost_nothing(env: Env) -> Non
     sim, bridge = env.sim, env.bridge
     c = Collector(env.broker.host, env.broker.port, [f"{BASE}/bridge/response/#"])
     sent: list[tuple[str, bytes]] = []
-    meters = bridge.meter_views()
+    meters = bridge.fleet.meter_views()
     before = upstream(sim)
 
     @settings(max_examples=2000, deadline=None, database=None,
@@ -557,10 +557,10 @@ def test_the_same_read_twice_fetches_once(env: Env) -> None:
 
 def test_reads_waiting_for_upstream_are_bounded(env: Env,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    from linky2mqtt import service
+    from linky2mqtt import command_worker
 
     sim, c = env.sim, env.client
-    monkeypatch.setattr(service, "UPSTREAM_LIMIT", 2)
+    monkeypatch.setattr(command_worker, "UPSTREAM_LIMIT", 2)
     sim.set(latency=1.0)
     try:
         txs = [f"bound-{i}" for i in range(4)]
@@ -661,8 +661,8 @@ accounts:
 
 
 def test_store_source_caches_complete_days_until_told_they_changed(tmp_path: Path) -> None:
+    from linky2mqtt.command_worker import StoreReadSource
     from linky2mqtt.model import Reading
-    from linky2mqtt.service import StoreReadSource
     from linky2mqtt.store import Store
 
     store = Store(tmp_path / "s.db")

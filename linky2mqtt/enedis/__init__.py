@@ -1,7 +1,19 @@
 """linky2mqtt.enedis: a client for Enedis Linky data through three providers.
 
 No MQTT, no YAML, no configuration file here: the caller builds :class:`ProviderSettings`
-with plain strings and injects the HTTP client, the clock, the budget and the retry policy.
+with plain strings and injects the HTTP client, the clock, the budget and the retry policy::
+
+    client = EnedisClient(ProviderSettings(provider="dataconnect", client_id=..., ...),
+                          budget=Budget(windows, ledger, clock), retry=RetryPolicy())
+    client.daily(pdl, kind, start, end, priority=Priority.FRESH) -> FetchResult
+    client.curve(pdl, kind, start, end, priority=...) -> FetchResult   # end exclusive
+    client.contract(pdl) -> Contract | None
+    client.covered_pdls() -> list[str] | None     # the PDLs a token covers, when it says
+
+Priorities: ``FRESH`` (yesterday's data) > ``COMMAND`` > ``BACKFILL``. When the budget
+does not allow a request within ``max_wait`` seconds (2 s by default) the client raises
+:class:`errors.BudgetExhausted` with ``retry_at`` instead of sleeping. All datetimes are
+aware: UTC inside, Europe/Paris only for upstream dates.
 """
 
 from . import errors

@@ -210,3 +210,46 @@ class Budget:
         with self._lock:
             now = self.clock.time()
             return sum(1 for t in self._history(scope, now) if t > now - seconds)
+
+
+# The keys of a budget override and the window (seconds) each one sets.
+KEYS = {"per_second": 1.0, "per_hour": 3600.0, "per_12h": 43200.0, "per_day": 86400.0}
+
+
+class Limits(Protocol):
+    """A budget override as the configuration holds it: requests per window, or None."""
+
+    @property
+    def per_second(self) -> int | None: ...
+    @property
+    def per_hour(self) -> int | None: ...
+    @property
+    def per_12h(self) -> int | None: ...
+    @property
+    def per_day(self) -> int | None: ...
+
+
+def _default_scope(provider: str, seconds: float) -> str:
+    """The provider-default scope prefix a window of ``seconds`` belongs to."""
+    if provider == "myelectricaldata" and seconds <= 1.0:
+        return "myelectricaldata:account"
+    return provider
+
+
+def default_limit(provider: str, seconds: float) -> int | None:
+    """The provider's default limit for a window of ``seconds``, None if it has none."""
+    for w in default_windows(provider).get(_default_scope(provider, seconds), []):
+        if w.seconds == seconds:
+            return w.limit
+    return None
+
+
+def above_default(provider: str, override: Limits) -> list[tuple[str, int, int]]:
+    """The override's windows above the provider's defaults: (key, value, default)."""
+    out = []
+    for key, seconds in KEYS.items():
+        value = getattr(override, key)
+        default = default_limit(provider, seconds)
+        if value is not None and default is not None and value > default:
+            out.append((key, value, default))
+    return out

@@ -5,7 +5,8 @@ Every exception carries its context as attributes (never a secret): ``provider``
 status or None), ``code`` (the provider's error code, e.g. ``ADAM-DC-0008``) and
 ``message`` (the provider's message, or ours)::
 
-    EnedisError                 anything the client raises on purpose
+    EnedisError                 anything the client raises on purpose (a
+    │                           :class:`linky2mqtt.errors.Linky2MqttError`)
     ├── TransportError          no HTTP answer: connection refused/dropped   [retried]
     │   └── Timeout             connect/read/write/pool timeout, or the overall
     │                           deadline of one request passed               [retried]
@@ -30,6 +31,8 @@ bounded by attempts and total time, then the last exception is raised.
 
 from __future__ import annotations
 
+from linky2mqtt.errors import Linky2MqttError
+
 __all__ = [
     "CONSENT_CODES",
     "ApiError",
@@ -49,7 +52,7 @@ __all__ = [
 ]
 
 
-class EnedisError(Exception):
+class EnedisError(Linky2MqttError):
     """Base class: ``str()`` is one readable line with the context."""
 
     # True when the failure is the whole account's, not one meter's: the OAuth token

@@ -9,7 +9,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from linky2mqtt.hastats import (
+from linky2mqtt.ha_statistics import (
     MemorySyncState,
     StatisticsSink,
     build_rows,
@@ -308,7 +308,7 @@ def test_ha_down_keeps_dirty_then_imports(
     sink.notify(PDL, Kind.CONSUMPTION, since)
     fake_ha.down()
 
-    with caplog.at_level(logging.DEBUG, logger="linky2mqtt.hastats"):
+    with caplog.at_level(logging.DEBUG, logger="linky2mqtt.ha_statistics"):
         report = sink.sync()
         assert report.pending == (SID,)
         assert report.error is not None
@@ -484,7 +484,7 @@ def test_notify_during_sync_is_not_lost(fake_ha: FakeHA, clock: ManualClock) -> 
 
 
 def test_list_statistic_ids_and_ping(fake_ha: FakeHA, clock: ManualClock) -> None:
-    from linky2mqtt.hastats import HAConnection
+    from linky2mqtt.ha_statistics import HAConnection
 
     hours, state = Hours(), MemorySyncState()
     sink = make_sink(fake_ha, state, clock, hours)
@@ -540,7 +540,7 @@ def test_list_statistic_ids_and_ping(fake_ha: FakeHA, clock: ManualClock) -> Non
 
 
 def test_fake_rejects_what_home_assistant_rejects(fake_ha: FakeHA) -> None:
-    from linky2mqtt.hastats import HAConnection, HAError
+    from linky2mqtt.ha_statistics import HAConnection, HAError
 
     meta = {
         "source": "linky2mqtt",

@@ -1,4 +1,4 @@
-"""The command topic at work: requests in, answers out, off the paho network thread.
+"""The command worker: requests in, answers out, off the paho network thread.
 
 ``B/bridge/request/<command>`` messages are queued (bounded: a flood is refused with an
 error answer, never buffered without limit) and handled in order by one worker thread:
@@ -14,6 +14,11 @@ error answer, never buffered without limit) and handled in order by one worker t
 * the clock hours of complete days are cached in memory (:class:`StoreReadSource`), so a
   month of hourly data is served in a few milliseconds.
 
+The worker knows nothing of the bridge or of the account threads: it is given the meters
+through the narrow :class:`Meters` protocol it declares here (implemented by
+:class:`linky2mqtt.accounts.Fleet`), a read source, a function that publishes an answer
+(:meth:`linky2mqtt.mqtt.MqttLink.publish`), the clock and the stop event.
+
 Answers go to ``B/bridge/response/<command>`` (QoS 1, not retained) and, under MQTT 5,
 also to the request's ResponseTopic with its CorrelationData and content type JSON, but
 never to a ResponseTopic :func:`commands.response_topic_problem` refuses (inside the base
@@ -25,7 +30,7 @@ Hostile input is bounded at every step:
 
 * a payload over ``commands.max_payload`` is refused unread (by the MQTT link, before it
   is queued), its ``transaction`` found by :func:`commands.transaction_hint`;
-* the link's inbox and this service's queue are bounded by count and by bytes; a request
+* the link's inbox and this worker's queue are bounded by count and by bytes; a request
   that finds them full is refused at once ("too many requests are waiting"), with its
   transaction;
 * answers published and not yet acknowledged by the broker are bounded (1,000, 4 MiB):
@@ -46,17 +51,15 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from datetime import date, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from linky2mqtt import commands
-from linky2mqtt.enedis import Priority
+from linky2mqtt.clock import Clock
+from linky2mqtt.config import CommandPolicy, HomeAssistantConfig
 from linky2mqtt.model import PARIS, Kind, Step, day_bounds
 from linky2mqtt.mqtt import Incoming, Overflow
-from linky2mqtt.poller import SeriesName
+from linky2mqtt.poller import PollOutcome, SeriesName
 from linky2mqtt.store import Store
-
-if TYPE_CHECKING:
-    from linky2mqtt.bridge import Bridge
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +78,43 @@ UPSTREAM_LIMIT = 64
 
 
 HourlyDay = tuple[list[tuple[datetime, datetime, float]], bool]
+
+
+class Meters(Protocol):
+    """What the command worker needs of the meters (:class:`linky2mqtt.accounts.Fleet`)."""
+
+    def meter_views(self) -> dict[str, commands.MeterView]:
+        """Every meter, by PDL, with the series it keeps (request validation)."""
+        ...
+
+    def pdls(self) -> list[str]:
+        """Every meter's PDL, sorted."""
+        ...
+
+    def run_on_account(self, pdl: str, job: Callable[[], None]) -> None:
+        """Run ``job`` on the thread of ``pdl``'s account, after its due polls."""
+        ...
+
+    def fetch_days(self, pdl: str, kind: Kind, series: SeriesName, days: list[date],
+                   now: datetime) -> PollOutcome:
+        """Fetch exactly ``days`` of one series (run on the account's thread)."""
+        ...
+
+    def poll_now(self, pdl: str) -> None:
+        """Poll one meter now (run on the account's thread)."""
+        ...
+
+    def info(self) -> dict[str, Any]:
+        """``bridge/info`` with every meter's status: the ``info`` answer."""
+        ...
+
+
+class Publish(Protocol):
+    """Publish one answer (QoS and retain as given); False when nothing was sent."""
+
+    def __call__(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False, *,
+                 on_ack: Callable[[], None] | None = None,
+                 properties: dict[str, Any] | None = None) -> bool: ...
 
 
 class StoreReadSource:
@@ -155,13 +195,20 @@ class Throttled:
         log.log(self.level, message, *args)
 
 
-class CommandService:
-    def __init__(self, bridge: Bridge) -> None:
-        self.bridge = bridge
-        self.base = bridge.base
-        self.policy = bridge.cfg.command_policy
-        self.ha = bridge.cfg.homeassistant
-        self.source = StoreReadSource(bridge.store)
+class CommandWorker:
+    """Handles the requests of ``B/bridge/request/<command>`` in order, in its own thread."""
+
+    def __init__(self, meters: Meters, source: StoreReadSource, publish: Publish,
+                 clock: Clock, stopping: threading.Event, *, base: str,
+                 policy: CommandPolicy, homeassistant: HomeAssistantConfig) -> None:
+        self.meters = meters
+        self.source = source
+        self.publish = publish
+        self.clock = clock
+        self.stopping = stopping
+        self.base = base
+        self.policy = policy
+        self.ha = homeassistant
         self.queue: queue.Queue[tuple[Incoming, int]] = queue.Queue(QUEUE_LIMIT)
         self._queued_bytes = 0
         self._queue_lock = threading.Lock()
@@ -239,7 +286,7 @@ class CommandService:
         return True
 
     def _run(self) -> None:
-        stop = self.bridge.stopping
+        stop = self.stopping
         while not stop.is_set():
             try:
                 msg, size = self.queue.get(timeout=0.5)
@@ -259,8 +306,8 @@ class CommandService:
         if not command:
             log.info("ignoring a request on %s: no command name", commands.shown(msg.topic))
             return
-        today = self.bridge.clock.now().astimezone(PARIS).date()
-        req = commands.parse_request(command, msg.payload, pdls=self.bridge.meter_views(),
+        today = self.clock.now().astimezone(PARIS).date()
+        req = commands.parse_request(command, msg.payload, pdls=self.meters.meter_views(),
                                      today=today, max_payload=self.policy.max_payload)
         problem = self._response_topic_problem(msg)
         if problem is not None:
@@ -276,7 +323,7 @@ class CommandService:
                                   req.error)
             self._answer(msg, command, commands.rejection_answer(req))
         elif isinstance(req, commands.InfoRequest):
-            self._answer(msg, command, commands.ok(command, self.bridge.info_with_status(),
+            self._answer(msg, command, commands.ok(command, self.meters.info(),
                                                    req.transaction))
         elif isinstance(req, commands.ReadRequest):
             self._read(msg, req)
@@ -323,10 +370,9 @@ class CommandService:
             if not missing:
                 return commands.ok("read", commands.build_read_data(req, self.source),
                                    req.transaction)
-            now = self.bridge.clock.now()
-            poller = self.bridge.poller_for(req.pdl)
+            now = self.clock.now()
             series: SeriesName = "curve" if req.step is Step.HOUR else "daily"
-            outcome = poller.fetch_days(req.kind, series, missing, now, Priority.COMMAND)
+            outcome = self.meters.fetch_days(req.pdl, req.kind, series, missing, now)
             for (kind, changed_series), changed in outcome.changed.items():
                 if changed_series == "curve" and changed:
                     self.source.forget(req.pdl, kind, min(changed))
@@ -340,10 +386,10 @@ class CommandService:
             data = commands.build_read_data(req, self.source, message=message)
             return commands.ok("read", data, req.transaction)
 
-        self.bridge.run_on_account(req.pdl, fetch_then_answer)
+        self.meters.run_on_account(req.pdl, fetch_then_answer)
 
     def _refresh(self, msg: Incoming, req: commands.RefreshRequest) -> None:
-        pdls = [req.pdl] if req.pdl else self.bridge.all_pdls()
+        pdls = [req.pdl] if req.pdl else self.meters.pdls()
         polled: list[str] = []
         lock = threading.Lock()
         left = [len(pdls)]
@@ -351,7 +397,7 @@ class CommandService:
         def one(pdl: str) -> Callable[[], None]:
             def run() -> None:
                 try:
-                    self.bridge.poll_meter_now(pdl)
+                    self.meters.poll_now(pdl)
                     with lock:
                         polled.append(pdl)
                 finally:
@@ -371,7 +417,7 @@ class CommandService:
         if not self._take_upstream_slot(msg, "refresh", req.transaction):
             return
         for pdl in pdls:
-            self.bridge.run_on_account(pdl, one(pdl))
+            self.meters.run_on_account(pdl, one(pdl))
 
     # ---- answers ---------------------------------------------------------------------
 
@@ -404,8 +450,8 @@ class CommandService:
         with self._out_lock:  # counted first: the acknowledgement may come at once
             self._out_count += 1
             self._out_bytes += size
-        if not self.bridge.link.publish(topic, body, qos=1, retain=False, on_ack=acked,
-                                        properties=properties):
+        if not self.publish(topic, body, qos=1, retain=False, on_ack=acked,
+                            properties=properties):
             acked()  # not sent (not connected): nothing to wait for
 
     def _answer(self, msg: Incoming, command: str, answer: dict[str, Any], *,
@@ -413,7 +459,7 @@ class CommandService:
         if self._backlog_full():
             deadline = time.monotonic() + (ANSWER_WAIT if wait else 0.0)
             while self._backlog_full() and time.monotonic() < deadline:
-                self.bridge.stopping.wait(0.01)
+                self.stopping.wait(0.01)
             if self._backlog_full():
                 self._dropped_log.log(
                     "%d answers (%d KiB) are waiting for the broker's acknowledgement: the "

@@ -9,8 +9,9 @@ lands in one lump this morning. This module places every hour where it belongs b
 * one row per local clock hour (23 or 25 on DST days): ``start`` the local hour with its
   offset, ``state`` the hour's kWh, ``sum`` the running total in kWh.
 
-It is incremental and idempotent. The bridge calls :meth:`StatisticsSink.notify` after it
-stored new hourly data; that marks the statistic dirty from that hour on, persistently
+It is incremental and idempotent. The account threads call :meth:`StatisticsSink.notify`
+(through :class:`StatisticsWorker`, the thread that runs the sync) after they stored new
+hourly data; that marks the statistic dirty from that hour on, persistently
 (:class:`SyncState`, implemented by the SQLite store). :meth:`StatisticsSink.sync` then asks
 Home Assistant for the running sum just before the dirty hour, recomputes every row from
 there to the latest hour held, writes them in chunks (Home Assistant overwrites rows with
@@ -22,14 +23,15 @@ token leaves the statistic dirty for a later run (with a bounded backoff between
 connection attempts). The access token never appears in logs or exception messages.
 """
 
-from linky2mqtt.hastats.client import (
+from linky2mqtt.ha_statistics.client import (
     HAAuthError,
     HAConnection,
     HAError,
     HAUnavailable,
+    HomeAssistantError,
     websocket_url,
 )
-from linky2mqtt.hastats.sink import (
+from linky2mqtt.ha_statistics.sink import (
     SOURCE,
     HoursSource,
     MemorySyncState,
@@ -41,6 +43,7 @@ from linky2mqtt.hastats.sink import (
     default_name,
     statistic_id,
 )
+from linky2mqtt.ha_statistics.worker import StatisticsWorker, store_hours
 
 __all__ = [
     "SOURCE",
@@ -48,14 +51,17 @@ __all__ = [
     "HAConnection",
     "HAError",
     "HAUnavailable",
+    "HomeAssistantError",
     "HoursSource",
     "MemorySyncState",
     "NameFor",
     "StatisticsSink",
+    "StatisticsWorker",
     "SyncReport",
     "SyncState",
     "build_rows",
     "default_name",
     "statistic_id",
+    "store_hours",
     "websocket_url",
 ]

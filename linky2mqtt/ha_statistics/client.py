@@ -19,6 +19,8 @@ from typing import Any
 from websockets.exceptions import InvalidHandshake, WebSocketException
 from websockets.sync.client import ClientConnection, connect
 
+from linky2mqtt.errors import Linky2MqttError
+
 log = logging.getLogger(__name__)
 
 USER_AGENT = "linky2mqtt websockets"
@@ -36,7 +38,11 @@ _WS_LOG.setLevel(logging.INFO)
 _WS_LOG.addFilter(_NoFrames())
 
 
-class HAError(Exception):
+class HomeAssistantError(Linky2MqttError):
+    """Base of the statistics import's errors (never holds the access token)."""
+
+
+class HAError(HomeAssistantError):
     """Home Assistant answered a command with ``success: false``."""
 
     def __init__(self, command: str, code: str, message: str) -> None:
@@ -44,11 +50,11 @@ class HAError(Exception):
         self.code = code
 
 
-class HAAuthError(Exception):
+class HAAuthError(HomeAssistantError):
     """Home Assistant refused the access token (``auth_invalid``)."""
 
 
-class HAUnavailable(Exception):
+class HAUnavailable(HomeAssistantError):
     """Home Assistant could not be reached or the connection broke."""
 
 

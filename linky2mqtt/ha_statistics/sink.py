@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from linky2mqtt.clock import Clock
-from linky2mqtt.hastats.client import (
+from linky2mqtt.ha_statistics.client import (
     HAAuthError,
     HAConnection,
     HAError,
