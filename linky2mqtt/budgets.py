@@ -1,12 +1,12 @@
 """The request budget of every scope, from the provider defaults and the accounts' overrides.
-
 An ``accounts[].budget`` override may only make a provider's budget stricter: lower one of
 its windows, or add a window the provider does not have (``per_day`` on Data Connect).
 Raising a window above the provider's default is refused by the configuration
 (:func:`linky2mqtt.enedis.budget.above_default`) unless the override says
 ``allow_above_default: true`` (a contract that grants more, a private gateway); then it
-applies as written and every build of the budget logs a warning, because the
-upstream's quota does not move because a config says so: asking more than it allows earns 429s (or a ban, for the Conso API).
+applies as written and every build of the budget logs a warning, because the upstream's
+quota does not move because a config says so: asking more than it allows earns 429s (or a
+ban, for the Conso API).
 
 * ``dataconnect``: one scope per account (``dataconnect:<account>``).
 * ``myelectricaldata``: ``per_second`` is the account's scope
