@@ -1,4 +1,5 @@
 """The request budget of every scope, from the provider defaults and the accounts' overrides.
+
 An ``accounts[].budget`` override may only make a provider's budget stricter: lower one of
 its windows, or add a window the provider does not have (``per_day`` on Data Connect).
 Raising a window above the provider's default is refused by the configuration
