@@ -42,16 +42,15 @@ from linky2mqtt.enedis import (
     EnedisClient,
     ProviderSettings,
     RetryPolicy,
-    aggregate_hours,
     errors,
     is_transient,
     scopes_for,
 )
 from linky2mqtt.hastats import StatisticsSink
 from linky2mqtt.health import Heartbeat, health_path
-from linky2mqtt.model import PARIS, Kind, Reading, Step, day_bounds
+from linky2mqtt.model import PARIS, Kind, Reading, Series, Step, aggregate_hours, day_bounds
 from linky2mqtt.mqtt import Incoming, MqttLink, Overflow
-from linky2mqtt.poller import MeterPoller, SeriesName, meter_series
+from linky2mqtt.poller import MeterPoller, meter_series
 from linky2mqtt.progress import BackfillProgress, SeriesCount, budget_text, hint
 from linky2mqtt.publisher import Publisher
 from linky2mqtt.scheduler import (
@@ -207,12 +206,12 @@ class AccountRunner:
                 if s.series == "daily":
                     self.bridge.publisher.reconcile_daily(pdl, s.kind, self.clock.now())
 
-    def _before_save(self, pdl: str, kind: Kind, series: SeriesName, days: set[date]) -> None:
+    def _before_save(self, pdl: str, kind: Kind, series: Series, days: set[date]) -> None:
         if series == "curve":
             self.bridge.publisher.mark_curve(pdl, kind, days)
 
     def _stored(  # noqa: PLR0917 - the shape of MeterPoller.on_stored, pdl bound first
-            self, pdl: str, kind: Kind, series: SeriesName, fetched: set[date],
+            self, pdl: str, kind: Kind, series: Series, fetched: set[date],
             changed: set[date], now: datetime) -> None:
         """Readings of one window were committed: publish what follows, at once."""
         self.progress.stored(f"{kind.value}/{'hour' if series == 'curve' else 'day'}",

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any, Final
 
-from linky2mqtt.enedis import errors
+from linky2mqtt.enedis import REGISTRY, errors
 from linky2mqtt.model import PARIS
 
 __all__ = ["EVERY", "BackfillProgress", "SeriesCount", "hint"]
@@ -54,10 +54,8 @@ def _n(value: int) -> str:
 def hint(exc: BaseException, provider: str | None = None) -> str:
     """What the user can do about ``exc`` (an upstream error), in a few words."""
     if isinstance(exc, errors.AuthError):
-        where = {"conso": "get a new token from the Conso API consent page",
-                 "myelectricaldata": "check the MyElectricalData token and its consent",
-                 "dataconnect": "check client_id/client_secret and the Data Connect "
-                                "consent"}.get(provider or "", "check the account's credentials")
+        desc = REGISTRY.get(provider or "")
+        where = desc.auth_hint if desc is not None else "check the account's credentials"
         return f"{where}, then restart"
     if isinstance(exc, errors.BudgetExhausted):
         return "nothing to do: the request budget allows more later"

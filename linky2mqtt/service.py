@@ -50,9 +50,8 @@ from typing import TYPE_CHECKING, Any
 
 from linky2mqtt import commands
 from linky2mqtt.enedis import Priority
-from linky2mqtt.model import PARIS, Kind, Step, day_bounds
+from linky2mqtt.model import PARIS, HourlyDay, Kind, Series, Step, day_bounds
 from linky2mqtt.mqtt import Incoming, Overflow
-from linky2mqtt.poller import SeriesName
 from linky2mqtt.store import Store
 
 if TYPE_CHECKING:
@@ -74,9 +73,6 @@ ANSWER_WAIT = 5.0
 UPSTREAM_LIMIT = 64
 
 
-HourlyDay = tuple[list[tuple[datetime, datetime, float]], bool]
-
-
 class StoreReadSource:
     """:class:`commands.ReadSource` over the SQLite store.
 
@@ -88,8 +84,7 @@ class StoreReadSource:
     def __init__(self, store: Store, cache_days: int = 4096) -> None:
         self.store = store
         self.cache_days = cache_days
-        self._hours: OrderedDict[tuple[str, Kind, date], list[tuple[datetime, datetime, float]]]
-        self._hours = OrderedDict()
+        self._hours: OrderedDict[tuple[str, Kind, date], HourlyDay] = OrderedDict()
         self._lock = threading.Lock()
 
     def daily_values(self, pdl: str, kind: Kind, start: date, end: date) -> dict[date, float]:
@@ -106,17 +101,16 @@ class StoreReadSource:
             held = self._hours.get(key)
             if held is not None:
                 self._hours.move_to_end(key)
-                return held, True
+                return held
         h = self.store.hourly_day(pdl, kind, day)
         if not h.hours:
             return None
-        hours = [(x.start, x.end, x.wh) for x in h.hours]
         if h.complete:
             with self._lock:
-                self._hours[key] = hours
+                self._hours[key] = h
                 while len(self._hours) > self.cache_days:
                     self._hours.popitem(last=False)
-        return hours, h.complete
+        return h
 
     def forget(self, pdl: str, kind: Kind, since: date) -> None:
         """The load curve of ``pdl``/``kind`` changed in the store from ``since`` on."""
@@ -325,7 +319,7 @@ class CommandService:
                                    req.transaction)
             now = self.bridge.clock.now()
             poller = self.bridge.poller_for(req.pdl)
-            series: SeriesName = "curve" if req.step is Step.HOUR else "daily"
+            series: Series = "curve" if req.step is Step.HOUR else "daily"
             outcome = poller.fetch_days(req.kind, series, missing, now, Priority.COMMAND)
             for (kind, changed_series), changed in outcome.changed.items():
                 if changed_series == "curve" and changed:
