@@ -1,4 +1,13 @@
-"""The three upstream providers: URLs, authentication and quirks.
+"""The three upstream providers: one :class:`Provider` description each, and their quirks.
+
+Everything the product knows about a provider is in its description (:data:`REGISTRY`,
+:func:`provider`): default URL, auth kind, the credentials it takes, measure and contract
+paths, default quotas and who shares them (``scope_shape``), the days one call may span
+(:data:`DAYS_PER_CALL`), whether its credentials list the PDLs they cover (``meters: auto``)
+and what to do when they are refused. The configuration, the budgets, the client and the
+bridge read these descriptions; no module outside ``linky2mqtt/enedis/`` (and the simulator,
+which plays the upstream) branches on a provider's name. Error bodies need no per-provider
+mapping: :func:`error_details` reads every provider's format.
 
 * ``conso`` (Conso API, https://conso.boris.sh): ``GET /api/{type}`` with the 2026 type
   names and ``pointId``/``dateDebut``/``dateFin``; ``Authorization: Bearer <token>``; the
@@ -93,7 +102,6 @@ class Provider:
     """
 
     name: str
-    title: str
     base_url: str
     auth: AuthKind
     credentials: tuple[str, ...]  # the config keys of the account's credentials
@@ -135,7 +143,6 @@ class Provider:
 
 CONSO = Provider(
     name="conso",
-    title="Conso API",
     base_url="https://conso.boris.sh",
     auth="bearer",
     credentials=("token",),
@@ -150,7 +157,6 @@ CONSO = Provider(
 )
 DATACONNECT = Provider(
     name="dataconnect",
-    title="Enedis Data Connect",
     base_url="https://gw.ext.prod.api.enedis.fr",
     auth="oauth2",
     credentials=("client_id", "client_secret"),
@@ -165,7 +171,6 @@ DATACONNECT = Provider(
 )
 MYELECTRICALDATA = Provider(
     name="myelectricaldata",
-    title="MyElectricalData",
     base_url="https://www.myelectricaldata.fr",
     auth="raw",
     credentials=("token",),
