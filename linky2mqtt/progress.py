@@ -28,7 +28,7 @@ from datetime import date, datetime, timedelta
 from typing import Any, Final
 
 from linky2mqtt.enedis import REGISTRY, errors
-from linky2mqtt.model import PARIS
+from linky2mqtt.model import PARIS, Series
 
 __all__ = ["EVERY", "BackfillProgress", "SeriesCount", "hint"]
 
@@ -104,9 +104,9 @@ class BackfillProgress:
 
     # -- events ----------------------------------------------------------------------
 
-    def stored(self, label: str, series: str, fetched: Iterable[date]) -> None:
-        """A window of one series (``label`` consumption/day..., ``series`` "daily" or
-        "curve") was fetched and committed."""
+    def stored(self, label: str, series: Series, fetched: Iterable[date]) -> None:
+        """A window of one series (``label`` consumption/day...) was fetched and
+        committed."""
         if self.finished:
             return
         n = len(set(fetched))
