@@ -12,7 +12,7 @@ then checks, over Home Assistant's own websocket API:
    reports no issue for it.
 
 The hours come from the simulator's ground truth (``linky2mqtt.simulator.data.curve``)
-aggregated with ``linky2mqtt.enedis.aggregate_hours``, as the bridge does from its store.
+aggregated with ``linky2mqtt.model.aggregate_hours``, as the bridge does from its store.
 
 Run as root from /work/main (Home Assistant runs in the chroot of ../shared/tools/ha)::
 
@@ -38,9 +38,8 @@ from pathlib import Path
 from typing import Any
 
 from linky2mqtt.clock import SYSTEM_CLOCK
-from linky2mqtt.enedis import aggregate_hours
 from linky2mqtt.ha_statistics import HAConnection, MemorySyncState, StatisticsSink, websocket_url
-from linky2mqtt.model import PARIS, Kind, Reading, day_bounds, kwh, local_iso
+from linky2mqtt.model import PARIS, Kind, Reading, aggregate_hours, day_bounds, kwh, local_iso
 from linky2mqtt.simulator import data as simdata
 
 PDL = "12345678901234"

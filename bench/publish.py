@@ -30,7 +30,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from bench.common import Row, broker, pdls, wait_until
 from linky2mqtt import topics
-from linky2mqtt.model import PARIS, Kind
+from linky2mqtt.model import PARIS, Hour, HourlyDay, Kind
 from linky2mqtt.mqtt import MqttLink
 from linky2mqtt.publisher import Publisher
 from linky2mqtt.store import Store
@@ -44,7 +44,7 @@ def prefill(store: Store, meters: list[str]) -> list[tuple[str, bytes, bool]]:
     day = date(2026, 11, 28)
     fetched = datetime(2026, 11, 29, 8, 41, tzinfo=UTC)
     start = datetime.combine(day, datetime.min.time(), PARIS)
-    hours = [(start + timedelta(hours=h), start + timedelta(hours=h + 1), 300.0 + 17 * h)
+    hours = [Hour(start + timedelta(hours=h), start + timedelta(hours=h + 1), 300.0 + 17 * h)
              for h in range(24)]
     month = {day - timedelta(days=i): 8000.0 + 31 * i for i in range(28)}
     for pdl in meters:
@@ -62,7 +62,7 @@ def prefill(store: Store, meters: list[str]) -> list[tuple[str, bytes, bool]]:
                                           "distribution_tariff": "BTINFCUST",
                                           "offpeak_hours": "HC (22H00-6H00)"})))
         store.add_pending_batch(topics.meter_topic(BASE, pdl, ck, "hour"), day.isoformat(),
-                                topics.dumps(topics.hour_payload(pdl, day, hours, True)))
+                                topics.dumps(topics.hour_payload(pdl, HourlyDay(day, hours, True))))
     out = [(t, b, True) for t, b in store.all_retained()]
     out += [(t, b, False) for t, _k, b in store.pending_batch_entries()]
     return out

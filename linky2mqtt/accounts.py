@@ -43,8 +43,8 @@ from linky2mqtt.enedis import (
     is_transient,
     scopes_for,
 )
-from linky2mqtt.model import PARIS, Kind, Step
-from linky2mqtt.poller import MeterPoller, PollOutcome, SeriesName, meter_series
+from linky2mqtt.model import PARIS, Kind, Series, Step
+from linky2mqtt.poller import MeterPoller, PollOutcome, meter_series
 from linky2mqtt.progress import BackfillProgress, SeriesCount, budget_text, hint
 from linky2mqtt.publisher import Publisher
 from linky2mqtt.scheduler import (
@@ -193,14 +193,14 @@ class AccountRunner:
                 if s.series == "daily":
                     self.publisher.reconcile_daily(pdl, s.kind, self.clock.now())
 
-    def _mark_curve_to_publish(self, pdl: str, kind: Kind, series: SeriesName,
+    def _mark_curve_to_publish(self, pdl: str, kind: Kind, series: Series,
                                days: set[date]) -> None:
         """Before a commit: record that these hourly days are to be published (crash-safe)."""
         if series == "curve":
             self.publisher.mark_curve(pdl, kind, days)
 
     def _publish_committed(  # noqa: PLR0917 - the shape of MeterPoller.after_commit
-            self, pdl: str, kind: Kind, series: SeriesName, fetched: set[date],
+            self, pdl: str, kind: Kind, series: Series, fetched: set[date],
             changed: set[date], now: datetime) -> None:
         """Readings of one window were committed: publish what follows, at once."""
         self.progress.stored(f"{kind.value}/{'hour' if series == 'curve' else 'day'}",
@@ -483,7 +483,7 @@ class Fleet:
         """Run ``job`` on the thread of ``pdl``'s account, after its due polls."""
         self.directory[pdl].submit(job)
 
-    def fetch_days(self, pdl: str, kind: Kind, series: SeriesName, days: list[date],
+    def fetch_days(self, pdl: str, kind: Kind, series: Series, days: list[date],
                    now: datetime) -> PollOutcome:
         """Fetch exactly ``days`` of one series at command priority (account thread)."""
         return self.state(pdl).poller.fetch_days(kind, series, days, now)

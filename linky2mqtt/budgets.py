@@ -9,6 +9,9 @@ applies as written and every build of the budget logs a warning, because the ups
 quota does not move because a config says so: asking more than it allows earns 429s (or a
 ban, for the Conso API).
 
+Each provider's :class:`~linky2mqtt.enedis.providers.Provider` description says who shares
+its quotas (``scope_shape``); today:
+
 * ``dataconnect``: one scope per account (``dataconnect:<account>``).
 * ``myelectricaldata``: ``per_second`` is the account's scope
   (``myelectricaldata:account:<account>``), the longer windows each meter's
@@ -38,6 +41,8 @@ from linky2mqtt.enedis.budget import (
     default_limit,
     default_windows,
 )
+from linky2mqtt.enedis.providers import PROVIDERS
+from linky2mqtt.enedis.providers import provider as provider_description
 
 if TYPE_CHECKING:
     from linky2mqtt.config import AccountConfig, BudgetOverride, Config
@@ -87,45 +92,48 @@ def budget_windows(cfg: Config, *, warn: bool = True) -> dict[str, list[Window]]
     """The request budget of every scope: provider defaults, then per-account overrides;
     ``warn``: log a warning for each window raised above its provider default."""
     spec: dict[str, list[Window]] = {}
-    for provider in ("conso", "dataconnect", "myelectricaldata"):
+    for provider in PROVIDERS:
         spec.update(default_windows(provider))
-    conso: dict[float, int] = {}
+    shared: dict[str, dict[float, int]] = {}  # process-wide scopes: the strictest asked
     for account in cfg.accounts:
         if account.budget is None:
             continue
         if warn:
             _warn_raised(account)
-        if account.provider == "conso":
+        desc = provider_description(account.provider)
+        name = desc.name
+        if desc.scope_shape == "process":
+            asked = shared.setdefault(name, {})
             for seconds, limit in _requested(account.budget).items():
-                conso[seconds] = min(limit, conso.get(seconds, limit))
-        elif account.provider == "dataconnect":
-            spec[f"dataconnect:{account.name}"] = _override(spec["dataconnect"],
-                                                            account.budget)
+                asked[seconds] = min(limit, asked.get(seconds, limit))
+        elif desc.scope_shape == "account":
+            spec[f"{name}:{account.name}"] = _override(spec[name], account.budget)
         else:
-            per_pdl = _override(spec["myelectricaldata"] + spec["myelectricaldata:account"],
-                                account.budget)
+            per_pdl = _override(spec[name] + spec[f"{name}:account"], account.budget)
             for meter in account.meters:
-                spec[f"myelectricaldata:{meter.pdl}"] = [w for w in per_pdl if w.seconds > 1]
-            spec[f"myelectricaldata:account:{account.name}"] = [
-                w for w in per_pdl if w.seconds <= 1]
-    if conso:
-        merged = {float(w.seconds): w for w in spec["conso"]}
-        merged.update({s: Window(s, limit) for s, limit in conso.items()})
-        spec["conso"] = [merged[k] for k in sorted(merged)]
+                spec[f"{name}:{meter.pdl}"] = [w for w in per_pdl if w.seconds > 1]
+            spec[f"{name}:account:{account.name}"] = [w for w in per_pdl if w.seconds <= 1]
+    for name, asked in shared.items():
+        if not asked:
+            continue
+        merged = {float(w.seconds): w for w in spec[name]}
+        merged.update({s: Window(s, limit) for s, limit in asked.items()})
+        spec[name] = [merged[k] for k in sorted(merged)]
     return {scope: [Window(1.0 + SHORT_WINDOW_MARGIN, w.limit) if w.seconds == 1.0 else w
                     for w in windows] for scope, windows in spec.items()}
 
 
 def _scope_lines(account: AccountConfig) -> list[tuple[str, str]]:
     """(scope shown, scope looked up) of an account's requests."""
-    if account.provider == "conso":
-        return [("conso (one scope for every conso account)", "conso")]
-    if account.provider == "dataconnect":
-        return [(f"dataconnect:{account.name}", f"dataconnect:{account.name}")]
+    desc = provider_description(account.provider)
+    name = desc.name
+    if desc.scope_shape == "process":
+        return [(f"{name} (one scope for every {name} account)", name)]
+    if desc.scope_shape == "account":
+        return [(f"{name}:{account.name}", f"{name}:{account.name}")]
     first = account.meters[0].pdl if account.meters else ""
-    return [(f"myelectricaldata:account:{account.name}",
-             f"myelectricaldata:account:{account.name}"),
-            ("myelectricaldata:<each meter's PDL>", f"myelectricaldata:{first}")]
+    return [(f"{name}:account:{account.name}", f"{name}:account:{account.name}"),
+            (f"{name}:<each meter's PDL>", f"{name}:{first}")]
 
 
 def _lookup(spec: dict[str, list[Window]], scope: str) -> list[Window]:

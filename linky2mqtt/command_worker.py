@@ -56,9 +56,9 @@ from typing import Any, Protocol
 from linky2mqtt import commands
 from linky2mqtt.clock import Clock
 from linky2mqtt.config import CommandPolicy, HomeAssistantConfig
-from linky2mqtt.model import PARIS, Kind, Step, day_bounds
+from linky2mqtt.model import PARIS, HourlyDay, Kind, Series, Step, day_bounds
 from linky2mqtt.mqtt import Incoming, Overflow
-from linky2mqtt.poller import PollOutcome, SeriesName
+from linky2mqtt.poller import PollOutcome
 from linky2mqtt.store import Store
 
 log = logging.getLogger(__name__)
@@ -77,9 +77,6 @@ ANSWER_WAIT = 5.0
 UPSTREAM_LIMIT = 64
 
 
-HourlyDay = tuple[list[tuple[datetime, datetime, float]], bool]
-
-
 class Meters(Protocol):
     """What the command worker needs of the meters (:class:`linky2mqtt.accounts.Fleet`)."""
 
@@ -95,7 +92,7 @@ class Meters(Protocol):
         """Run ``job`` on the thread of ``pdl``'s account, after its due polls."""
         ...
 
-    def fetch_days(self, pdl: str, kind: Kind, series: SeriesName, days: list[date],
+    def fetch_days(self, pdl: str, kind: Kind, series: Series, days: list[date],
                    now: datetime) -> PollOutcome:
         """Fetch exactly ``days`` of one series (run on the account's thread)."""
         ...
@@ -128,8 +125,7 @@ class StoreReadSource:
     def __init__(self, store: Store, cache_days: int = 4096) -> None:
         self.store = store
         self.cache_days = cache_days
-        self._hours: OrderedDict[tuple[str, Kind, date], list[tuple[datetime, datetime, float]]]
-        self._hours = OrderedDict()
+        self._hours: OrderedDict[tuple[str, Kind, date], HourlyDay] = OrderedDict()
         self._lock = threading.Lock()
 
     def daily_values(self, pdl: str, kind: Kind, start: date, end: date) -> dict[date, float]:
@@ -146,17 +142,16 @@ class StoreReadSource:
             held = self._hours.get(key)
             if held is not None:
                 self._hours.move_to_end(key)
-                return held, True
+                return held
         h = self.store.hourly_day(pdl, kind, day)
         if not h.hours:
             return None
-        hours = [(x.start, x.end, x.wh) for x in h.hours]
         if h.complete:
             with self._lock:
-                self._hours[key] = hours
+                self._hours[key] = h
                 while len(self._hours) > self.cache_days:
                     self._hours.popitem(last=False)
-        return hours, h.complete
+        return h
 
     def forget(self, pdl: str, kind: Kind, since: date) -> None:
         """The load curve of ``pdl``/``kind`` changed in the store from ``since`` on."""
@@ -371,7 +366,7 @@ class CommandWorker:
                 return commands.ok("read", commands.build_read_data(req, self.source),
                                    req.transaction)
             now = self.clock.now()
-            series: SeriesName = "curve" if req.step is Step.HOUR else "daily"
+            series: Series = "curve" if req.step is Step.HOUR else "daily"
             outcome = self.meters.fetch_days(req.pdl, req.kind, series, missing, now)
             for (kind, changed_series), changed in outcome.changed.items():
                 if changed_series == "curve" and changed:

@@ -40,9 +40,10 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from enum import Enum
 from functools import lru_cache
+from operator import attrgetter
 from typing import Any, ClassVar, Final, Protocol, TypeVar
 
-from linky2mqtt.model import PDL_RE, Kind, Step, day_bounds, kwh, local_iso
+from linky2mqtt.model import PDL_RE, HourlyDay, Kind, Step, day_bounds, kwh, local_iso
 
 MAX_PAYLOAD: Final = 64 * 1024
 MAX_DEPTH: Final = 64
@@ -518,11 +519,9 @@ class ReadSource(Protocol):
         """Daily max power in VA and when it happened, by day, for the days held."""
         ...
 
-    def hourly(
-        self, pdl: str, kind: Kind, day: date
-    ) -> tuple[list[tuple[datetime, datetime, float]], bool] | None:
-        """The clock hours of one day (start UTC, end UTC, Wh) and whether the day is
-        complete; None when nothing of the day is held."""
+    def hourly(self, pdl: str, kind: Kind, day: date) -> HourlyDay | None:
+        """The clock hours of one day and whether the day is complete; None when nothing
+        of the day is held."""
         ...
 
 
@@ -536,7 +535,7 @@ def missing_days(req: ReadRequest, source: ReadSource) -> list[date]:
         missing = []
         for day in req.days():
             got = source.hourly(req.pdl, req.kind, day)
-            if got is None or not got[1]:
+            if got is None or not got.complete:
                 missing.append(day)
         return missing
     if req.kind is Kind.MAX_POWER:
@@ -617,6 +616,8 @@ def _next_month(first: date) -> date:
     return date(first.year + 1, 1, 1) if first.month == 12 else date(first.year, first.month + 1, 1)
 
 
+_start = attrgetter("start")
+
 # Hour boundaries recur in every hourly read (and each is the end of one hour and the
 # start of the next): formatting them once keeps a month's read cheap (~16k boundaries).
 _hour_iso = lru_cache(maxsize=16384)(local_iso)
@@ -630,12 +631,11 @@ def _hour_points(req: ReadRequest, source: ReadSource) -> tuple[list[dict[str, A
         if got is None:
             missing.append(day)
             continue
-        hours, complete = got
-        if not complete:
+        if not got.complete:
             missing.append(day)
         points.extend(
-            {"start": _hour_iso(start), "end": _hour_iso(end), "value": kwh(wh)}
-            for start, end, wh in sorted(hours)
+            {"start": _hour_iso(h.start), "end": _hour_iso(h.end), "value": kwh(h.wh)}
+            for h in sorted(got.hours, key=_start)
         )
     return points, missing
 

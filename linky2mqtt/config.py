@@ -27,7 +27,9 @@ from urllib.parse import SplitResult, urlsplit
 
 import yaml
 
+from linky2mqtt.enedis import providers as enedis_providers
 from linky2mqtt.enedis.budget import above_default
+from linky2mqtt.enedis.providers import REGISTRY
 from linky2mqtt.errors import Linky2MqttError
 from linky2mqtt.model import PDL_RE, Step
 from linky2mqtt.secret import MASK, Secret
@@ -53,14 +55,14 @@ __all__ = [
     "summary",
 ]
 
-Provider = Literal["conso", "dataconnect", "myelectricaldata"]
 MqttProtocol = Literal["5", "3.1.1"]
 LogLevel = Literal["debug", "info", "warning", "error"]
 LogFormat = Literal["text", "json"]
 
-PROVIDERS: Final = ("conso", "dataconnect", "myelectricaldata")
-TOKEN_PROVIDERS: Final = frozenset({"conso", "myelectricaldata"})
-AUTO_METER_PROVIDERS: Final = frozenset({"conso"})
+# Provider knowledge lives in linky2mqtt.enedis: the valid names and their credentials.
+PROVIDERS: Final = enedis_providers.PROVIDERS
+TOKEN_PROVIDERS: Final = frozenset(n for n, p in REGISTRY.items() if p.takes_token)
+AUTO_METER_PROVIDERS: Final = frozenset(n for n, p in REGISTRY.items() if p.lists_pdls)
 PROTOCOLS: Final = ("5", "3.1.1")
 LOG_LEVELS: Final = ("debug", "info", "warning", "error")
 LOG_FORMATS: Final = ("text", "json")
@@ -201,7 +203,7 @@ class MeterConfig:
 @dataclass(frozen=True, slots=True)
 class AccountConfig:
     name: str
-    provider: Provider
+    provider: str  # a name of linky2mqtt.enedis.PROVIDERS
     token: Secret | None = None
     client_id: str | None = None
     client_secret: Secret | None = None
@@ -408,7 +410,7 @@ def summary(cfg: Config,
     ]
     for a in cfg.accounts:
         creds = "token ***" if a.token is not None else ""
-        if a.provider == "dataconnect":
+        if not REGISTRY[a.provider].takes_token:
             creds = f"client_id {a.client_id}, client_secret ***"
         state = "" if a.enabled else ", DISABLED"
         lines.append(f"  {a.name}: {a.provider} ({creds}; {a.base_url or 'public URL'}){state}")
@@ -1100,13 +1102,13 @@ def _account(ctx: _Ctx, raw: Any, path: str, pdls: dict[str, str]) -> AccountCon
             if value is not None:
                 ctx.add(sec.where(key),
                         f"not used by provider {provider} (it takes a token)")
-    elif provider == "dataconnect":
+    elif provider is not None:
         for key, value in (("client_id", client_id), ("client_secret", client_secret)):
             if value is None:
-                ctx.add(sec.at(key), f"required for provider dataconnect (or {key}_file)")
+                ctx.add(sec.at(key), f"required for provider {provider} (or {key}_file)")
         if token is not None:
-            ctx.add(sec.where("token"),
-                    "not used by provider dataconnect (it takes client_id and client_secret)")
+            ctx.add(sec.where("token"), f"not used by provider {provider} (it takes "
+                    f"{REGISTRY[provider].credentials_text})")
     base_url = sec.string("base_url", None, nullable=True)
     if base_url is not None:
         parts = _parse_url(ctx, sec.at("base_url"), base_url, ("http", "https"), paths=True)
@@ -1127,7 +1129,8 @@ def _account(ctx: _Ctx, raw: Any, path: str, pdls: dict[str, str]) -> AccountCon
     elif isinstance(raw_meters, str) and raw_meters.strip().lower() == "auto":
         auto = True
         if provider is not None and provider not in AUTO_METER_PROVIDERS:
-            ctx.add(sec.at("meters"), f"auto is only possible with provider conso (its token "
+            ctx.add(sec.at("meters"), f"auto is only possible with provider "
+                    f"{' or '.join(sorted(AUTO_METER_PROVIDERS))} (its token "
                     f"lists the PDLs it covers); list the meters of this {provider} account")
     elif isinstance(raw_meters, list):
         if not raw_meters:
@@ -1145,7 +1148,7 @@ def _account(ctx: _Ctx, raw: Any, path: str, pdls: dict[str, str]) -> AccountCon
                 "them to true")
     return AccountConfig(
         name=name,
-        provider=cast(Provider, provider or "conso"),
+        provider=provider or PROVIDERS[0],
         token=token if isinstance(token, Secret) else None,
         client_id=client_id.reveal() if isinstance(client_id, Secret) else None,
         client_secret=client_secret if isinstance(client_secret, Secret) else None,

@@ -15,8 +15,8 @@ from linky2mqtt import commands
 from linky2mqtt.bridge import provider_settings
 from linky2mqtt.budgets import budget_windows
 from linky2mqtt.config import AccountConfig, Config
-from linky2mqtt.enedis import Budget, EnedisClient, Priority, aggregate_hours
-from linky2mqtt.model import DAILY, PDL_RE, Kind, Reading, Step
+from linky2mqtt.enedis import Budget, EnedisClient, Priority
+from linky2mqtt.model import DAILY, PDL_RE, HourlyDay, Kind, Reading, Step, aggregate_hours
 from linky2mqtt.store import Store
 
 
@@ -44,13 +44,11 @@ class MemorySource:
         return {d: (r.value, r.peak_at or r.start) for (k, d), r in self.daily.items()
                 if k is Kind.MAX_POWER and start <= d < end}
 
-    def hourly(self, pdl: str, kind: Kind,
-               day: date) -> tuple[list[tuple[datetime, datetime, float]], bool] | None:
+    def hourly(self, pdl: str, kind: Kind, day: date) -> HourlyDay | None:
         readings = [r for r in self.curve.get(day, []) if r.kind is kind]
         if not readings:
             return None
-        h = aggregate_hours(readings, day)
-        return [(x.start, x.end, x.wh) for x in h.hours], h.complete
+        return aggregate_hours(readings, day)
 
 
 def _account_for(cfg: Config, pdl: str) -> AccountConfig:

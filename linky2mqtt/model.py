@@ -12,14 +12,27 @@ A :class:`Reading` is one measured value of one delivery point (PDL):
 
 Keyed by (pdl, kind, resolution, start), the repeated hour of the October DST change
 survives as two distinct UTC starts.
+
+A meter's readings form *series*: :data:`Series` ``"daily"`` (resolution ``P1D``: day and
+month values, max power) or ``"curve"`` (the load curve, every other resolution).
+
+Hourly energy (:func:`aggregate_hours`): one value per local clock hour of a day. Hour
+boundaries are computed in UTC from :func:`day_bounds` stepping one hour, so a
+Europe/Paris day has 23 (March), 24 or 25 (October) hours. An interval belongs to the
+hour containing its start; the energy of an hour is the sum of its intervals (Wh). Only
+hours with at least one interval are listed; ``Hour.complete`` says whether the whole hour
+is covered, ``HourlyDay.complete`` whether the whole day is. :class:`HourlyDay` is the one
+hourly type: the store computes it, the command worker, the publisher and the topics read it.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
+from typing import Literal
 from zoneinfo import ZoneInfo
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -37,6 +50,10 @@ class Step(StrEnum):
     MONTH = "month"
     HOUR = "hour"
 
+
+Series = Literal["daily", "curve"]
+"""A meter's series: ``"daily"`` (resolution P1D) or ``"curve"`` (the load curve)."""
+SERIES: tuple[Series, ...] = ("daily", "curve")
 
 DAILY = "P1D"
 CURVE_RESOLUTIONS = {"PT10M": 10, "PT15M": 15, "PT30M": 30, "PT60M": 60}
@@ -96,3 +113,53 @@ def kwh(wh: float) -> float:
 
 def paris_today(now: datetime) -> date:
     return now.astimezone(PARIS).date()
+
+
+# -- hourly energy --------------------------------------------------------------------
+
+HOUR = timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class Hour:
+    start: datetime  # UTC
+    end: datetime  # UTC
+    wh: float
+    complete: bool = True  # every interval of this hour is present
+
+
+@dataclass(frozen=True)
+class HourlyDay:
+    day: date
+    hours: list[Hour]
+    complete: bool  # every interval of the day is present
+
+
+def aggregate_hours(readings: Iterable[Reading], day: date) -> HourlyDay:
+    """Hourly energy of local ``day`` from curve readings (daily readings are ignored)."""
+    day_start, day_end = day_bounds(day)
+    hour_count = int((day_end - day_start) / HOUR)
+    wh = [0.0] * hour_count
+    covered = [0] * hour_count  # seconds covered in each hour
+    seen = [False] * hour_count
+    starts: set[datetime] = set()
+    for r in readings:
+        if r.is_daily or not day_start <= r.start < day_end or r.start in starts:
+            continue
+        starts.add(r.start)
+        index = int((r.start - day_start) / HOUR)
+        seen[index] = True
+        wh[index] += r.value
+        covered[index] += resolution_minutes(r.resolution) * 60
+    hours = [
+        Hour(
+            start=day_start + i * HOUR,
+            end=day_start + (i + 1) * HOUR,
+            wh=round(wh[i], 6),
+            complete=covered[i] >= 3600,
+        )
+        for i in range(hour_count)
+        if seen[i]
+    ]
+    complete = len(hours) == hour_count and all(h.complete for h in hours)
+    return HourlyDay(day=day, hours=hours, complete=complete)

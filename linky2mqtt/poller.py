@@ -15,7 +15,6 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Literal
 
 from linky2mqtt import plausible
 from linky2mqtt.config import MeterConfig
@@ -24,14 +23,11 @@ from linky2mqtt.enedis import (
     FetchResult,
     Priority,
     RetryPolicy,
-    aggregate_hours,
     errors,
     is_transient,
 )
-from linky2mqtt.model import PARIS, Kind, Reading, Step
+from linky2mqtt.model import PARIS, Kind, Reading, Series, Step, aggregate_hours
 from linky2mqtt.scheduler import (
-    CURVE_DAYS_PER_CALL,
-    DAILY_DAYS_PER_CALL,
     MAX_GAP_ATTEMPTS,
     PollResult,
     Result,
@@ -43,13 +39,14 @@ from linky2mqtt.store import Store
 
 log = logging.getLogger(__name__)
 
-SeriesName = Literal["daily", "curve"]
-
-
 @dataclass(frozen=True, slots=True)
-class Series:
+class MeterSeries:
+    """One series a meter asks for (:data:`~linky2mqtt.model.Series`) of one kind, with
+    its backfill depth in days."""
+
+
     kind: Kind
-    series: SeriesName
+    series: Series
     backfill: int
 
     @property
@@ -57,24 +54,24 @@ class Series:
         return f"{self.kind.value}/{'hour' if self.series == 'curve' else 'day'}"
 
 
-def meter_series(meter: MeterConfig) -> list[Series]:
+def meter_series(meter: MeterConfig) -> list[MeterSeries]:
     """The series a meter's configuration asks for, freshest-needed first.
 
     ``consumption: false`` (a production-only delivery point) drops the consumption
     series; max power is asked for if and only if ``max_power`` is true.
     """
-    out: list[Series] = []
+    out: list[MeterSeries] = []
     wants_daily = bool(meter.steps & {Step.DAY, Step.MONTH})
     wants_curve = Step.HOUR in meter.steps
     kinds = (([Kind.CONSUMPTION] if meter.consumption else [])
              + ([Kind.PRODUCTION] if meter.production else []))
     for kind in kinds:
         if wants_daily:
-            out.append(Series(kind, "daily", meter.backfill_day))
+            out.append(MeterSeries(kind, "daily", meter.backfill_day))
         if wants_curve:
-            out.append(Series(kind, "curve", meter.backfill_hour))
+            out.append(MeterSeries(kind, "curve", meter.backfill_hour))
     if meter.max_power:
-        out.append(Series(Kind.MAX_POWER, "daily", meter.backfill_day))
+        out.append(MeterSeries(Kind.MAX_POWER, "daily", meter.backfill_day))
     return out
 
 
@@ -82,7 +79,7 @@ def meter_series(meter: MeterConfig) -> list[Series]:
 class PollOutcome:
     """What one poll did. ``changed`` maps (kind, series) to the local days that changed."""
 
-    changed: dict[tuple[Kind, SeriesName], set[date]] = field(default_factory=dict)
+    changed: dict[tuple[Kind, Series], set[date]] = field(default_factory=dict)
     requests_windows: int = 0
     yesterday_missing: bool = False
     error: str | None = None
@@ -121,25 +118,25 @@ class MeterPoller:
         store: Store,
         *,
         account: str,
-        disabled: set[tuple[Kind, SeriesName]] | None = None,
+        disabled: set[tuple[Kind, Series]] | None = None,
     ) -> None:
         self.meter = meter
         self.client = client
         self.store = store
         self.account = account
         # series the provider refused for good (wrong direction, no hourly collection...)
-        self.disabled: set[tuple[Kind, SeriesName]] = disabled if disabled is not None else set()
+        self.disabled: set[tuple[Kind, Series]] = disabled if disabled is not None else set()
         # days asked and found empty today: not asked again before tomorrow (memory only)
-        self._asked_empty: dict[tuple[Kind, SeriesName], set[date]] = {}
+        self._asked_empty: dict[tuple[Kind, Series], set[date]] = {}
         self._asked_on: date | None = None
         # whether the last missing_days() of a series found yesterday held (no re-read)
-        self._held_yesterday: dict[tuple[Kind, SeriesName], bool] = {}
+        self._held_yesterday: dict[tuple[Kind, Series], bool] = {}
         # Hooks set by the account thread: ``before_commit(kind, series, days)`` runs before
         # fetched readings are committed (to record that they are to be published,
         # crash-safe); ``after_commit(kind, series, days_fetched, days_changed, now)``
         # right after (to publish them).
-        self.before_commit: Callable[[Kind, SeriesName, set[date]], None] | None = None
-        self.after_commit: Callable[[Kind, SeriesName, set[date], set[date], datetime],
+        self.before_commit: Callable[[Kind, Series, set[date]], None] | None = None
+        self.after_commit: Callable[[Kind, Series, set[date], set[date], datetime],
                                     None] | None = None
         # The contract's subscribed power (kVA), None when unknown: bounds what is
         # plausible (:mod:`linky2mqtt.plausible`). Set by the account thread.
@@ -149,7 +146,7 @@ class MeterPoller:
     def pdl(self) -> str:
         return self.meter.pdl
 
-    def missing_days(self, s: Series, today: date) -> list[date]:
+    def missing_days(self, s: MeterSeries, today: date) -> list[date]:
         """Days of ``s`` the store lacks and that are still worth asking for, newest first."""
         wanted = wanted_days(today, s.backfill)
         oldest, newest = wanted[-1], wanted[0] + timedelta(days=1)
@@ -188,7 +185,7 @@ class MeterPoller:
             self._asked_on = today
         yesterday = today - timedelta(days=1)
         outcome = PollOutcome()
-        plans: list[tuple[Series, tuple[date, date], Priority]] = []
+        plans: list[tuple[MeterSeries, tuple[date, date], Priority]] = []
         for s in meter_series(self.meter):
             if (s.kind, s.series) in self.disabled:
                 continue
@@ -196,7 +193,9 @@ class MeterPoller:
             if not yesterday_published(now):
                 # asking before Enedis publishes it only spends quota on a 404
                 missing = [d for d in missing if d != yesterday]
-            per_call = CURVE_DAYS_PER_CALL if s.series == "curve" else DAILY_DAYS_PER_CALL
+            if not missing:
+                continue
+            per_call = self.client.description.days_per_call[s.series]
             for window in plan_windows(missing, per_call):
                 fresh = window[0] <= yesterday < window[1]
                 if fresh_only and not fresh:
@@ -248,21 +247,21 @@ class MeterPoller:
         )
         return outcome
 
-    def _holds(self, s: Series, day: date) -> bool:
+    def _holds(self, s: MeterSeries, day: date) -> bool:
         nxt = day + timedelta(days=1)
         if s.series == "daily":
             return day in self.store.days_with_daily(self.pdl, s.kind, day, nxt)
         return day in self.store.days_with_complete_curve(self.pdl, s.kind, day, nxt)
 
-    def fetch_days(self, kind: Kind, series: SeriesName, days: list[date], now: datetime,
+    def fetch_days(self, kind: Kind, series: Series, days: list[date], now: datetime,
                    priority: Priority = Priority.COMMAND) -> PollOutcome:
         """Fetch exactly ``days`` of one series (a command's missing days), fewest calls.
 
         Raises nothing upstream-related: errors and budget refusals land in the outcome.
         """
         outcome = PollOutcome()
-        s = Series(kind, series, 0)
-        per_call = CURVE_DAYS_PER_CALL if series == "curve" else DAILY_DAYS_PER_CALL
+        s = MeterSeries(kind, series, 0)
+        per_call = self.client.description.days_per_call[series]
         for window in plan_windows(days, per_call):
             try:
                 result = self._fetch(s, window, priority)
@@ -276,7 +275,7 @@ class MeterPoller:
             self._absorb(s, window, result, now, outcome)
         return outcome
 
-    def _fetch(self, s: Series, window: tuple[date, date], priority: Priority,
+    def _fetch(self, s: MeterSeries, window: tuple[date, date], priority: Priority,
                retry: RetryPolicy | None = None) -> FetchResult:
         start, end = window
         if s.series == "curve":
@@ -285,7 +284,7 @@ class MeterPoller:
         return self.client.daily(self.pdl, s.kind, start, end, priority=priority,
                                  retry=retry)
 
-    def _absorb(self, s: Series, window: tuple[date, date], result: FetchResult,
+    def _absorb(self, s: MeterSeries, window: tuple[date, date], result: FetchResult,
                 now: datetime, outcome: PollOutcome) -> None:
         # impossible values are refused (whole days): they stay missing, asked again later
         readings = plausible.screen(result.readings, self.pdl, self.subscribed_kva())
@@ -321,7 +320,7 @@ class MeterPoller:
                 asked.add(d)
             d += timedelta(days=1)
 
-    def _finish_repair(self, s: Series, day: date, why: str,
+    def _finish_repair(self, s: MeterSeries, day: date, why: str,
                        fetched: list[Reading], changed: list[Reading]) -> None:
         """A day listed for repair was fetched once more: when the answer covers it (and
         was plausible), what an earlier version put at a wrong instant goes; either way it
@@ -343,7 +342,7 @@ class MeterPoller:
                         day, why)
         self.store.clear_repair(self.pdl, s.kind, s.series, day)
 
-    def _handle_bad_request(self, s: Series, window: tuple[date, date],
+    def _handle_bad_request(self, s: MeterSeries, window: tuple[date, date],
                             exc: errors.BadRequest, outcome: PollOutcome) -> None:
         code = getattr(exc, "code", None) or ""
         if code == "ADAM-ERR0069":

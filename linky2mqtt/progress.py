@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any, Final
 
-from linky2mqtt.enedis import errors
-from linky2mqtt.model import PARIS
+from linky2mqtt.enedis import REGISTRY, errors
+from linky2mqtt.model import PARIS, Series
 
 __all__ = ["EVERY", "BackfillProgress", "SeriesCount", "hint"]
 
@@ -54,10 +54,8 @@ def _n(value: int) -> str:
 def hint(exc: BaseException, provider: str | None = None) -> str:
     """What the user can do about ``exc`` (an upstream error), in a few words."""
     if isinstance(exc, errors.AuthError):
-        where = {"conso": "get a new token from the Conso API consent page",
-                 "myelectricaldata": "check the MyElectricalData token and its consent",
-                 "dataconnect": "check client_id/client_secret and the Data Connect "
-                                "consent"}.get(provider or "", "check the account's credentials")
+        desc = REGISTRY.get(provider or "")
+        where = desc.auth_hint if desc is not None else "check the account's credentials"
         return f"{where}, then restart"
     if isinstance(exc, errors.BudgetExhausted):
         return "nothing to do: the request budget allows more later"
@@ -106,9 +104,9 @@ class BackfillProgress:
 
     # -- events ----------------------------------------------------------------------
 
-    def stored(self, label: str, series: str, fetched: Iterable[date]) -> None:
-        """A window of one series (``label`` consumption/day..., ``series`` "daily" or
-        "curve") was fetched and committed."""
+    def stored(self, label: str, series: Series, fetched: Iterable[date]) -> None:
+        """A window of one series (``label`` consumption/day...) was fetched and
+        committed."""
         if self.finished:
             return
         n = len(set(fetched))

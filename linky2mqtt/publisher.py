@@ -179,8 +179,7 @@ class Publisher:
         for day, hourly in sorted(self.store.hourly_days(pdl, kind, days).items()):
             if not hourly.hours:
                 continue
-            payload = topics.hour_payload(
-                pdl, day, [(h.start, h.end, h.wh) for h in hourly.hours], hourly.complete)
+            payload = topics.hour_payload(pdl, hourly)
             entries.append((topic, day.isoformat(), topics.dumps(payload)))
         self.store.add_pending_batches(entries)
         for _, key, body in entries:

@@ -23,8 +23,6 @@ from datetime import date, datetime, time, timedelta
 
 from linky2mqtt.model import PARIS
 
-CURVE_DAYS_PER_CALL = 7
-DAILY_DAYS_PER_CALL = 365
 # A day that came back empty is asked again on later days, this many times in all.
 MAX_GAP_ATTEMPTS = 5
 # Enedis publishes day D from about 08:00 (Europe/Paris) on D+1: not asked before.

@@ -38,18 +38,25 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal, TypeVar, overload
+from typing import Any, TypeVar, overload
 
 from linky2mqtt import plausible
 from linky2mqtt.clock import SYSTEM_CLOCK, Clock
-from linky2mqtt.enedis.hours import Hour, HourlyDay
 from linky2mqtt.errors import Linky2MqttError
-from linky2mqtt.model import DAILY, PARIS, Kind, Reading, day_bounds, resolution_minutes
+from linky2mqtt.model import (
+    DAILY,
+    PARIS,
+    Hour,
+    HourlyDay,
+    Kind,
+    Reading,
+    Series,
+    day_bounds,
+    resolution_minutes,
+)
 
 __all__ = ["LEDGER_KEEP_SECONDS", "MIGRATIONS", "SCHEMA_VERSION", "Store", "StoreError"]
 
-ResolutionClass = Literal["daily", "curve"]
-Series = Literal["daily", "curve"]
 T = TypeVar("T")
 _log = logging.getLogger(__name__)
 
@@ -546,7 +553,7 @@ class Store:
         the days are close together (a backfill window's days are contiguous).
 
         Aggregated straight from the rows (epoch seconds, no :class:`Reading` objects):
-        the same result as :func:`~linky2mqtt.enedis.hours.aggregate_hours` of the
+        the same result as :func:`~linky2mqtt.model.aggregate_hours` of the
         day's readings, at a fraction of the cost (the live path of a backfill)."""
         wanted = sorted(set(days))
         if not wanted:
@@ -582,7 +589,7 @@ class Store:
         self,
         pdl: str,
         kind: Kind | str,
-        resolution_class: ResolutionClass,
+        resolution_class: Series,
         start: datetime,
         end: datetime,
     ) -> list[Reading]:

@@ -27,10 +27,10 @@ import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 from linky2mqtt.enedis.contract import Contract, parse_contract
-from linky2mqtt.model import Kind, Step, day_bounds, kwh, local_iso
+from linky2mqtt.model import HourlyDay, Kind, Step, day_bounds, kwh, local_iso
 
 __all__ = [
     "OFFLINE",
@@ -43,7 +43,6 @@ __all__ = [
     "RETAIN_STATE",
     "RETAIN_STATUS",
     "SCHEMA",
-    "HourLike",
     "bridge_info",
     "bridge_state",
     "command_from_topic",
@@ -256,39 +255,16 @@ def month_payload(
     }
 
 
-class HourLike(Protocol):
-    """An hour of energy: ``enedis.Hour`` or anything with these attributes."""
-
-    @property
-    def start(self) -> datetime: ...
-
-    @property
-    def end(self) -> datetime: ...
-
-    @property
-    def wh(self) -> float: ...
-
-
-def hour_payload(
-    pdl: str,
-    day: date,
-    hours: Sequence[HourLike | tuple[datetime, datetime, float]],
-    complete: bool,
-) -> dict[str, Any]:
+def hour_payload(pdl: str, hourly: HourlyDay) -> dict[str, Any]:
     """``B/<pdl>/<kind>/hour``: one local day's clock hours (23, 24 or 25 points)."""
-    points: list[dict[str, Any]] = []
-    for hour in hours:
-        if isinstance(hour, tuple):
-            start, end, wh = hour
-        else:
-            start, end, wh = hour.start, hour.end, hour.wh
-        points.append({"start": local_iso(start), "end": local_iso(end), "value": kwh(wh)})
+    points = [{"start": local_iso(h.start), "end": local_iso(h.end), "value": kwh(h.wh)}
+              for h in hourly.hours]
     return {
         "pdl": pdl,
-        "date": day.isoformat(),
+        "date": hourly.day.isoformat(),
         "interval": "PT1H",
         "unit": "kWh",
-        "complete": complete,
+        "complete": hourly.complete,
         "points": points,
     }
 

@@ -30,7 +30,7 @@ from linky2mqtt.commands import (
     rejection_answer,
     response_topic,
 )
-from linky2mqtt.model import Kind, Step, day_bounds
+from linky2mqtt.model import Hour, HourlyDay, Kind, Step, day_bounds
 
 HOUSE = "12345678901234"
 SOLAR = "22222222222222"
@@ -346,11 +346,11 @@ def test_encode_keeps_odd_strings_valid() -> None:
 # ---------------------------------------------------------------------------- read assembly
 
 
-def hours_of(day: date, wh: float) -> list[tuple[datetime, datetime, float]]:
+def hours_of(day: date, wh: float) -> list[Hour]:
     start, end = day_bounds(day)
     out = []
     while start < end:
-        out.append((start, start + timedelta(hours=1), wh))
+        out.append(Hour(start, start + timedelta(hours=1), wh))
         start += timedelta(hours=1)
     return out
 
@@ -359,9 +359,7 @@ def hours_of(day: date, wh: float) -> list[tuple[datetime, datetime, float]]:
 class MemorySource:
     daily: dict[tuple[str, Kind, date], float] = field(default_factory=dict)
     peaks: dict[tuple[str, date], tuple[float, datetime]] = field(default_factory=dict)
-    curves: dict[tuple[str, Kind, date], tuple[list[tuple[datetime, datetime, float]], bool]] = (
-        field(default_factory=dict)
-    )
+    curves: dict[tuple[str, Kind, date], HourlyDay] = field(default_factory=dict)
 
     def daily_values(self, pdl: str, kind: Kind, start: date, end: date) -> dict[date, float]:
         return {
@@ -375,9 +373,7 @@ class MemorySource:
     ) -> dict[date, tuple[float, datetime]]:
         return {d: v for (p, d), v in self.peaks.items() if p == pdl and start <= d < end}
 
-    def hourly(
-        self, pdl: str, kind: Kind, day: date
-    ) -> tuple[list[tuple[datetime, datetime, float]], bool] | None:
+    def hourly(self, pdl: str, kind: Kind, day: date) -> HourlyDay | None:
         return self.curves.get((pdl, kind, day))
 
 
@@ -496,9 +492,9 @@ def test_read_hour_dst_days() -> None:
     spring, autumn, plain = date(2026, 3, 29), date(2026, 10, 25), date(2026, 10, 26)
     src = MemorySource(
         curves={
-            (HOUSE, Kind.CONSUMPTION, spring): (hours_of(spring, 250.0), True),
-            (HOUSE, Kind.CONSUMPTION, autumn): (hours_of(autumn, 1234.5), True),
-            (HOUSE, Kind.CONSUMPTION, plain): (hours_of(plain, 1.0)[:20], False),
+            (HOUSE, Kind.CONSUMPTION, spring): HourlyDay(spring, hours_of(spring, 250.0), True),
+            (HOUSE, Kind.CONSUMPTION, autumn): HourlyDay(autumn, hours_of(autumn, 1234.5), True),
+            (HOUSE, Kind.CONSUMPTION, plain): HourlyDay(plain, hours_of(plain, 1.0)[:20], False),
         }
     )
     spring_data = build_read_data(req(Kind.CONSUMPTION, Step.HOUR, "2026-03-29", "2026-03-30"), src)

@@ -16,9 +16,8 @@ from typing import Any
 import httpx
 import pytest
 
-from linky2mqtt.enedis import aggregate_hours
 from linky2mqtt.enedis.parse import parse_curve
-from linky2mqtt.model import PARIS, Kind, day_bounds
+from linky2mqtt.model import PARIS, Kind, aggregate_hours, day_bounds
 from linky2mqtt.simulator import Simulator
 from tests.test_enedis_sim import STEPS, MakeClient, make_client  # noqa: F401 - fixture
 

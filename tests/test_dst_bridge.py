@@ -26,10 +26,9 @@ import pytest
 from linky2mqtt.bridge import Bridge
 from linky2mqtt.clock import SYSTEM_CLOCK
 from linky2mqtt.config import load_text
-from linky2mqtt.enedis.hours import aggregate_hours
 from linky2mqtt.ha_statistics import StatisticsSink
 from linky2mqtt.ha_statistics.sink import MemorySyncState
-from linky2mqtt.model import PARIS, Kind, Reading, day_bounds, kwh, local_iso
+from linky2mqtt.model import PARIS, Kind, Reading, aggregate_hours, day_bounds, kwh, local_iso
 from linky2mqtt.simulator import Simulator
 from linky2mqtt.store import MIGRATIONS, Store
 from tests.support.bridge import (

@@ -12,10 +12,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from linky2mqtt.enedis import aggregate_hours
 from linky2mqtt.enedis.errors import BadResponse
 from linky2mqtt.enedis.parse import parse_curve, parse_daily, parse_max_power
-from linky2mqtt.model import PARIS, Kind, Reading, day_bounds
+from linky2mqtt.model import PARIS, Kind, Reading, aggregate_hours, day_bounds
 
 PDL = "12345678901234"
 

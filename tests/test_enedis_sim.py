@@ -20,13 +20,12 @@ from linky2mqtt.enedis import (
     Priority,
     ProviderSettings,
     RetryPolicy,
-    aggregate_hours,
     default_windows,
     errors,
     no_sleep,
     subscribed_kva,
 )
-from linky2mqtt.model import Kind, day_bounds
+from linky2mqtt.model import Kind, aggregate_hours, day_bounds
 from linky2mqtt.simulator import Simulator
 from tests.test_enedis_budget import ManualClock
 

@@ -20,8 +20,7 @@ import pytest
 
 from linky2mqtt import homeassistant as ha
 from linky2mqtt import topics
-from linky2mqtt.enedis.hours import Hour
-from linky2mqtt.model import Kind, Step, day_bounds
+from linky2mqtt.model import Hour, HourlyDay, Kind, Step, day_bounds
 
 PDL = "12345678901234"
 B = "linky2mqtt"
@@ -290,7 +289,8 @@ def test_hour_batches_are_not_discovered() -> None:
     """Hour batches are not retained and carry many points: no sensor reads them."""
     day = date(2026, 11, 28)
     start = day_bounds(day)[0]
-    batch = topics.hour_payload(PDL, day, [Hour(start, start + timedelta(hours=1), 1.0)], False)
+    batch = topics.hour_payload(
+        PDL, HourlyDay(day, [Hour(start, start + timedelta(hours=1), 1.0)], False))
     assert batch["interval"] == "PT1H"
     _, payload = ha.discovery(PREFIX, B, VARIANTS["discovery_full"], VERSION)
     assert all(not c["state_topic"].endswith("/hour") for c in payload["cmps"].values())

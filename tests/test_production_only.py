@@ -19,7 +19,7 @@ from linky2mqtt import homeassistant as ha
 from linky2mqtt.bridge import Bridge
 from linky2mqtt.config import load_text
 from linky2mqtt.model import Kind, Step
-from linky2mqtt.poller import Series, meter_series
+from linky2mqtt.poller import MeterSeries, meter_series
 from linky2mqtt.simulator import Simulator
 from linky2mqtt.simulator.app import TYPES_2026, TYPES_V5
 from tests.support.bridge import (
@@ -76,10 +76,10 @@ def test_meter_series_without_consumption() -> None:
         "      - pdl: \"10284856584123\"\n        consumption: false\n"
         "        max_power: true\n"]))
     farm, peak = cfg.accounts[0].meters
-    assert meter_series(farm) == [Series(Kind.PRODUCTION, "daily", 365),
-                                  Series(Kind.PRODUCTION, "curve", 30)]
+    assert meter_series(farm) == [MeterSeries(Kind.PRODUCTION, "daily", 365),
+                                  MeterSeries(Kind.PRODUCTION, "curve", 30)]
     # max power is asked for on its own flag only
-    assert meter_series(peak) == [Series(Kind.MAX_POWER, "daily", 365)]
+    assert meter_series(peak) == [MeterSeries(Kind.MAX_POWER, "daily", 365)]
 
 
 def test_statistics_series_leave_out_consumption(simulator: Simulator, broker: Mosquitto,

@@ -33,14 +33,13 @@ from linky2mqtt.enedis import (
     MemoryLedger,
     ProviderSettings,
     RetryPolicy,
-    aggregate_hours,
     default_windows,
     errors,
     is_transient,
     no_sleep,
     subscribed_kva,
 )
-from linky2mqtt.model import PARIS, Kind
+from linky2mqtt.model import PARIS, Kind, aggregate_hours
 
 HERE = Path(__file__).parent / "fixtures" / "recorded"
 INDEX: dict[str, Any] = json.loads((HERE / "INDEX.json").read_text("utf-8"))

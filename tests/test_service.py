@@ -677,17 +677,17 @@ def test_store_source_caches_complete_days_until_told_they_changed(tmp_path: Pat
     assert source.hourly(A, Kind.CONSUMPTION, day) is None
     store.save_readings(half_hours(1000.0, 40))
     got = source.hourly(A, Kind.CONSUMPTION, day)
-    assert got is not None and got[1] is False and len(got[0]) == 20  # incomplete: not kept
+    assert got is not None and got.complete is False and len(got.hours) == 20  # not kept
     store.save_readings(half_hours(1000.0))
     got = source.hourly(A, Kind.CONSUMPTION, day)
-    assert got is not None and got[1] is True and len(got[0]) == 24
-    first = {wh for *_, wh in got[0]}
+    assert got is not None and got.complete is True and len(got.hours) == 24
+    first = {h.wh for h in got.hours}
     assert len(first) == 1
 
     def values() -> set[float]:
         got = source.hourly(A, Kind.CONSUMPTION, day)
         assert got is not None
-        return {wh for *_, wh in got[0]}
+        return {h.wh for h in got.hours}
 
     store.save_readings(half_hours(2000.0))  # corrected upstream: still cached
     assert values() == first

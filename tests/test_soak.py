@@ -35,8 +35,8 @@ from linky2mqtt.budgets import budget_windows
 from linky2mqtt.clock import FastClock
 from linky2mqtt.config import load_text
 from linky2mqtt.enedis import Budget, MemoryLedger
-from linky2mqtt.model import PARIS, Kind, day_bounds
-from linky2mqtt.scheduler import CURVE_DAYS_PER_CALL, DAILY_DAYS_PER_CALL
+from linky2mqtt.enedis.providers import DAYS_PER_CALL
+from linky2mqtt.model import PARIS, SERIES, Kind, day_bounds
 from linky2mqtt.simulator import Simulator
 from tests.support.broker import Mosquitto
 from tests.support.mqtt_client import Collector, Message
@@ -393,10 +393,10 @@ def test_soak_35_days(tmp_path: Path, broker: Mosquitto,
     # data appears: the first poll covers the backfill in ceil(backfill / days per call)
     # calls (yesterday included); then one call per later day; each day that comes late
     # costs one more call for each series it hides (asked once missing, once there).
-    series = [(p, k, s) for p, ks in METERS.items() for k in ks for s in ("daily", "curve")]
+    series = [(p, k, s) for p, ks in METERS.items() for k in ks for s in SERIES]
     lower = 0
     for pdl, _kind, s in series:
-        per_call = DAILY_DAYS_PER_CALL if s == "daily" else CURVE_DAYS_PER_CALL
+        per_call = DAYS_PER_CALL[s]
         backfill = BACKFILL_DAY if s == "daily" else BACKFILL_HOUR
         days_after_first = (END.date() - first_poll[pdl]).days  # daily polls after the first
         lower += math.ceil(backfill / per_call) + days_after_first

@@ -12,8 +12,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-from linky2mqtt.enedis.hours import aggregate_hours
-from linky2mqtt.model import DAILY, Kind, Reading, day_bounds
+from linky2mqtt.model import DAILY, Kind, Reading, aggregate_hours, day_bounds
 from linky2mqtt.store import Store
 
 PDL = "12345678901234"

@@ -11,8 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from linky2mqtt import topics
-from linky2mqtt.enedis.hours import Hour
-from linky2mqtt.model import Kind, Step, day_bounds
+from linky2mqtt.model import Hour, HourlyDay, Kind, Step, day_bounds
 
 PDL = "12345678901234"
 B = "linky2mqtt"
@@ -182,7 +181,7 @@ def test_hour_payload_october_has_25_points_with_the_repeated_hour() -> None:
         for i in range(25)
     ]
     assert hours[-1].end == end
-    got = topics.hour_payload(PDL, day, hours, True)
+    got = topics.hour_payload(PDL, HourlyDay(day, hours, True))
     assert {k: v for k, v in got.items() if k != "points"} == {
         "pdl": PDL,
         "date": "2026-10-25",
@@ -210,11 +209,12 @@ def test_hour_payload_october_has_25_points_with_the_repeated_hour() -> None:
     assert points[-1]["end"] == "2026-10-26T00:00:00+01:00"
 
 
-def test_hour_payload_march_partial_from_tuples() -> None:
+def test_hour_payload_march_partial() -> None:
     day = date(2026, 3, 29)
     start, _ = day_bounds(day)
-    hours = [(start + timedelta(hours=i), start + timedelta(hours=i + 1), 1234.0) for i in range(3)]
-    got = topics.hour_payload(PDL, day, hours, False)
+    hours = [Hour(start + timedelta(hours=i), start + timedelta(hours=i + 1), 1234.0)
+             for i in range(3)]
+    got = topics.hour_payload(PDL, HourlyDay(day, hours, False))
     assert got["complete"] is False
     assert [p["start"] for p in got["points"]] == [
         "2026-03-29T00:00:00+01:00",

@@ -28,33 +28,32 @@ from .budget import (
 )
 from .client import USER_AGENT, EnedisClient, FetchResult
 from .contract import Contract, ContractEntry, parse_contract, subscribed_kva
-from .hours import Hour, HourlyDay, aggregate_hours
-from .providers import DEFAULT_BASE_URLS, PROVIDERS, ProviderSettings
+from .providers import DEFAULT_BASE_URLS, PROVIDERS, REGISTRY, Provider, ProviderSettings, provider
 from .retry import RetryPolicy, is_transient, no_sleep
 
 __all__ = [
     "DEFAULT_BASE_URLS",
     "PROVIDERS",
+    "REGISTRY",
     "USER_AGENT",
     "Budget",
     "Contract",
     "ContractEntry",
     "EnedisClient",
     "FetchResult",
-    "Hour",
-    "HourlyDay",
     "Ledger",
     "MemoryLedger",
     "Priority",
+    "Provider",
     "ProviderSettings",
     "RetryPolicy",
     "Window",
-    "aggregate_hours",
     "default_windows",
     "errors",
     "is_transient",
     "no_sleep",
     "parse_contract",
+    "provider",
     "scopes_for",
     "subscribed_kva",
 ]

@@ -29,6 +29,7 @@ from typing import Protocol
 from linky2mqtt.clock import SYSTEM_CLOCK, Clock
 
 from .errors import BudgetExhausted
+from .providers import provider
 
 __all__ = [
     "Budget",
@@ -92,35 +93,17 @@ class MemoryLedger:
 
 WindowsSpec = Mapping[str, Sequence[Window]] | Callable[[str], Sequence[Window]]
 
-DAY = 86400.0
+
+def default_windows(provider_name: str) -> dict[str, list[Window]]:
+    """Safe defaults per provider, keyed by scope prefix (see :func:`scopes_for`): the
+    quotas of its :class:`~linky2mqtt.enedis.providers.Provider` description."""
+    return {scope: [Window(seconds, limit) for seconds, limit in windows]
+            for scope, windows in provider(provider_name).quotas.items()}
 
 
-def default_windows(provider: str) -> dict[str, list[Window]]:
-    """Safe defaults per provider, keyed by scope prefix (see :func:`scopes_for`)."""
-    if provider == "conso":
-        return {"conso": [Window(1, 1), Window(12 * 3600, 80)]}
-    if provider == "dataconnect":
-        return {"dataconnect": [Window(1, 5), Window(3600, 1000)]}
-    if provider == "myelectricaldata":
-        return {
-            "myelectricaldata": [Window(DAY, 50)],
-            "myelectricaldata:account": [Window(1, 1)],
-        }
-    raise ValueError(f"unknown provider {provider!r}")
-
-
-def scopes_for(provider: str, account: str, pdl: str | None) -> list[str]:
+def scopes_for(provider_name: str, account: str, pdl: str | None) -> list[str]:
     """The scopes one request of ``account`` about ``pdl`` counts against."""
-    if provider == "conso":
-        return ["conso"]
-    if provider == "dataconnect":
-        return [f"dataconnect:{account}"]
-    if provider == "myelectricaldata":
-        scopes = [f"myelectricaldata:account:{account}"]
-        if pdl is not None:
-            scopes.append(f"myelectricaldata:{pdl}")
-        return scopes
-    raise ValueError(f"unknown provider {provider!r}")
+    return provider(provider_name).scopes(account, pdl)
 
 
 class Budget:

@@ -34,7 +34,7 @@ import httpx
 
 from linky2mqtt import __version__
 from linky2mqtt.clock import SYSTEM_CLOCK, Clock
-from linky2mqtt.model import PDL_RE, Kind, Reading, paris_today
+from linky2mqtt.model import PDL_RE, Kind, Reading, Series, paris_today
 
 from . import providers
 from .budget import Budget, MemoryLedger, Priority, default_windows, scopes_for
@@ -50,7 +50,7 @@ from .errors import (
     api_error,
 )
 from .parse import parse_curve, parse_daily, parse_max_power
-from .providers import Call, ProviderSettings, Series
+from .providers import Call, ProviderSettings
 from .retry import RetryPolicy
 
 __all__ = ["DEFAULT_DEADLINE", "MAX_BODY", "USER_AGENT", "EnedisClient", "FetchResult"]
@@ -132,6 +132,7 @@ class EnedisClient:
         self.deadline = float(deadline)
         self.cancel = cancel
         self.provider = settings.provider
+        self.description = settings.description
         self.clock = clock
         self.budget = budget or Budget(default_windows(self.provider), MemoryLedger(), clock)
         self.retry = retry or RetryPolicy()
@@ -209,8 +210,9 @@ class EnedisClient:
             return None
 
     def covered_pdls(self) -> list[str] | None:
-        """PDLs the conso token covers (JWT ``sub``); None for the other providers."""
-        if self.provider != "conso":
+        """PDLs the token covers (conso: the JWT's ``sub``); None for a provider whose
+        credentials do not list them (:attr:`Provider.lists_pdls`)."""
+        if not self.description.lists_pdls:
             return None
         return providers.conso_token_pdls(str(self.settings.token))
 
@@ -224,10 +226,11 @@ class EnedisClient:
     def _check_pdl(self, pdl: str) -> None:
         if not PDL_RE.match(pdl):
             raise ValueError(f"a PDL has 14 digits, got {pdl!r}")
-        if self.provider == "conso":
+        if self.description.lists_pdls:
             covered = self.covered_pdls() or []
             if pdl not in covered:
-                raise AuthError(f"PDL {pdl} is not covered by the conso token", provider="conso")
+                raise AuthError(f"PDL {pdl} is not covered by the {self.provider} token",
+                                provider=self.provider)
 
     def _fetch(
         self, pdl: str, kind: Kind, series: Series, start: date, end: date, *, priority: Priority,
@@ -237,7 +240,7 @@ class EnedisClient:
         end = min(end, paris_today(self.clock.now()))
         readings: list[Reading] = []
         missing: list[date] = []
-        for a, b in _chunks(start, end, providers.MAX_DAYS[series]):
+        for a, b in _chunks(start, end, self.description.days_per_call[series]):
             call = providers.measure_call(self.provider, series, kind, pdl, start=a, end=b)
 
             def attempt(call: Call = call, a: date = a, b: date = b) -> list[Reading]:
@@ -265,14 +268,15 @@ class EnedisClient:
     # -- one attempt ------------------------------------------------------------------
 
     def _attempt(self, call: Call, pdl: str | None, priority: Priority) -> Any:
-        """One attempt (plus, for dataconnect, one token refresh on 401): the JSON body."""
-        if self.provider != "dataconnect":
+        """One attempt (plus, for OAuth2 providers, one token refresh on 401): the JSON
+        body."""
+        if self.description.auth != "oauth2":
             headers = providers.static_auth(self.settings)
             return self._decode(call, self._send(call, headers, None, pdl, priority))
         token = self._access_token(priority)
         response = self._send(call, {"Authorization": f"Bearer {token}"}, None, pdl, priority)
         if response.status_code == 401:
-            log.info("dataconnect: token refused (401), requesting a new one once")
+            log.info("%s: token refused (401), requesting a new one once", self.provider)
             self._drop_token(token)
             token = self._access_token(priority)
             response = self._send(call, {"Authorization": f"Bearer {token}"}, None, pdl, priority)

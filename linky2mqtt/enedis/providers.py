@@ -1,4 +1,13 @@
-"""The three upstream providers: URLs, authentication and quirks.
+"""The three upstream providers: one :class:`Provider` description each, and their quirks.
+
+Everything the product knows about a provider is in its description (:data:`REGISTRY`,
+:func:`provider`): default URL, auth kind, the credentials it takes, measure and contract
+paths, default quotas and who shares them (``scope_shape``), the days one call may span
+(:data:`DAYS_PER_CALL`), whether its credentials list the PDLs they cover (``meters: auto``)
+and what to do when they are refused. The configuration, the budgets, the client and the
+bridge read these descriptions; no module outside ``linky2mqtt/enedis/`` (and the simulator,
+which plays the upstream) branches on a provider's name. Error bodies need no per-provider
+mapping: :func:`error_details` reads every provider's format.
 
 * ``conso`` (Conso API, https://conso.boris.sh): ``GET /api/{type}`` with the 2026 type
   names and ``pointId``/``dateDebut``/``dateFin``; ``Authorization: Bearer <token>``; the
@@ -23,18 +32,21 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, timezone
+from types import MappingProxyType
 from typing import Any, Literal
 
-from linky2mqtt.model import Kind
+from linky2mqtt.model import Kind, Series
 
 from .errors import AuthError, BadResponse
 
 __all__ = [
+    "DAYS_PER_CALL",
     "DEFAULT_BASE_URLS",
     "PROVIDERS",
+    "REGISTRY",
     "Call",
+    "Provider",
     "ProviderSettings",
-    "Series",
     "conso_token_pdls",
     "contract_call",
     "detail_text",
@@ -42,19 +54,11 @@ __all__ = [
     "measure_call",
     "next_access_epoch",
     "parse_token",
+    "provider",
     "retry_hint",
     "threshold_seconds",
     "token_call",
 ]
-
-Series = Literal["daily", "curve"]
-
-PROVIDERS = ("conso", "dataconnect", "myelectricaldata")
-DEFAULT_BASE_URLS = {
-    "conso": "https://conso.boris.sh",
-    "dataconnect": "https://gw.ext.prod.api.enedis.fr",
-    "myelectricaldata": "https://www.myelectricaldata.fr",
-}
 
 TYPES_2026: dict[tuple[Series, Kind], str] = {
     ("daily", Kind.CONSUMPTION): "consommation_quotidienne",
@@ -70,7 +74,130 @@ TYPES_V5: dict[tuple[Series, Kind], str] = {
     ("daily", Kind.PRODUCTION): "daily_production",
     ("curve", Kind.PRODUCTION): "production_load_curve",
 }
-MAX_DAYS: dict[Series, int] = {"daily": 365, "curve": 7}
+
+DAYS_PER_CALL: Mapping[Series, int] = MappingProxyType({"daily": 365, "curve": 7})
+"""Days one measure call may span (every provider relays Enedis's limits): a load-curve
+call covers at most 7 days, a daily call 365. The one copy the product uses (the
+simulator, which plays the upstream, keeps its own)."""
+
+DAY = 86400.0
+
+AuthKind = Literal["bearer", "raw", "oauth2"]
+"""``bearer``: ``Authorization: Bearer <token>``; ``raw``: ``Authorization: <token>``;
+``oauth2``: client credentials exchanged for a bearer token (``POST /oauth2/v3/token``)."""
+
+ScopeShape = Literal["process", "account", "account_and_meter"]
+"""Who shares a provider's quota: the whole process (one scope named after the provider,
+each window the strictest any account asks), each account (``<provider>:<account>``), or
+each account for its short windows (``<provider>:account:<account>``) and each meter for
+its long ones (``<provider>:<pdl>``)."""
+
+
+@dataclass(frozen=True)
+class Provider:
+    """Everything the product knows about one upstream provider.
+
+    ``quotas``: the default request windows, (seconds, limit) pairs keyed by scope prefix
+    (see :data:`ScopeShape` and :func:`linky2mqtt.enedis.budget.scopes_for`).
+    """
+
+    name: str
+    base_url: str
+    auth: AuthKind
+    credentials: tuple[str, ...]  # the config keys of the account's credentials
+    url_style: Literal["query", "path"]  # 2026 ``{prefix}/{type}?pointId=`` or v5 path-style
+    measure_prefix: str
+    contract_path: str | None  # with ``{pdl}``; None: no contract endpoint
+    contract_shape: Literal["dataconnect", "v5"] | None
+    quotas: Mapping[str, tuple[tuple[float, int], ...]]
+    scope_shape: ScopeShape
+    lists_pdls: bool  # the credentials say which PDLs they cover (``meters: auto``)
+    auth_hint: str  # what the user does when the credentials are refused
+    days_per_call: Mapping[Series, int] = field(default_factory=lambda: DAYS_PER_CALL)
+
+    @property
+    def takes_token(self) -> bool:
+        return self.credentials == ("token",)
+
+    @property
+    def credentials_text(self) -> str:
+        return " and ".join(self.credentials)
+
+    def scopes(self, account: str, pdl: str | None) -> list[str]:
+        """The budget scopes one request of ``account`` about ``pdl`` counts against."""
+        if self.scope_shape == "process":
+            return [self.name]
+        if self.scope_shape == "account":
+            return [f"{self.name}:{account}"]
+        scopes = [f"{self.name}:account:{account}"]
+        if pdl is not None:
+            scopes.append(f"{self.name}:{pdl}")
+        return scopes
+
+    def default_scope(self, seconds: float) -> str:
+        """The default scope prefix a window of ``seconds`` belongs to."""
+        if self.scope_shape == "account_and_meter" and seconds <= 1.0:
+            return f"{self.name}:account"
+        return self.name
+
+
+CONSO = Provider(
+    name="conso",
+    base_url="https://conso.boris.sh",
+    auth="bearer",
+    credentials=("token",),
+    url_style="query",
+    measure_prefix="/api",
+    contract_path=None,
+    contract_shape=None,
+    quotas=MappingProxyType({"conso": ((1, 1), (12 * 3600, 80))}),
+    scope_shape="process",
+    lists_pdls=True,
+    auth_hint="get a new token from the Conso API consent page",
+)
+DATACONNECT = Provider(
+    name="dataconnect",
+    base_url="https://gw.ext.prod.api.enedis.fr",
+    auth="oauth2",
+    credentials=("client_id", "client_secret"),
+    url_style="query",
+    measure_prefix="/mesure_synchrone_auto/v2",
+    contract_path="/situation_contrat_auto/v1/{pdl}",
+    contract_shape="dataconnect",
+    quotas=MappingProxyType({"dataconnect": ((1, 5), (3600, 1000))}),
+    scope_shape="account",
+    lists_pdls=False,
+    auth_hint="check client_id/client_secret and the Data Connect consent",
+)
+MYELECTRICALDATA = Provider(
+    name="myelectricaldata",
+    base_url="https://www.myelectricaldata.fr",
+    auth="raw",
+    credentials=("token",),
+    url_style="path",
+    measure_prefix="",
+    contract_path="/contracts/{pdl}",
+    contract_shape="v5",
+    quotas=MappingProxyType({"myelectricaldata": ((DAY, 50),),
+                             "myelectricaldata:account": ((1, 1),)}),
+    scope_shape="account_and_meter",
+    lists_pdls=False,
+    auth_hint="check the MyElectricalData token and its consent",
+)
+
+REGISTRY: Mapping[str, Provider] = MappingProxyType(
+    {p.name: p for p in (CONSO, DATACONNECT, MYELECTRICALDATA)})
+PROVIDERS = tuple(REGISTRY)
+DEFAULT_BASE_URLS = {name: p.base_url for name, p in REGISTRY.items()}
+
+
+def provider(name: str) -> Provider:
+    """The description of provider ``name``; ValueError for an unknown name."""
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown provider {name!r} (expected one of {', '.join(PROVIDERS)})") from None
 
 
 @dataclass(frozen=True)
@@ -85,19 +212,20 @@ class ProviderSettings:
     account: str = "home"
 
     def __post_init__(self) -> None:
-        if self.provider not in PROVIDERS:
-            raise ValueError(
-                f"unknown provider {self.provider!r} (expected one of {', '.join(PROVIDERS)})"
-            )
-        if self.provider == "dataconnect":
-            if not self.client_id or not self.client_secret:
-                raise ValueError("provider dataconnect needs client_id and client_secret")
-        elif not self.token:
-            raise ValueError(f"provider {self.provider} needs a token")
+        desc = provider(self.provider)
+        if desc.takes_token:
+            if not self.token:
+                raise ValueError(f"provider {self.provider} needs a token")
+        elif not self.client_id or not self.client_secret:
+            raise ValueError(f"provider {self.provider} needs {desc.credentials_text}")
+
+    @property
+    def description(self) -> Provider:
+        return provider(self.provider)
 
     @property
     def url(self) -> str:
-        return (self.base_url or DEFAULT_BASE_URLS[self.provider]).rstrip("/")
+        return (self.base_url or self.description.base_url).rstrip("/")
 
 
 @dataclass(frozen=True)
@@ -111,35 +239,34 @@ class Call:
 
 
 def measure_call(
-    provider: str, series: Series, kind: Kind, pdl: str, *, start: date, end: date
+    provider_name: str, series: Series, kind: Kind, pdl: str, *, start: date, end: date
 ) -> Call:
     """The request for one chunk [start, end) of a series."""
     key = (series, kind)
     if key not in TYPES_2026:
         raise ValueError(f"no {series} series for {kind}")
-    if provider == "myelectricaldata":
-        path = f"/{TYPES_V5[key]}/{pdl}/start/{start.isoformat()}/end/{end.isoformat()}"
+    desc = provider(provider_name)
+    if desc.url_style == "path":
+        path = (f"{desc.measure_prefix}/{TYPES_V5[key]}/{pdl}/start/{start.isoformat()}"
+                f"/end/{end.isoformat()}")
         return Call("GET", path)
-    prefix = "/api" if provider == "conso" else "/mesure_synchrone_auto/v2"
     params = {"pointId": pdl, "dateDebut": start.isoformat(), "dateFin": end.isoformat()}
     if kind is Kind.MAX_POWER:
         params |= {"mesuresPas": "P1D", "grandeurPhysique": "PMA"}
-    return Call("GET", f"{prefix}/{TYPES_2026[key]}", params)
+    return Call("GET", f"{desc.measure_prefix}/{TYPES_2026[key]}", params)
 
 
-def contract_call(provider: str, pdl: str) -> Call | None:
-    if provider == "dataconnect":
-        return Call("GET", f"/situation_contrat_auto/v1/{pdl}")
-    if provider == "myelectricaldata":
-        return Call("GET", f"/contracts/{pdl}")
-    return None
+def contract_call(provider_name: str, pdl: str) -> Call | None:
+    path = provider(provider_name).contract_path
+    return None if path is None else Call("GET", path.format(pdl=pdl))
 
 
 def static_auth(settings: ProviderSettings) -> dict[str, str]:
-    """Authorization header of the token providers (dataconnect: see token_call)."""
-    if settings.provider == "conso":
+    """Authorization header of the token providers (oauth2: see token_call)."""
+    auth = settings.description.auth
+    if auth == "bearer":
         return {"Authorization": f"Bearer {settings.token}"}
-    if settings.provider == "myelectricaldata":
+    if auth == "raw":
         return {"Authorization": str(settings.token)}
     return {}
 

@@ -14,9 +14,8 @@ import threading
 import time
 from datetime import date, datetime
 
-from linky2mqtt.enedis import aggregate_hours
 from linky2mqtt.ha_statistics.sink import HoursSource, StatisticsSink
-from linky2mqtt.model import Kind, Reading
+from linky2mqtt.model import Kind, Reading, aggregate_hours
 from linky2mqtt.store import Store
 
 log = logging.getLogger(__name__)

@@ -30,6 +30,9 @@ from linky2mqtt.model import PARIS, Kind
 from linky2mqtt.simulator import data
 
 AVAILABLE_FROM_HOUR = 8
+# The upstream's own limits, kept apart on purpose from the product's copy
+# (linky2mqtt.enedis.providers.DAYS_PER_CALL): the simulator plays the upstream, so a
+# client that drifted from them must be refused here.
 CURVE_MAX_DAYS = 7
 DAILY_MAX_DAYS = 365
 CURVE_HISTORY_MONTHS = 24
@@ -40,6 +43,8 @@ TECHNICAL_ERROR = "Technical error. Please try later."
 
 
 class Series(StrEnum):
+    """The upstream's measure families (the product's notion is linky2mqtt.model.Series)."""
+
     DAILY = "daily"
     CURVE = "curve"
 
