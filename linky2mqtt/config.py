@@ -213,7 +213,7 @@ def _choice(options: tuple[str, ...]) -> tuple[Reader, str]:
 def _secret(*, required: str = "", plain: bool = False) -> tuple[Reader, str]:
     """``key`` or ``key_file``: a Secret, None when neither is set, _BAD on a problem;
     ``required``: what the message asks for when neither is set; ``plain``: not a secret
-    (a client id), only readable from a file too (the section's builder reveals it)."""
+    (a client id), only readable from a file too (revealed once its section is read)."""
     def read(sec: _Section, k: Key, _: dict[str, Any]) -> Any:
         value = sec.secret(k.name)
         if value is None and required:
@@ -258,6 +258,10 @@ def _read(sec: _Section, keys: Collection[Key], base: Any = None) -> dict[str, A
         values[k.attr] = k.read(where, k, values)
         if k.then is not None:
             k.then(sec, values)
+    for k in keys:  # <key> / <key>_file: a Secret (revealed when not a secret) or None
+        if k.file:
+            value = values[k.attr] if isinstance(values[k.attr], Secret) else None
+            values[k.attr] = value.reveal() if value is not None and not k.secret else value
     return values
 
 
@@ -370,7 +374,7 @@ def _statistics(sec: _Section, k: Key, _: dict[str, Any]) -> StatisticsConfig | 
     if not stats.ok:
         return None
     values = _read(stats, declared(StatisticsConfig))
-    if values["url"] is None or not isinstance(values["token"], Secret):
+    if values["url"] is None or values["token"] is None:
         return None
     return StatisticsConfig(**values)
 
@@ -506,11 +510,6 @@ def _account(ctx: _Ctx, raw: Any, path: str, pdls: dict[str, str]) -> AccountCon
     values = _read(sec, keys)
     values["name"] = values["name"] or ""
     values["provider"] = cast(Provider, values["provider"] or "conso")
-    for k in keys:  # <key>/<key>_file: a Secret, or revealed when not a secret
-        if k.file:
-            value = values[k.attr]
-            value = value if isinstance(value, Secret) else None
-            values[k.attr] = value.reveal() if value is not None and not k.secret else value
     return AccountConfig(**values)
 
 
