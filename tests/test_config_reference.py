@@ -71,3 +71,21 @@ def test_meter_defaults_are_the_inherited_meter_settings() -> None:
     inherited = [k.name for k in declared(MeterConfig) if k.inherited]
     assert inherited == ["steps", "consumption", "production", "max_power", "refresh",
                          "backfill_days.day", "backfill_days.hour"]
+
+
+def test_example_file_shows_every_declared_key() -> None:
+    """config.yaml.example documents every key the declarations accept (set or commented)."""
+    text = (ROOT / "config.yaml.example").read_text(encoding="utf-8")
+    written = set(re.findall(r"^\s*#?\s*-?\s*([a-z_0-9]+):", text, re.M))
+    written |= set(re.findall(r"[{,]\s*([a-z_0-9]+):", text))  # flow mappings {day: 365}
+
+    def names(cls: type) -> set[str]:
+        out: set[str] = set()
+        for k in declared(cls):
+            out.update(k.name.split("."))
+            out.update(row[0] for row in k.rows)
+            if k.section is not None:
+                out |= names(k.section)
+        return out
+
+    assert names(Config) - written == set()
