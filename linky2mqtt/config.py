@@ -6,9 +6,19 @@ Every problem found is collected; if there is at least one, :class:`ConfigError`
 with all of them, one ``"dotted.path[index].key: message"`` each (``"config: ..."`` for the
 document as a whole). Messages never contain a secret value.
 
-``redacted(cfg)`` gives the configuration back as plain JSON with secrets masked (for
-``bridge/info`` and ``check-config``); ``summary(cfg)`` is the human summary printed by
-``check-config``; ``secret_values(cfg)`` lists the secret values for the log redactor.
+**Every key is declared once**, on the field of the dataclass that holds it
+(``field = key(default, doc, reader, ...)``, a :class:`Key` in the field's metadata). The
+declarations, in field order, drive the loader (which keys a section accepts, in which
+order they are read and checked, their defaults and bounds), ``redacted(cfg)`` (the
+configuration as plain JSON with secrets masked, for ``bridge/info`` and ``check-config``),
+``secret_values(cfg)`` (the secret values, for the log redactor), the credentials and
+budget parts of ``summary(cfg)`` (the human summary ``check-config`` prints) and
+:func:`reference_table` (the "Reference" table of docs/configuration.md;
+``python -m linky2mqtt.config --reference`` prints it). A meter's settings are declared
+once, on :class:`MeterConfig`; those marked ``inherited`` may also be given in an
+account's ``meter_defaults`` (itself a :class:`MeterConfig` without a PDL) and each meter
+starts from them. Cross-key rules (credentials per provider, TLS needs ``mqtts://``,
+nothing to fetch...) are the checks of the section builders below.
 """
 
 from __future__ import annotations
@@ -18,8 +28,9 @@ import hashlib
 import json
 import os
 import re
+import sys
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import MISSING, dataclass, field, fields, is_dataclass, replace
 from datetime import time
 from pathlib import Path
 from typing import Any, Final, Literal, cast
@@ -41,16 +52,18 @@ __all__ = [
     "Config",
     "ConfigError",
     "HomeAssistantConfig",
+    "Key",
     "LogConfig",
     "MeterConfig",
-    "MeterDefaults",
     "MqttConfig",
     "StatisticsConfig",
     "StoreConfig",
     "TlsConfig",
+    "declared",
     "load",
     "load_text",
     "redacted",
+    "reference_table",
     "secret_values",
     "summary",
 ]
@@ -77,24 +90,604 @@ MAX_BACKFILL_DAY: Final = 1110
 MAX_BACKFILL_HOUR: Final = 745
 DEFAULT_BACKFILL_DAY: Final = 365
 DEFAULT_BACKFILL_HOUR: Final = 30
+DEFAULT_REQUEST_TIMEOUT: Final = 60  # seconds for one whole upstream exchange
+REQUEST_TIMEOUT_RANGE: Final = (5, 600)
+DEFAULT_MAX_PAYLOAD: Final = 64 * 1024
+MAX_PAYLOAD_RANGE: Final = (256, 1024 * 1024)
 
 _MAX_DEPTH: Final = 60
 _MAX_NODES: Final = 200_000
 
 
-# --------------------------------------------------------------------------- the model
+# --------------------------------------------------------------------------- declarations
+
+# Reads one key of a section: (section, its declaration, the values read so far in this
+# section) -> the value. Problems go to the section's context; a reader may also fill
+# fields that have no key of their own (the broker's host and port from its URL).
+Reader = Callable[["_Section", "Key", dict[str, Any]], Any]
 
 
 @dataclass(frozen=True, slots=True)
-class TlsConfig:
-    ca_file: Path | None = None
-    cert_file: Path | None = None
-    key_file: Path | None = None
-    insecure: bool = False
+class Key:
+    """One configuration key: what the loader, the redacted copy, the summary and the
+    reference table know about it."""
+
+    read: Reader
+    type_text: str  # the type as the reference table shows it
+    doc: str  # one line for the reference table ("" : no row of its own)
+    default: Any = None  # when the key is absent (required keys: None)
+    name: str = ""  # YAML key, "" : the field's name; "a.b": key b of the mapping a
+    attr: str = ""  # the dataclass field (set by declared())
+    required: bool = False
+    secret: bool = False  # masked in every rendering, listed by secret_values()
+    file: bool = False  # also readable from <name>_file
+    inherited: bool = False  # a meter setting an account's meter_defaults may give
+    section: type | None = None  # the mapping (or list item) this key holds
+    many: bool = False  # a list of `section`
+    children: bool = True  # the reference table lists the section's keys
+    default_doc: str = ""  # the reference table's default ("" : derived from default)
+    show: Callable[[Any, Any], Any] | None = None  # (value, owner) -> its JSON form
+    then: Callable[[_Section, dict[str, Any]], None] | None = None  # a cross-key check run
+    # right after this key is read
+    rows: tuple[tuple[str, str, str, str], ...] = ()  # extra reference rows (sub-keys a
+    # reader handles itself): (name, type, default, doc)
 
 
-DEFAULT_REQUEST_TIMEOUT: Final = 60  # seconds for one whole upstream exchange
-REQUEST_TIMEOUT_RANGE: Final = (5, 600)
+def key(read: tuple[Reader, str], doc: str, default: Any = MISSING, *,
+        factory: Callable[[], Any] | None = None, **options: Any) -> Any:
+    """A dataclass field carrying its :class:`Key` (``read``: a reader and its type text,
+    from :func:`_text`, :func:`_flag`, :func:`_integer`...). No default: a required key
+    (and a field without default)."""
+    reader, type_text = read
+    if default is MISSING and factory is None:
+        options.setdefault("required", True)
+        return field(metadata={"key": Key(reader, type_text, doc, None, **options)})
+    k = Key(reader, type_text, doc, factory() if factory is not None else default, **options)
+    if factory is not None:
+        return field(default_factory=factory, metadata={"key": k})
+    return field(default=default, metadata={"key": k})
+
+
+def plain(default: Any = MISSING, *, factory: Callable[[], Any] | None = None) -> Any:
+    """A field that is not a key of the file (derived by a reader: the broker's port)."""
+    if factory is not None:
+        return field(default_factory=factory)
+    return field(default=default)
+
+
+_DECLARED: dict[type, tuple[Key, ...]] = {}
+
+
+def declared(cls: type) -> tuple[Key, ...]:
+    """The keys declared on the fields of ``cls``, in the order they are read and shown
+    (none for a class that is not a dataclass)."""
+    if cls not in _DECLARED:
+        out: list[Key] = []
+        for f in fields(cls) if is_dataclass(cls) else ():
+            k = cast("Key | None", f.metadata.get("key"))
+            if k is not None:
+                out.append(replace(k, attr=f.name, name=k.name or f.name))
+        _DECLARED[cls] = tuple(out)
+    return _DECLARED[cls]
+
+
+def _allowed(keys: Collection[Key]) -> tuple[str, ...]:
+    names: list[str] = []
+    for k in keys:
+        head = k.name.split(".")[0]
+        if head not in names:
+            names.append(head)
+        if k.file:
+            names.append(f"{k.name}_file")
+    return tuple(names)
+
+
+# Readers: each returns (reader, type text for the reference table).
+
+def _text(*, nullable: bool = False, what: str = "") -> tuple[Reader, str]:
+    def read(sec: _Section, k: Key, _: dict[str, Any]) -> Any:
+        return sec.string(k.name, k.default, required=k.required, nullable=nullable, what=what)
+    return read, "string"
+
+
+def _flag() -> tuple[Reader, str]:
+    def read(sec: _Section, k: Key, _: dict[str, Any]) -> Any:
+        return sec.boolean(k.name, k.default)
+    return read, "bool"
+
+
+def _integer(low: int, high: int | None = None, *, unit: str = "", seconds: bool = False,
+             nullable: bool = False) -> tuple[Reader, str]:
+    def read(sec: _Section, k: Key, _: dict[str, Any]) -> Any:
+        value = sec.integer(k.name, k.default, low=low, high=high, nullable=nullable,
+                            unit=unit)
+        return float(value) if seconds and value is not None else value
+    bounds = (f"{low}\N{EN DASH}{high}" if high is not None
+              else f"\N{GREATER-THAN OR EQUAL TO} {low}")
+    return read, f"int {bounds}" + (" (seconds)" if seconds or unit.startswith(" seconds")
+                                    else "")
+
+
+def _choice(options: tuple[str, ...]) -> tuple[Reader, str]:
+    def read(sec: _Section, k: Key, _: dict[str, Any]) -> Any:
+        return sec.choice(k.name, k.default, options, required=k.required)
+    return read, "/".join(f"`{o}`" for o in options)
+
+
+def _secret(*, required: str = "", plain: bool = False) -> tuple[Reader, str]:
+    """``key`` or ``key_file``: a Secret, None when neither is set, _BAD on a problem;
+    ``required``: what the message asks for when neither is set; ``plain``: not a secret
+    (a client id), only readable from a file too (revealed once its section is read)."""
+    def read(sec: _Section, k: Key, _: dict[str, Any]) -> Any:
+        value = sec.secret(k.name)
+        if value is None and required:
+            sec.ctx.add(sec.at(k.name), f"required: {required} (or {k.name}_file)")
+        return value
+    return read, "string" if plain else "secret"
+
+
+def _custom(reader: Reader, type_text: str) -> tuple[Reader, str]:
+    return reader, type_text
+
+
+def _sub(cls: type, build: Callable[[_Section, dict[str, Any]], Any] | None = None,
+         type_text: str = "mapping") -> tuple[Reader, str]:
+    """A nested mapping read with the keys of ``cls``; ``build`` (section, values) makes
+    the value (default: ``cls(**values)``)."""
+    def read(sec: _Section, k: Key, values: dict[str, Any]) -> Any:
+        sub = _Section(sec.ctx, sec.get(k.name), sec.at(k.name), _allowed(declared(cls)),
+                       outer=values)
+        got = _read(sub, declared(cls))
+        return build(sub, got) if build is not None else cls(**got)
+    return read, type_text
+
+
+def _read(sec: _Section, keys: Collection[Key], base: Any = None) -> dict[str, Any]:
+    """Read ``keys`` from ``sec`` in order (defaults from ``base``'s fields where it has
+    them); ``"a.b"`` keys are read from the mapping ``a``."""
+    values: dict[str, Any] = {}
+    groups: dict[str, _Section] = {}
+    for declared_key in keys:
+        k = declared_key
+        if base is not None:
+            k = replace(k, default=getattr(base, k.attr))
+        where = sec
+        if "." in k.name:
+            head, name = k.name.split(".", 1)
+            if head not in groups:
+                inner = [x.name.split(".", 1)[1] for x in keys if x.name.startswith(head + ".")]
+                groups[head] = _Section(sec.ctx, sec.get(head), sec.at(head), inner,
+                                        outer=values)
+            where, k = groups[head], replace(k, name=name)
+        values[k.attr] = k.read(where, k, values)
+        if k.then is not None:
+            k.then(sec, values)
+    for k in keys:  # <key> / <key>_file: a Secret (revealed when not a secret) or None
+        if k.file:
+            value = values[k.attr] if isinstance(values[k.attr], Secret) else None
+            values[k.attr] = value.reveal() if value is not None and not k.secret else value
+    return values
+
+
+# --------------------------------------------------------------------------- readers of the keys
+# that need more than a type and bounds, and the cross-key checks of each section
+
+
+def _mqtt_url(sec: _Section, k: Key, values: dict[str, Any]) -> str:
+    url = sec.string(k.name, k.default) or k.default
+    scheme, host, port, normalised = "mqtt", "localhost", 1883, DEFAULT_MQTT_URL
+    parts = _parse_url(sec.ctx, sec.at(k.name), url, ("mqtt", "mqtts"), paths=False)
+    if parts is not None:
+        scheme, host = parts.scheme.lower(), parts.hostname or ""
+        port = parts.port or DEFAULT_PORTS[scheme]
+        shown = f"[{host}]" if ":" in host else host
+        normalised = f"{scheme}://{shown}:{port}"
+    values.update(host=host, port=port, use_tls=scheme == "mqtts")
+    return normalised
+
+
+def _mqtt_password_needs_user(sec: _Section, values: dict[str, Any]) -> None:
+    if isinstance(values["password"], Secret) and values["username"] is None \
+            and sec.get("username") is not _BAD:
+        sec.ctx.add(sec.where("password"), "set without mqtt.username")
+
+
+def _client_id(sec: _Section, k: Key, _: dict[str, Any]) -> str:
+    return sec.string(k.name, "") or ""  # "": derived from the store's path
+
+
+def _topic(sec: _Section, k: Key, _: dict[str, Any]) -> str:
+    default = cast(str, k.default)
+    value = sec.string(k.name, default)
+    if value is None:
+        return default
+    problem = None
+    if "+" in value or "#" in value:
+        problem = "must not contain the MQTT wildcards + or #"
+    elif value.startswith("/") or value.endswith("/"):
+        problem = 'must not start or end with "/"'
+    elif "//" in value:
+        problem = 'must not contain an empty level ("//")'
+    elif value.startswith("$"):
+        problem = 'must not start with "$" (reserved for the broker)'
+    elif value != value.strip():
+        problem = "must not start or end with a space"
+    if problem is not None:
+        sec.ctx.add(sec.at(k.name), f"{problem}, got {_show(value)}")
+        return default
+    return value
+
+
+def _protocol(sec: _Section, k: Key, _: dict[str, Any]) -> str:
+    v = sec.get(k.name)
+    if v is _MISSING or v is _BAD:
+        return "5"
+    if isinstance(v, int) and not isinstance(v, bool) and v == 5:
+        return "5"
+    if isinstance(v, str) and v.strip() in PROTOCOLS:
+        return v.strip()
+    sec.ctx.add(sec.at(k.name), f"expected 5 or 3.1.1, got {_show(v)}")
+    return "5"
+
+
+def _tls_file(sec: _Section, k: Key, _: dict[str, Any]) -> Path | None:
+    value = sec.string(k.name, None, nullable=True)
+    if value is None:
+        return None
+    p = sec.ctx.file(value)
+    try:
+        exists = p.is_file()
+    except (OSError, ValueError):
+        exists = False
+    if not exists:
+        sec.ctx.add(sec.at(k.name), f"file not found: {_show_path(p)}")
+    if not sec.outer.get("use_tls"):
+        sec.ctx.add(sec.at(k.name), "set, but mqtt.url is mqtt:// (plain TCP); use mqtts:// "
+                    "for TLS")
+    return p
+
+
+def _tls(sec: _Section, values: dict[str, Any]) -> TlsConfig:
+    if values["insecure"] and not sec.outer.get("use_tls"):
+        sec.ctx.add(sec.at("insecure"), "set, but mqtt.url is mqtt:// (plain TCP); "
+                    "use mqtts:// for TLS")
+    if values["key_file"] is not None and values["cert_file"] is None \
+            and sec.get("cert_file") is not _BAD:
+        sec.ctx.add(sec.at("key_file"), "set without mqtt.tls.cert_file")
+    return TlsConfig(**values)
+
+
+def _http_url(schemes: tuple[str, ...], *, what: str = "", strip: bool = True) -> Reader:
+    """A URL with one of ``schemes`` (its text is never echoed), without its trailing /."""
+    def read(sec: _Section, k: Key, _: dict[str, Any]) -> str | None:
+        url = sec.string(k.name, None, required=k.required, nullable=not k.required,
+                         what=what)
+        if url is None:
+            return None
+        if _parse_url(sec.ctx, sec.at(k.name), url, schemes, paths=True) is None:
+            return None
+        return (url.strip() if strip else url).rstrip("/")
+    return read
+
+
+def _statistics(sec: _Section, k: Key, _: dict[str, Any]) -> StatisticsConfig | None:
+    raw = sec.get(k.name)
+    if raw in (_MISSING, None, _BAD):
+        return None
+    stats = _Section(sec.ctx, raw, sec.at(k.name), _allowed(declared(StatisticsConfig)))
+    if not stats.ok:
+        return None
+    values = _read(stats, declared(StatisticsConfig))
+    if values["url"] is None or values["token"] is None:
+        return None
+    return StatisticsConfig(**values)
+
+
+def _store_path(sec: _Section, k: Key, _: dict[str, Any]) -> Path:
+    return sec.ctx.file(sec.string(k.name, str(k.default)) or str(k.default))
+
+
+def _commands(sec: _Section, k: Key, values: dict[str, Any]) -> bool:
+    """``commands: true|false``, or a mapping ``{enabled, max_payload, response_topics}``
+    (fills ``command_policy`` too)."""
+    raw = sec.get(k.name)
+    values["command_policy"] = CommandPolicy()
+    if not isinstance(raw, dict):
+        if raw not in (_MISSING, _BAD) and not isinstance(raw, bool) and not (
+                isinstance(raw, _Env) and raw.strip().lower() in ("true", "false")):
+            sec.ctx.add(k.name, "expected true, false or a mapping (enabled, max_payload, "
+                        f"response_topics), got {_show(raw)}")
+            return True
+        return sec.boolean(k.name, True)
+    policy_keys = declared(CommandPolicy)
+    sub = _Section(sec.ctx, raw, k.name, ("enabled", *_allowed(policy_keys)), outer=values)
+    enabled = sub.boolean("enabled", True)
+    values["command_policy"] = CommandPolicy(**_read(sub, policy_keys))
+    return enabled
+
+
+def _response_topics(sec: _Section, k: Key, _: dict[str, Any]) -> tuple[str, ...]:
+    prefixes: list[str] = []
+    value = sec.get(k.name)
+    if value in (_MISSING, _BAD, None):
+        return ()
+    if not isinstance(value, list):
+        sec.ctx.add(sec.at(k.name), f"expected a list of topic prefixes, got {_kind(value)}")
+        return ()
+    top = sec.outer
+    for i, item in enumerate(value):
+        problem = _prefix_problem(item, top["mqtt"].base_topic, top["homeassistant"])
+        if problem is not None:
+            sec.ctx.add(f"{sec.at(k.name)}[{i}]", problem)
+        else:
+            prefixes.append(str(item).rstrip("/"))
+    return tuple(prefixes)
+
+
+def _prefix_problem(item: object, base: str, ha: HomeAssistantConfig) -> str | None:
+    """Why ``item`` cannot be an allowed response topic prefix (None: it can)."""
+    if item is _BAD:
+        return None
+    if not isinstance(item, str) or not item.strip("/ "):
+        return f"expected a topic prefix such as \"replies/nodered\", got {_show(item)}"
+    if any(c in item for c in "+#\0") or any(ord(c) < 32 for c in item):
+        return f"must not contain wildcards (+, #) or control characters, got {_show(item)}"
+    if item.startswith("$"):
+        return f'must not start with "$" (reserved for the broker), got {_show(item)}'
+    prefix = item.rstrip("/")
+
+    def inside(topic: str, area: str) -> bool:
+        return topic == area or topic.startswith(area + "/")
+
+    if inside(prefix, base) and not inside(prefix, f"{base}/bridge/response"):
+        return (f"{_show(item)} is inside the base topic {base}; answers never go there "
+                f"(only to {base}/bridge/response/<command>)")
+    if inside(prefix, ha.discovery_prefix) or prefix == ha.status_topic:
+        return f"{_show(item)} is a Home Assistant topic; answers never go there"
+    return None
+
+
+def _poll_window(sec: _Section, k: Key, _: dict[str, Any]) -> tuple[time, time]:
+    default = cast("tuple[time, time]", k.default)
+    value = sec.string(k.name, _window_text(default))
+    if value is None:
+        return default
+    m = re.fullmatch(r"\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*", value)
+    if m is None:
+        sec.ctx.add(k.name, f'expected "HH:MM-HH:MM" (Europe/Paris), got {_show(value)}')
+        return default
+    h1, m1, h2, m2 = (int(g) for g in m.groups())
+    if h1 > 23 or h2 > 23 or m1 > 59 or m2 > 59:
+        sec.ctx.add(k.name, f"not a valid time of day in {_show(value)} "
+                    "(hours 00-23, minutes 00-59)")
+        return default
+    start, end = time(h1, m1), time(h2, m2)
+    if start >= end:
+        sec.ctx.add(k.name, f"the start ({start:%H:%M}) must be before the end "
+                    f"({end:%H:%M}), got {_show(value)}")
+        return default
+    return start, end
+
+
+def _accounts(sec: _Section, k: Key, _: dict[str, Any]) -> tuple[AccountConfig, ...]:
+    ctx, raw = sec.ctx, sec.get(k.name)
+    if raw is _MISSING or raw is None:
+        ctx.add(k.name, "required: a list of accounts, each with a provider, "
+                "its credentials and its meters")
+        return ()
+    if raw is _BAD:
+        return ()
+    if not isinstance(raw, list):
+        ctx.add(k.name, f"expected a list of accounts, got {_kind(raw)}")
+        return ()
+    if not raw:
+        ctx.add(k.name, "must not be empty: configure at least one account")
+        return ()
+    accounts: list[AccountConfig] = []
+    names: dict[str, str] = {}
+    pdls: dict[str, str] = {}
+    for i, item in enumerate(raw):
+        account = _account(ctx, item, f"{k.name}[{i}]", pdls)
+        if account is None:
+            continue
+        if account.name:
+            if account.name in names:
+                ctx.add(f"{k.name}[{i}].name", f"duplicate account name "
+                        f"{_show(account.name)}, already used by {names[account.name]}")
+            else:
+                names[account.name] = f"{k.name}[{i}]"
+        accounts.append(account)
+    return tuple(accounts)
+
+
+def _account(ctx: _Ctx, raw: Any, path: str, pdls: dict[str, str]) -> AccountConfig | None:
+    keys = declared(AccountConfig)
+    hints = {name: "meter settings go under meters[] or meter_defaults"
+             for name in ("pdl", *_allowed(_inherited()))}
+    sec = _Section(ctx, raw, path, _allowed(keys), hint=hints)
+    if not sec.ok:
+        return None
+    if raw is None:
+        ctx.add(path, "expected a mapping (name, provider, credentials, meters), got null")
+        return None
+    sec.pdls = pdls
+    values = _read(sec, keys)
+    values["name"] = values["name"] or ""
+    values["provider"] = values["provider"] or PROVIDERS[0]
+    return AccountConfig(**values)
+
+
+def _credentials(sec: _Section, values: dict[str, Any]) -> None:
+    """Provider-specific checks: which credentials each provider takes."""
+    provider, token = values["provider"], values["token"]
+    client_id, client_secret = values["client_id"], values["client_secret"]
+    if provider in TOKEN_PROVIDERS:
+        if token is None:
+            sec.ctx.add(sec.at("token"), f"required for provider {provider} (or token_file)")
+        for key_name, value in (("client_id", client_id), ("client_secret", client_secret)):
+            if value is not None:
+                sec.ctx.add(sec.where(key_name),
+                            f"not used by provider {provider} (it takes a token)")
+    elif provider is not None:
+        for key_name, value in (("client_id", client_id), ("client_secret", client_secret)):
+            if value is None:
+                sec.ctx.add(sec.at(key_name),
+                            f"required for provider {provider} (or {key_name}_file)")
+        if token is not None:
+            sec.ctx.add(sec.where("token"), f"not used by provider {provider} (it takes "
+                        f"{REGISTRY[provider].credentials_text})")
+
+
+def _budget(sec: _Section, values: dict[str, Any]) -> BudgetOverride | None:
+    if all(values[k.attr] is None for k in declared(BudgetOverride) if k.attr != _BUDGET_OPT_IN):
+        return None
+    budget = BudgetOverride(**values)
+    provider = sec.outer.get("provider")
+    if provider in PROVIDERS and not budget.allow_above_default:
+        for name, value, default in above_default(provider, budget):
+            sec.ctx.add(sec.at(name), f"{value} is above the {provider} default of {default}: "
+                        "a budget can only be stricter than the provider's (the upstream's "
+                        "quota does not move because a config says so); lower it, or add "
+                        f"{_BUDGET_OPT_IN}: true if your contract grants more")
+    return budget
+
+
+def _meter_defaults(sec: _Section, k: Key, _: dict[str, Any]) -> MeterConfig:
+    keys = _inherited()
+    sub = _Section(sec.ctx, sec.get(k.name), sec.at(k.name), _allowed(keys))
+    return MeterConfig(**_read(sub, keys, MeterConfig()))
+
+
+def _meters(sec: _Section, k: Key, values: dict[str, Any]) -> tuple[MeterConfig, ...]:
+    ctx, where, provider = sec.ctx, sec.at(k.name), values.get("provider")
+    defaults: MeterConfig = values["meter_defaults"]
+    meters: list[MeterConfig] = []
+    raw = sec.get(k.name)
+    values["auto_meters"] = False
+    if raw is _MISSING or raw is None:
+        ctx.add(where, "required: a list of meters (each with its pdl), or auto (conso only)")
+    elif isinstance(raw, str) and raw.strip().lower() == "auto":
+        values["auto_meters"] = True
+        if provider is not None and provider not in AUTO_METER_PROVIDERS:
+            ctx.add(where, f"auto is only possible with provider "
+                    f"{' or '.join(sorted(AUTO_METER_PROVIDERS))} (its token lists the "
+                    f"PDLs it covers); list the meters of this {provider} account")
+        if not (defaults.consumption or defaults.production or defaults.max_power):
+            ctx.add(sec.at("meter_defaults"), "nothing to fetch: consumption, production and "
+                    "max_power are all false for the meters: auto meters; set at least one of "
+                    "them to true")
+    elif isinstance(raw, list):
+        if not raw:
+            ctx.add(where, "must not be empty (list the meters, or use "
+                    "enabled: false to turn the account off)")
+        for j, item in enumerate(raw):
+            meter = _meter(ctx, item, f"{where}[{j}]", defaults, sec.pdls)
+            if meter is not None:
+                meters.append(meter)
+    elif raw is not _BAD:
+        ctx.add(where, f"expected a list of meters or auto, got {_show(raw)}")
+    return tuple(meters)
+
+
+def _meter(ctx: _Ctx, raw: Any, path: str, defaults: MeterConfig,
+           pdls: dict[str, str]) -> MeterConfig | None:
+    if raw is None:
+        ctx.add(path, "expected a mapping with at least a pdl, got null")
+        return None
+    keys = declared(MeterConfig)
+    sec = _Section(ctx, raw, path, _allowed(keys))
+    if not sec.ok:
+        return None
+    sec.pdls = pdls
+    values = _read(sec, keys, defaults)
+    meter = MeterConfig(**values)
+    if not (meter.consumption or meter.production or meter.max_power):
+        ctx.add(path, "nothing to fetch: consumption, production and max_power are all "
+                "false; set at least one of them to true")
+    return meter
+
+
+def _inherited() -> tuple[Key, ...]:
+    """The meter settings an account's ``meter_defaults`` may give."""
+    return tuple(k for k in declared(MeterConfig) if k.inherited)
+
+
+def _pdl(sec: _Section, k: Key, _: dict[str, Any]) -> str:
+    pdl = _pdl_value(sec, k.name)
+    if pdl is not None:
+        if pdl in sec.pdls:
+            sec.ctx.add(sec.at(k.name), f"duplicate PDL {_show(pdl)}, already at "
+                        f"{sec.pdls[pdl]}")
+        else:
+            sec.pdls[pdl] = sec.at(k.name)
+    return pdl or ""
+
+
+def _pdl_value(sec: _Section, name: str) -> str | None:
+    v = sec.get(name)
+    if v is _MISSING or v is None:
+        sec.ctx.add(sec.at(name), "required: the 14-digit delivery point number (PDL/PRM)")
+        return None
+    if v is _BAD:
+        return None
+    if isinstance(v, int) and not isinstance(v, bool):
+        text = str(v)
+        if PDL_RE.match(text):
+            return text
+        sec.ctx.add(sec.at(name), f"expected 14 digits, got {_show(v)} (write the PDL in "
+                    "quotes: an unquoted number loses its leading zeros)")
+        return None
+    if isinstance(v, str):
+        if PDL_RE.match(v) and v.isascii():
+            return str(v)
+        sec.ctx.add(sec.at(name), f"expected 14 digits, got {_show(v)}")
+        return None
+    sec.ctx.add(sec.at(name), f"expected 14 digits, got {_kind(v)}")
+    return None
+
+
+def _meter_name(sec: _Section, k: Key, values: dict[str, Any]) -> str:
+    pdl = values.get("pdl") or ""
+    return sec.string(k.name, pdl) or pdl
+
+
+def _steps(sec: _Section, k: Key, _: dict[str, Any]) -> frozenset[Step]:
+    default = cast("frozenset[Step]", k.default)
+    v = sec.get(k.name)
+    if v is _MISSING or v is _BAD:
+        return default
+    if not isinstance(v, list):
+        sec.ctx.add(sec.at(k.name), f"expected a list such as [day, month, hour], got {_show(v)}")
+        return default
+    if not v:
+        sec.ctx.add(sec.at(k.name), "must not be empty: list some of day, month, hour")
+        return default
+    steps: set[Step] = set()
+    ok = True
+    for i, item in enumerate(v):
+        word = item.strip().lower() if isinstance(item, str) else None
+        if word in ("day", "month", "hour"):
+            steps.add(Step(word))
+            continue
+        ok = False
+        if item is _BAD:
+            continue
+        hint = ""
+        if word in _HOMIDOM_STEPS:
+            hint = f' (HoMIDoM\'s "{item}" is {_HOMIDOM_STEPS[word]})'
+        sec.ctx.add(f"{sec.at(k.name)}[{i}]",
+                    f"expected day, month or hour, got {_show(item)}{hint}")
+    return frozenset(steps) if ok else default
+
+
+_BUDGET_OPT_IN: Final = "allow_above_default"
+_HOMIDOM_STEPS: Final = {"mois": "month", "jour": "day", "heure": "hour"}
+_REFRESH_UNIT: Final = (" seconds (one poll an hour at most: Enedis data comes once a day and "
+                        "quotas are small)")
+
+
+# --------------------------------------------------------------------------- the model: one
+# field per key, its declaration beside it
 
 
 def default_client_id(store_path: str | os.PathLike[str]) -> str:
@@ -108,26 +701,63 @@ def default_client_id(store_path: str | os.PathLike[str]) -> str:
     return "linky2mqtt-" + hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()[:8]
 
 
+def _path_text(value: Any, _: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+@dataclass(frozen=True, slots=True)
+class TlsConfig:
+    ca_file: Path | None = key(
+        _custom(_tls_file, "path"), "CA bundle that signed the broker's certificate "
+        "(null: the system's CAs)", None, show=_path_text)
+    cert_file: Path | None = key(
+        _custom(_tls_file, "path"), "client certificate, if the broker asks for one", None,
+        show=_path_text)
+    key_file: Path | None = key(
+        _custom(_tls_file, "path"), "its private key (needs `cert_file`)", None,
+        show=_path_text)
+    insecure: bool = key(
+        _flag(), "`true` skips certificate verification (logged as a warning)", False)
+
+
 @dataclass(frozen=True, slots=True)
 class MqttConfig:
-    url: str = DEFAULT_MQTT_URL  # normalised: scheme://host:port
-    host: str = "localhost"
-    port: int = 1883
-    use_tls: bool = False
-    username: str | None = None
-    password: Secret | None = None
-    client_id: str = "linky2mqtt"
-    base_topic: str = "linky2mqtt"
-    protocol: MqttProtocol = "5"
-    tls: TlsConfig = field(default_factory=TlsConfig)
+    url: str = key(
+        _custom(_mqtt_url, "string"), "broker: `mqtt://host[:port]` (default port 1883) or "
+        "`mqtts://host[:port]` (TLS, default port 8883); no path, no credentials in the URL",
+        DEFAULT_MQTT_URL)  # normalised: scheme://host:port
+    host: str = plain("localhost")
+    port: int = plain(1883)
+    use_tls: bool = plain(False)
+    username: str | None = key(
+        _text(nullable=True), "broker user name (null: no authentication)", None)
+    password: Secret | None = key(
+        _secret(), "broker password; needs `mqtt.username`", None, file=True, secret=True,
+        then=_mqtt_password_needs_user)
+    client_id: str = key(
+        _custom(_client_id, "string"), "MQTT client id, unique on the broker (see below)",
+        "linky2mqtt",
+        default_doc="`linky2mqtt-<8 hex digits of the store path's SHA-256>`")
+    base_topic: str = key(
+        _custom(_topic, "string"), "root of every topic; no `+`, `#`, empty level, "
+        "leading/trailing `/` or leading `$`", "linky2mqtt")
+    protocol: MqttProtocol = key(
+        _custom(_protocol, "`5` or `3.1.1`"), "MQTT version (quoted or not)", "5")
+    tls: TlsConfig = key(_sub(TlsConfig, _tls), "", factory=TlsConfig, section=TlsConfig)
 
 
 @dataclass(frozen=True, slots=True)
 class StatisticsConfig:
     """Where to push long-term statistics into Home Assistant (its WebSocket API)."""
 
-    url: str
-    token: Secret
+    url: str = key(
+        _custom(_http_url(("http", "https", "ws", "wss"),
+                          what=": the address of Home Assistant, e.g. "
+                               "http://homeassistant.local:8123", strip=False), "string"),
+        "`http(s)://` or `ws(s)://` address of Home Assistant")
+    token: Secret = key(
+        _secret(required="a Home Assistant long-lived access token"),
+        "a Home Assistant long-lived access token", file=True, secret=True)
 
     @property
     def websocket_url(self) -> str:
@@ -142,21 +772,30 @@ class StatisticsConfig:
 
 @dataclass(frozen=True, slots=True)
 class HomeAssistantConfig:
-    discovery: bool = True
-    discovery_prefix: str = "homeassistant"
-    status_topic: str = "homeassistant/status"
-    statistics: StatisticsConfig | None = None
+    discovery: bool = key(_flag(), "publish Home Assistant MQTT discovery", True)
+    discovery_prefix: str = key(
+        _custom(_topic, "string"), "discovery prefix of Home Assistant's MQTT integration",
+        "homeassistant")
+    status_topic: str = key(
+        _custom(_topic, "string"), "Home Assistant's birth topic; discovery is re-sent when "
+        "it says `online`", "homeassistant/status")
+    statistics: StatisticsConfig | None = key(
+        _custom(_statistics, "mapping"), "optional: push long-term statistics to Home "
+        "Assistant (see below)", None, section=StatisticsConfig)
 
 
 @dataclass(frozen=True, slots=True)
 class StoreConfig:
-    path: Path = Path("linky2mqtt.db")
+    path: Path = key(
+        _custom(_store_path, "path"), "SQLite database (readings, request ledger, delivery "
+        "state)", Path("linky2mqtt.db"), show=_path_text)
 
 
 @dataclass(frozen=True, slots=True)
 class LogConfig:
-    level: LogLevel = "info"
-    format: LogFormat = "text"
+    level: LogLevel = key(_choice(LOG_LEVELS), "log level (case does not matter)", "info")
+    format: LogFormat = key(
+        _choice(LOG_FORMATS), "one line per event, as text or as a JSON object", "text")
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,96 +805,151 @@ class BudgetOverride:
     A window above the provider's default is refused unless ``allow_above_default`` (the
     upstream grants more); see :mod:`linky2mqtt.budgets`."""
 
-    per_second: int | None = None
-    per_hour: int | None = None
-    per_12h: int | None = None
-    per_day: int | None = None
-    allow_above_default: bool = False
+    per_second: int | None = key(
+        _integer(1, nullable=True), "optional request budget a second, stricter than the "
+        "provider's default (null: the default)", None)
+    per_hour: int | None = key(
+        _integer(1, nullable=True), "the same, an hour", None)
+    per_12h: int | None = key(
+        _integer(1, nullable=True), "the same, per 12 hours", None)
+    per_day: int | None = key(
+        _integer(1, nullable=True), "the same, a day", None)
+    allow_above_default: bool = key(
+        _flag(), "allow a window above the provider's default (your contract grants more); "
+        "the bridge warns at every start", False)
 
 
-@dataclass(frozen=True, slots=True)
-class MeterDefaults:
-    """Per-meter settings an account gives its meters (and every ``meters: auto`` meter)."""
-
-    steps: frozenset[Step] = ALL_STEPS
-    consumption: bool = True
-    production: bool = False
-    max_power: bool = False
-    refresh: int = DEFAULT_REFRESH
-    backfill_day: int = DEFAULT_BACKFILL_DAY
-    backfill_hour: int = DEFAULT_BACKFILL_HOUR
+def _steps_shown(value: Any, _: Any) -> list[str]:
+    return _steps_list(value)
 
 
 @dataclass(frozen=True, slots=True)
 class MeterConfig:
-    pdl: str
-    name: str
-    steps: frozenset[Step] = ALL_STEPS
-    consumption: bool = True
-    production: bool = False
-    max_power: bool = False
-    refresh: int = DEFAULT_REFRESH
-    backfill_day: int = DEFAULT_BACKFILL_DAY
-    backfill_hour: int = DEFAULT_BACKFILL_HOUR
-    enabled: bool = True
+    """One meter; an account's ``meter_defaults`` is one too, without a PDL (``""``): the
+    settings marked ``inherited`` each meter of the account starts from."""
+
+    pdl: str = key(
+        _custom(_pdl, "14 digits"), "delivery point (PDL/PRM); write it in quotes", "",
+        required=True)
+    name: str = key(
+        _custom(_meter_name, "string"), "display name (Home Assistant device name)", "",
+        default_doc="the PDL")
+    steps: frozenset[Step] = key(
+        _custom(_steps, "list of `day`/`month`/`hour`"), "what to publish; not empty",
+        ALL_STEPS, inherited=True, show=_steps_shown, default_doc="`[day, month, hour]`")
+    consumption: bool = key(
+        _flag(), "fetch consumption; `false` for a production-only delivery point (no "
+        "consumption requests, no consumption sensors). A meter with `consumption`, "
+        "`production` and `max_power` all `false` is an error (nothing to fetch)", True,
+        inherited=True)
+    production: bool = key(_flag(), "also fetch production (solar)", False, inherited=True)
+    max_power: bool = key(
+        _flag(), "also fetch the daily maximum power (VA)", False, inherited=True)
+    refresh: int = key(
+        _integer(MIN_REFRESH, unit=_REFRESH_UNIT), "period between polls", DEFAULT_REFRESH,
+        inherited=True)
+    backfill_day: int = key(
+        _integer(0, MAX_BACKFILL_DAY), "days of daily history fetched at start",
+        DEFAULT_BACKFILL_DAY, name="backfill_days.day", inherited=True)
+    backfill_hour: int = key(
+        _integer(0, MAX_BACKFILL_HOUR), "days of hourly history (load curve) fetched at "
+        "start", DEFAULT_BACKFILL_HOUR, name="backfill_days.hour", inherited=True)
+    enabled: bool = key(_flag(), "`false` keeps the meter in the file but skips it", True)
+
+
+def _meter_defaults_shown(value: Any, _: Any) -> dict[str, Any]:
+    return _redact(value, _inherited())
+
+
+def _meters_shown(value: Any, owner: Any) -> Any:
+    return "auto" if owner.auto_meters else [_redact(m) for m in value]
 
 
 @dataclass(frozen=True, slots=True)
 class AccountConfig:
-    name: str
-    provider: str  # a name of linky2mqtt.enedis.PROVIDERS
-    token: Secret | None = None
-    client_id: str | None = None
-    client_secret: Secret | None = None
-    base_url: str | None = None
-    enabled: bool = True
-    meters: tuple[MeterConfig, ...] = ()
-    auto_meters: bool = False
-    budget: BudgetOverride | None = None
-    meter_defaults: MeterDefaults = field(default_factory=MeterDefaults)
-    request_timeout: float = DEFAULT_REQUEST_TIMEOUT
+    name: str = key(
+        _text(), "unique name, shown in logs and `bridge/info`")
+    provider: str = key(  # a name of linky2mqtt.enedis.PROVIDERS
+        _choice(PROVIDERS), "upstream provider")
+    token: Secret | None = key(
+        _secret(), "required for `conso` and `myelectricaldata`", None, file=True,
+        secret=True, default_doc="—")
+    client_id: str | None = key(
+        _secret(plain=True), "required for `dataconnect` (not a secret, but "
+        "`client_id_file` works too)", None, file=True, default_doc="—")
+    client_secret: Secret | None = key(
+        _secret(), "required for `dataconnect`", None, file=True, secret=True,
+        then=_credentials, default_doc="—")
+    base_url: str | None = key(
+        _custom(_http_url(("http", "https")), "string"), "`http(s)://host[:port][/path]`; "
+        "null: the provider's public URL (set it for a sandbox, a self-hosted gateway or the "
+        "simulator)", None)
+    enabled: bool = key(_flag(), "`false` keeps the account in the file but skips it", True)
+    budget: BudgetOverride | None = key(
+        _sub(BudgetOverride, _budget), "", None, section=BudgetOverride)
+    request_timeout: float = key(
+        _integer(*REQUEST_TIMEOUT_RANGE, seconds=True), "deadline of one whole exchange "
+        "with the provider (see below)", float(DEFAULT_REQUEST_TIMEOUT),
+        default_doc=f"`{DEFAULT_REQUEST_TIMEOUT}`")
+    meter_defaults: MeterConfig = key(
+        _custom(_meter_defaults, "mapping"), "settings given to each meter of the account "
+        "(`steps`, `consumption`, `production`, `max_power`, `refresh`, `backfill_days`); a "
+        "meter may override them", factory=MeterConfig, section=MeterConfig, children=False,
+        show=_meter_defaults_shown, default_doc="see meters")
+    meters: tuple[MeterConfig, ...] = key(
+        _custom(_meters, "list or `auto`"), "the meters; `auto`: every PDL the token covers "
+        "(`conso` only)", (), required=True, section=MeterConfig, many=True,
+        show=_meters_shown)
+    auto_meters: bool = plain(False)
 
     def meter_for(self, pdl: str) -> MeterConfig:
         """The configured meter of ``pdl``, or (``meters: auto``) one built from the defaults."""
         for meter in self.meters:
             if meter.pdl == pdl:
                 return meter
-        return _meter_config(pdl, pdl, self.meter_defaults)
-
-
-def _meter_config(pdl: str, name: str, settings: MeterDefaults,
-                  enabled: bool = True) -> MeterConfig:
-    """A meter ``pdl`` named ``name`` with every per-meter setting taken from ``settings``."""
-    return MeterConfig(pdl=pdl, name=name, steps=settings.steps,
-                       consumption=settings.consumption, production=settings.production,
-                       max_power=settings.max_power,
-                       refresh=settings.refresh, backfill_day=settings.backfill_day,
-                       backfill_hour=settings.backfill_hour, enabled=enabled)
-
-
-DEFAULT_MAX_PAYLOAD: Final = 64 * 1024
+        return replace(self.meter_defaults, pdl=pdl, name=pdl)
 
 
 @dataclass(frozen=True, slots=True)
 class CommandPolicy:
     """What the command topic accepts (``commands:`` given as a mapping)."""
 
-    max_payload: int = DEFAULT_MAX_PAYLOAD  # bytes; larger requests are refused unread
+    max_payload: int = key(  # bytes; larger requests are refused unread
+        _integer(*MAX_PAYLOAD_RANGE), "larger requests are refused unread",
+        DEFAULT_MAX_PAYLOAD)
     # MQTT 5 ResponseTopic prefixes answers may go to; empty: any topic outside the
     # bridge's base topic (but B/bridge/response/), the discovery prefix and HA's status
-    response_topics: tuple[str, ...] = ()
+    response_topics: tuple[str, ...] = key(
+        _custom(_response_topics, "list of topic prefixes"), "MQTT 5 Response Topics "
+        "answers may go to; whole levels match (`replies/nodered` allows "
+        "`replies/nodered/#`)", (),
+        default_doc="`[]` (any topic outside the bridge's and Home Assistant's)")
+
+
+def _window_shown(value: Any, _: Any) -> str:
+    return _window_text(value)
 
 
 @dataclass(frozen=True, slots=True)
 class Config:
-    mqtt: MqttConfig = field(default_factory=MqttConfig)
-    homeassistant: HomeAssistantConfig = field(default_factory=HomeAssistantConfig)
-    store: StoreConfig = field(default_factory=StoreConfig)
-    log: LogConfig = field(default_factory=LogConfig)
-    commands: bool = True
-    poll_window: tuple[time, time] = (time(8, 0), time(10, 0))
-    accounts: tuple[AccountConfig, ...] = ()
-    command_policy: CommandPolicy = field(default_factory=CommandPolicy)
+    mqtt: MqttConfig = key(_sub(MqttConfig), "", factory=MqttConfig, section=MqttConfig)
+    homeassistant: HomeAssistantConfig = key(
+        _sub(HomeAssistantConfig), "", factory=HomeAssistantConfig, section=HomeAssistantConfig)
+    store: StoreConfig = key(_sub(StoreConfig), "", factory=StoreConfig, section=StoreConfig)
+    log: LogConfig = key(_sub(LogConfig), "", factory=LogConfig, section=LogConfig)
+    commands: bool = key(
+        _custom(_commands, "bool or mapping"), "`false` turns the command topic off; a "
+        "mapping sets the keys below", True, section=CommandPolicy,
+        rows=(("enabled", "bool", "`true`",
+               "answer requests on `<base_topic>/bridge/request/<command>`"),))
+    command_policy: CommandPolicy = plain(factory=CommandPolicy)
+    poll_window: tuple[time, time] = key(
+        _custom(_poll_window, '`"HH:MM-HH:MM"`'), "Europe/Paris window; the first poll of "
+        "each day falls at a random minute in it; start before end", (time(8, 0), time(10, 0)),
+        show=_window_shown, default_doc='`"08:00-10:00"`')
+    accounts: tuple[AccountConfig, ...] = key(
+        _custom(_accounts, "list"), "at least one account", (), required=True,
+        section=AccountConfig, many=True)
 
     def enabled_meters(self) -> tuple[tuple[AccountConfig, MeterConfig], ...]:
         """Every listed meter that is enabled, of every enabled account (auto ones excluded)."""
@@ -317,8 +1011,8 @@ def load_text(text: str, *, env: Mapping[str, str] = os.environ,
         raise ConfigError(["config: the YAML document is nested too deeply"]) from None
     except (ValueError, TypeError, ArithmeticError) as exc:  # e.g. a date such as 2026-02-30
         raise ConfigError([f"config: invalid YAML value: {_one_line(str(exc))}"]) from None
-    for line, key in duplicates:
-        ctx.add("config", f"line {line}: key {_show(key)} appears twice in the same mapping")
+    for line, key_name in duplicates:
+        ctx.add("config", f"line {line}: key {_show(key_name)} appears twice in the same mapping")
     try:
         document = ctx.interpolate(document, "", 0)
     except _TooComplex as exc:
@@ -329,52 +1023,77 @@ def load_text(text: str, *, env: Mapping[str, str] = os.environ,
     return cfg
 
 
+def _build(ctx: _Ctx, document: Any) -> Config | None:
+    if document is _BAD:
+        return None
+    if document is not None and not isinstance(document, dict):
+        ctx.add("config", "expected a mapping at the top level (mqtt:, accounts: ...), "
+                f"got {_kind(document)}")
+        return None
+    keys = declared(Config)
+    values = _read(_Section(ctx, document, "", _allowed(keys)), keys)
+    mqtt: MqttConfig = values["mqtt"]
+    if not mqtt.client_id:  # not configured: one per store
+        values["mqtt"] = replace(mqtt, client_id=default_client_id(values["store"].path))
+    return Config(**values)
+
+
 def redacted(cfg: Config) -> dict[str, Any]:
-    """The configuration as plain JSON values, every secret shown as ``"***"`` (null if unset)."""
+    """The configuration as plain JSON values, every secret shown as ``"***"`` (null if
+    unset); ``command_policy`` (what a ``commands:`` mapping set) follows ``commands``."""
+    out: dict[str, Any] = {}
+    for name, value in _redact(cfg).items():
+        out[name] = value
+        if name == "commands":
+            out["command_policy"] = _redact(cfg.command_policy)
+    return out
 
-    def secret(s: Secret | None) -> str | None:
-        return None if s is None else MASK
 
-    def path(p: Path | None) -> str | None:
-        return None if p is None else str(p)
+def _redact(obj: Any, keys: Collection[Key] | None = None) -> dict[str, Any]:
+    """The declared keys of ``obj`` as JSON values (secrets masked), nested as in the file."""
+    out: dict[str, Any] = {}
+    for k in declared(type(obj)) if keys is None else keys:
+        value = getattr(obj, k.attr)
+        shown: Any
+        if k.show is not None:
+            shown = k.show(value, obj)
+        elif k.secret:
+            shown = None if value is None else MASK
+        else:
+            shown = _json(value)
+        target = out
+        *heads, last = k.name.split(".")
+        for head in heads:
+            target = target.setdefault(head, {})
+        target[last] = shown
+    return out
 
-    m, ha = cfg.mqtt, cfg.homeassistant
-    return {
-        "mqtt": {
-            "url": m.url,
-            "username": m.username,
-            "password": secret(m.password),
-            "client_id": m.client_id,
-            "base_topic": m.base_topic,
-            "protocol": m.protocol,
-            "tls": {"ca_file": path(m.tls.ca_file), "cert_file": path(m.tls.cert_file),
-                    "key_file": path(m.tls.key_file), "insecure": m.tls.insecure},
-        },
-        "homeassistant": {
-            "discovery": ha.discovery,
-            "discovery_prefix": ha.discovery_prefix,
-            "status_topic": ha.status_topic,
-            "statistics": None if ha.statistics is None else {
-                "url": ha.statistics.url, "token": secret(ha.statistics.token)},
-        },
-        "store": {"path": str(cfg.store.path)},
-        "log": {"level": cfg.log.level, "format": cfg.log.format},
-        "commands": cfg.commands,
-        "command_policy": {"max_payload": cfg.command_policy.max_payload,
-                           "response_topics": list(cfg.command_policy.response_topics)},
-        "poll_window": _window_text(cfg.poll_window),
-        "accounts": [_redacted_account(a) for a in cfg.accounts],
-    }
+
+def _json(value: Any) -> Any:
+    if isinstance(value, tuple | list):
+        return [_json(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    if value is not None and declared(type(value)):
+        return _redact(value)
+    return value
 
 
 def secret_values(cfg: Config) -> tuple[str, ...]:
     """Every secret value of the configuration, revealed: for the log redaction filter."""
-    secrets = [cfg.mqtt.password]
-    if cfg.homeassistant.statistics is not None:
-        secrets.append(cfg.homeassistant.statistics.token)
-    for a in cfg.accounts:
-        secrets += [a.token, a.client_secret]
-    return tuple(dict.fromkeys(s.reveal() for s in secrets if s is not None))
+    found: list[str] = []
+
+    def walk(obj: Any) -> None:
+        for k in declared(type(obj)):
+            value = getattr(obj, k.attr)
+            if k.secret and isinstance(value, Secret):
+                found.append(value.reveal())
+            for item in value if isinstance(value, tuple) else (value,):
+                if item is not None and declared(type(item)):
+                    walk(item)
+
+    walk(cfg)
+    return tuple(dict.fromkeys(found))
 
 
 def summary(cfg: Config,
@@ -386,7 +1105,7 @@ def summary(cfg: Config,
     m, ha = cfg.mqtt, cfg.homeassistant
     auth = "no authentication"
     if m.username is not None:
-        auth = f"user {m.username}" + (", password ***" if m.password is not None else "")
+        auth = f"user {m.username}" + (f", password {MASK}" if m.password is not None else "")
     tls = ""
     if m.use_tls:
         tls = ", TLS" + (" WITHOUT certificate verification" if m.tls.insecure else "")
@@ -401,22 +1120,22 @@ def summary(cfg: Config,
         + (f"on (prefix {ha.discovery_prefix}, status topic {ha.status_topic})"
            if ha.discovery else "off"),
         "Home Assistant statistics: "
-        + ("off" if ha.statistics is None else f"{ha.statistics.url} (token ***)"),
+        + ("off" if ha.statistics is None else f"{ha.statistics.url} (token {MASK})"),
         f"Store: {cfg.store.path}",
         f"Log: {cfg.log.level}, {cfg.log.format}",
         f"Commands: {'on' if cfg.commands else 'off'}{_policy_text(cfg)}",
         f"Poll window: {_window_text(cfg.poll_window)} (Europe/Paris)",
         f"Accounts: {len(cfg.accounts)}",
     ]
+    credentials = [k for k in declared(AccountConfig) if k.file]
     for a in cfg.accounts:
-        creds = "token ***" if a.token is not None else ""
-        if not REGISTRY[a.provider].takes_token:
-            creds = f"client_id {a.client_id}, client_secret ***"
+        creds = ", ".join(f"{k.name} {MASK if k.secret else value}" for k in credentials
+                          if (value := getattr(a, k.attr)) is not None)
         state = "" if a.enabled else ", DISABLED"
         lines.append(f"  {a.name}: {a.provider} ({creds}; {a.base_url or 'public URL'}){state}")
         if a.budget is not None:
             lines.append("    budget: " + ", ".join(
-                f"{k} {v}" for k, v in _budget_dict(a.budget).items()
+                f"{k} {v}" for k, v in _redact(a.budget).items()
                 if v is not None and v is not False))
         lines += account_lines(a)
         if a.auto_meters:
@@ -428,6 +1147,36 @@ def summary(cfg: Config,
     return "\n".join(lines)
 
 
+def reference_table() -> str:
+    """The "Reference" table of docs/configuration.md, from the declarations."""
+    lines = ["| key | type | default | meaning |", "|---|---|---|---|"]
+    lines += [f"| {' | '.join(row)} |" for row in _reference_rows(Config, "")]
+    return "\n".join(lines)
+
+
+def _reference_rows(cls: type, prefix: str) -> list[tuple[str, str, str, str]]:
+    rows: list[tuple[str, str, str, str]] = []
+    for k in declared(cls):
+        path = prefix + k.name
+        if k.doc:
+            rows.append((f"`{path}`", k.type_text, _default_doc(k), k.doc))
+        rows += [(f"`{path}.{name}`", *rest) for name, *rest in k.rows]  # type: ignore[misc]
+        if k.section is not None and k.children:
+            rows += _reference_rows(k.section, path + ("[]." if k.many else "."))
+    return rows
+
+
+def _default_doc(k: Key) -> str:
+    if k.default_doc:
+        return k.default_doc
+    if k.required:
+        return "— (required)"
+    value = k.default
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"`{'true' if value else 'false'}`"
+    return f"`{value}`"
 # --------------------------------------------------------------------------- YAML loading
 
 
@@ -612,9 +1361,12 @@ class _Section:
     """One mapping of the document: reports unknown keys, reads typed values."""
 
     def __init__(self, ctx: _Ctx, raw: Any, path: str, allowed: Collection[str],
-                 *, hint: Mapping[str, str] | None = None) -> None:
+                 *, hint: Mapping[str, str] | None = None,
+                 outer: dict[str, Any] | None = None) -> None:
         self.ctx = ctx
         self.path = path
+        self.outer: dict[str, Any] = {} if outer is None else outer  # the enclosing values
+        self.pdls: dict[str, str] = {}  # PDL -> where it was first seen (the whole file)
         self.data: dict[str, Any] = {}
         self.ok = True
         if raw is None or raw is _MISSING:
@@ -760,231 +1512,9 @@ class _Section:
             else self.at(f"{key}_file")
 
 
-# --------------------------------------------------------------------------- the sections
-
-_TOP_KEYS: Final = ("mqtt", "homeassistant", "store", "log", "commands", "poll_window",
-                    "accounts")
-_MQTT_KEYS: Final = ("url", "username", "password", "password_file", "client_id",
-                     "base_topic", "protocol", "tls")
-_TLS_KEYS: Final = ("ca_file", "cert_file", "key_file", "insecure")
-_HA_KEYS: Final = ("discovery", "discovery_prefix", "status_topic", "statistics")
-_STATS_KEYS: Final = ("url", "token", "token_file")
-_ACCOUNT_KEYS: Final = ("name", "provider", "token", "token_file", "client_id",
-                        "client_id_file", "client_secret", "client_secret_file", "base_url",
-                        "enabled", "meters", "meter_defaults", "budget", "request_timeout")
-_SETTING_KEYS: Final = ("steps", "consumption", "production", "max_power", "refresh",
-                         "backfill_days")
-_METER_KEYS: Final = ("pdl", "name", "enabled", *_SETTING_KEYS)
-_BUDGET_KEYS: Final = ("per_second", "per_hour", "per_12h", "per_day")
-_BUDGET_OPT_IN: Final = "allow_above_default"
-_ACCOUNT_HINTS: Final = {k: "meter settings go under meters[] or meter_defaults"
-                         for k in ("pdl", *_SETTING_KEYS)}
-_HOMIDOM_STEPS: Final = {"mois": "month", "jour": "day", "heure": "hour"}
 
 
-def _build(ctx: _Ctx, document: Any) -> Config | None:
-    if document is _BAD:
-        return None
-    if document is not None and not isinstance(document, dict):
-        ctx.add("config", "expected a mapping at the top level (mqtt:, accounts: ...), "
-                f"got {_kind(document)}")
-        return None
-    top = _Section(ctx, document, "", _TOP_KEYS)
-    mqtt = _mqtt(ctx, top.get("mqtt"))
-    homeassistant = _homeassistant(ctx, top.get("homeassistant"))
-    store = _Section(ctx, top.get("store"), "store", ("path",))
-    store_path = store.string("path", "linky2mqtt.db") or "linky2mqtt.db"
-    if not mqtt.client_id:  # not configured: one per store
-        mqtt = replace(mqtt, client_id=default_client_id(ctx.file(store_path)))
-    log = _Section(ctx, top.get("log"), "log", ("level", "format"))
-    level = log.choice("level", "info", LOG_LEVELS)
-    fmt = log.choice("format", "text", LOG_FORMATS)
-    commands, policy = _commands(ctx, top, mqtt, homeassistant)
-    window = _poll_window(top)
-    accounts = _accounts(ctx, top)
-    return Config(
-        mqtt=mqtt,
-        homeassistant=homeassistant,
-        store=StoreConfig(path=ctx.file(store_path)),
-        log=LogConfig(level=cast(LogLevel, level), format=cast(LogFormat, fmt)),
-        commands=commands,
-        poll_window=window,
-        accounts=accounts,
-        command_policy=policy,
-    )
-
-
-_COMMANDS_KEYS: Final = ("enabled", "max_payload", "response_topics")
-
-
-def _commands(ctx: _Ctx, top: _Section, mqtt: MqttConfig,
-              ha: HomeAssistantConfig) -> tuple[bool, CommandPolicy]:
-    """``commands: true|false``, or a mapping ``{enabled, max_payload, response_topics}``."""
-    raw = top.get("commands")
-    if not isinstance(raw, dict):
-        if raw not in (_MISSING, _BAD) and not isinstance(raw, bool) and not (
-                isinstance(raw, _Env) and raw.strip().lower() in ("true", "false")):
-            ctx.add("commands", "expected true, false or a mapping (enabled, max_payload, "
-                    f"response_topics), got {_show(raw)}")
-            return True, CommandPolicy()
-        return top.boolean("commands", True), CommandPolicy()
-    sec = _Section(ctx, raw, "commands", _COMMANDS_KEYS)
-    enabled = sec.boolean("enabled", True)
-    max_payload = sec.integer("max_payload", DEFAULT_MAX_PAYLOAD, low=256, high=1024 * 1024)
-    prefixes: list[str] = []
-    value = sec.get("response_topics")
-    if value not in (_MISSING, _BAD, None):
-        if not isinstance(value, list):
-            ctx.add(sec.at("response_topics"),
-                    f"expected a list of topic prefixes, got {_kind(value)}")
-        else:
-            for i, item in enumerate(value):
-                where = f"{sec.at('response_topics')}[{i}]"
-                problem = _prefix_problem(item, mqtt.base_topic, ha)
-                if problem is not None:
-                    ctx.add(where, problem)
-                else:
-                    prefixes.append(str(item).rstrip("/"))
-    return enabled, CommandPolicy(max_payload=max_payload or DEFAULT_MAX_PAYLOAD,
-                                  response_topics=tuple(prefixes))
-
-
-def _prefix_problem(item: object, base: str, ha: HomeAssistantConfig) -> str | None:
-    """Why ``item`` cannot be an allowed response topic prefix (None: it can)."""
-    if item is _BAD:
-        return None
-    if not isinstance(item, str) or not item.strip("/ "):
-        return f"expected a topic prefix such as \"replies/nodered\", got {_show(item)}"
-    if any(c in item for c in "+#\0") or any(ord(c) < 32 for c in item):
-        return f"must not contain wildcards (+, #) or control characters, got {_show(item)}"
-    if item.startswith("$"):
-        return f'must not start with "$" (reserved for the broker), got {_show(item)}'
-    prefix = item.rstrip("/")
-
-    def inside(topic: str, area: str) -> bool:
-        return topic == area or topic.startswith(area + "/")
-
-    if inside(prefix, base) and not inside(prefix, f"{base}/bridge/response"):
-        return (f"{_show(item)} is inside the base topic {base}; answers never go there "
-                f"(only to {base}/bridge/response/<command>)")
-    if inside(prefix, ha.discovery_prefix) or prefix == ha.status_topic:
-        return f"{_show(item)} is a Home Assistant topic; answers never go there"
-    return None
-
-
-def _mqtt(ctx: _Ctx, raw: Any) -> MqttConfig:
-    sec = _Section(ctx, raw, "mqtt", _MQTT_KEYS)
-    url = sec.string("url", DEFAULT_MQTT_URL) or DEFAULT_MQTT_URL
-    scheme, host, port, normalised = "mqtt", "localhost", 1883, DEFAULT_MQTT_URL
-    parts = _parse_url(ctx, sec.at("url"), url, ("mqtt", "mqtts"), paths=False)
-    if parts is not None:
-        scheme, host = parts.scheme.lower(), parts.hostname or ""
-        port = parts.port or DEFAULT_PORTS[scheme]
-        shown = f"[{host}]" if ":" in host else host
-        normalised = f"{scheme}://{shown}:{port}"
-    use_tls = scheme == "mqtts"
-    username = sec.string("username", None, nullable=True)
-    password = sec.secret("password")
-    if isinstance(password, Secret) and username is None and sec.get("username") is not _BAD:
-        ctx.add(sec.where("password"), "set without mqtt.username")
-    client_id = sec.string("client_id", "") or ""  # "": derived from the store's path
-    base_topic = _topic(sec, "base_topic", "linky2mqtt")
-    protocol = _protocol(sec)
-    tls = _tls(ctx, sec.get("tls"), use_tls)
-    return MqttConfig(url=normalised, host=host, port=port, use_tls=use_tls, username=username,
-                      password=password if isinstance(password, Secret) else None,
-                      client_id=client_id, base_topic=base_topic,
-                      protocol=cast(MqttProtocol, protocol), tls=tls)
-
-
-def _protocol(sec: _Section) -> str:
-    v = sec.get("protocol")
-    if v is _MISSING or v is _BAD:
-        return "5"
-    if isinstance(v, int) and not isinstance(v, bool) and v == 5:
-        return "5"
-    if isinstance(v, str) and v.strip() in PROTOCOLS:
-        return v.strip()
-    sec.ctx.add(sec.at("protocol"), f"expected 5 or 3.1.1, got {_show(v)}")
-    return "5"
-
-
-def _tls(ctx: _Ctx, raw: Any, use_tls: bool) -> TlsConfig:
-    sec = _Section(ctx, raw, "mqtt.tls", _TLS_KEYS)
-    files: dict[str, Path | None] = {}
-    for key in ("ca_file", "cert_file", "key_file"):
-        value = sec.string(key, None, nullable=True)
-        files[key] = None
-        if value is None:
-            continue
-        p = ctx.file(value)
-        try:
-            exists = p.is_file()
-        except (OSError, ValueError):
-            exists = False
-        if not exists:
-            ctx.add(sec.at(key), f"file not found: {_show_path(p)}")
-        if not use_tls:
-            ctx.add(sec.at(key), "set, but mqtt.url is mqtt:// (plain TCP); use mqtts:// for TLS")
-        files[key] = p
-    insecure = sec.boolean("insecure", False)
-    if insecure and not use_tls:
-        ctx.add(sec.at("insecure"), "set, but mqtt.url is mqtt:// (plain TCP); "
-                "use mqtts:// for TLS")
-    if files["key_file"] is not None and files["cert_file"] is None \
-            and sec.get("cert_file") is not _BAD:
-        ctx.add(sec.at("key_file"), "set without mqtt.tls.cert_file")
-    return TlsConfig(ca_file=files["ca_file"], cert_file=files["cert_file"],
-                     key_file=files["key_file"], insecure=insecure)
-
-
-def _homeassistant(ctx: _Ctx, raw: Any) -> HomeAssistantConfig:
-    sec = _Section(ctx, raw, "homeassistant", _HA_KEYS)
-    discovery = sec.boolean("discovery", True)
-    prefix = _topic(sec, "discovery_prefix", "homeassistant")
-    status = _topic(sec, "status_topic", "homeassistant/status")
-    statistics: StatisticsConfig | None = None
-    raw_stats = sec.get("statistics")
-    if raw_stats not in (_MISSING, None, _BAD):
-        stats = _Section(ctx, raw_stats, sec.at("statistics"), _STATS_KEYS)
-        if stats.ok:
-            url = stats.string("url", None, required=True,
-                               what=": the address of Home Assistant, e.g. "
-                                    "http://homeassistant.local:8123")
-            if url is not None:
-                parts = _parse_url(ctx, stats.at("url"), url, ("http", "https", "ws", "wss"),
-                                   paths=True)
-                if parts is not None:
-                    url = url.rstrip("/")
-            token = stats.secret("token")
-            if token is None:
-                ctx.add(stats.at("token"),
-                        "required: a Home Assistant long-lived access token (or token_file)")
-            if isinstance(token, Secret) and url is not None:
-                statistics = StatisticsConfig(url=url, token=token)
-    return HomeAssistantConfig(discovery=discovery, discovery_prefix=prefix,
-                               status_topic=status, statistics=statistics)
-
-
-def _topic(sec: _Section, key: str, default: str) -> str:
-    value = sec.string(key, default)
-    if value is None:
-        return default
-    problem = None
-    if "+" in value or "#" in value:
-        problem = "must not contain the MQTT wildcards + or #"
-    elif value.startswith("/") or value.endswith("/"):
-        problem = 'must not start or end with "/"'
-    elif "//" in value:
-        problem = 'must not contain an empty level ("//")'
-    elif value.startswith("$"):
-        problem = 'must not start with "$" (reserved for the broker)'
-    elif value != value.strip():
-        problem = "must not start or end with a space"
-    if problem is not None:
-        sec.ctx.add(sec.at(key), f"{problem}, got {_show(value)}")
-        return default
-    return value
+# --------------------------------------------------------------------------- rendering helpers
 
 
 def _parse_url(ctx: _Ctx, path: str, url: str, schemes: tuple[str, ...], *,
@@ -1030,250 +1560,6 @@ def _policy_text(cfg: Config) -> str:
     return f" ({'; '.join(parts)})"
 
 
-def _poll_window(top: _Section) -> tuple[time, time]:
-    default = (time(8, 0), time(10, 0))
-    value = top.string("poll_window", "08:00-10:00")
-    if value is None:
-        return default
-    m = re.fullmatch(r"\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*", value)
-    if m is None:
-        top.ctx.add("poll_window", f'expected "HH:MM-HH:MM" (Europe/Paris), got {_show(value)}')
-        return default
-    h1, m1, h2, m2 = (int(g) for g in m.groups())
-    if h1 > 23 or h2 > 23 or m1 > 59 or m2 > 59:
-        top.ctx.add("poll_window", f"not a valid time of day in {_show(value)} "
-                    "(hours 00-23, minutes 00-59)")
-        return default
-    start, end = time(h1, m1), time(h2, m2)
-    if start >= end:
-        top.ctx.add("poll_window", f"the start ({start:%H:%M}) must be before the end "
-                    f"({end:%H:%M}), got {_show(value)}")
-        return default
-    return start, end
-
-
-def _accounts(ctx: _Ctx, top: _Section) -> tuple[AccountConfig, ...]:
-    raw = top.get("accounts")
-    if raw is _MISSING or raw is None:
-        ctx.add("accounts", "required: a list of accounts, each with a provider, "
-                "its credentials and its meters")
-        return ()
-    if raw is _BAD:
-        return ()
-    if not isinstance(raw, list):
-        ctx.add("accounts", f"expected a list of accounts, got {_kind(raw)}")
-        return ()
-    if not raw:
-        ctx.add("accounts", "must not be empty: configure at least one account")
-        return ()
-    accounts: list[AccountConfig] = []
-    names: dict[str, str] = {}
-    pdls: dict[str, str] = {}
-    for i, item in enumerate(raw):
-        account = _account(ctx, item, f"accounts[{i}]", pdls)
-        if account is None:
-            continue
-        if account.name:
-            if account.name in names:
-                ctx.add(f"accounts[{i}].name", f"duplicate account name {_show(account.name)}"
-                        f", already used by {names[account.name]}")
-            else:
-                names[account.name] = f"accounts[{i}]"
-        accounts.append(account)
-    return tuple(accounts)
-
-
-def _account(ctx: _Ctx, raw: Any, path: str, pdls: dict[str, str]) -> AccountConfig | None:
-    sec = _Section(ctx, raw, path, _ACCOUNT_KEYS, hint=_ACCOUNT_HINTS)
-    if not sec.ok:
-        return None
-    if raw is None:
-        ctx.add(path, "expected a mapping (name, provider, credentials, meters), got null")
-        return None
-    name = sec.string("name", "", required=True) or ""
-    provider = sec.choice("provider", None, PROVIDERS, required=True)
-    token = sec.secret("token")
-    client_id = sec.secret("client_id")
-    client_secret = sec.secret("client_secret")
-    if provider in TOKEN_PROVIDERS:
-        if token is None:
-            ctx.add(sec.at("token"), f"required for provider {provider} (or token_file)")
-        for key, value in (("client_id", client_id), ("client_secret", client_secret)):
-            if value is not None:
-                ctx.add(sec.where(key),
-                        f"not used by provider {provider} (it takes a token)")
-    elif provider is not None:
-        for key, value in (("client_id", client_id), ("client_secret", client_secret)):
-            if value is None:
-                ctx.add(sec.at(key), f"required for provider {provider} (or {key}_file)")
-        if token is not None:
-            ctx.add(sec.where("token"), f"not used by provider {provider} (it takes "
-                    f"{REGISTRY[provider].credentials_text})")
-    base_url = sec.string("base_url", None, nullable=True)
-    if base_url is not None:
-        parts = _parse_url(ctx, sec.at("base_url"), base_url, ("http", "https"), paths=True)
-        base_url = base_url.strip().rstrip("/") if parts is not None else None
-    enabled = sec.boolean("enabled", True)
-    budget = _budget(ctx, sec.get("budget"), sec.at("budget"), provider)
-    low, high = REQUEST_TIMEOUT_RANGE
-    request_timeout = sec.integer("request_timeout", DEFAULT_REQUEST_TIMEOUT, low=low,
-                                  high=high, unit=" seconds")
-    defaults = _settings(_Section(ctx, sec.get("meter_defaults"), sec.at("meter_defaults"),
-                                  _SETTING_KEYS), MeterDefaults())
-    meters: list[MeterConfig] = []
-    auto = False
-    raw_meters = sec.get("meters")
-    if raw_meters is _MISSING or raw_meters is None:
-        ctx.add(sec.at("meters"), "required: a list of meters (each with its pdl), or auto "
-                "(conso only)")
-    elif isinstance(raw_meters, str) and raw_meters.strip().lower() == "auto":
-        auto = True
-        if provider is not None and provider not in AUTO_METER_PROVIDERS:
-            ctx.add(sec.at("meters"), f"auto is only possible with provider "
-                    f"{' or '.join(sorted(AUTO_METER_PROVIDERS))} (its token "
-                    f"lists the PDLs it covers); list the meters of this {provider} account")
-    elif isinstance(raw_meters, list):
-        if not raw_meters:
-            ctx.add(sec.at("meters"), "must not be empty (list the meters, or use "
-                    "enabled: false to turn the account off)")
-        for j, item in enumerate(raw_meters):
-            meter = _meter(ctx, item, f"{sec.at('meters')}[{j}]", defaults, pdls)
-            if meter is not None:
-                meters.append(meter)
-    elif raw_meters is not _BAD:
-        ctx.add(sec.at("meters"), f"expected a list of meters or auto, got {_show(raw_meters)}")
-    if auto and not (defaults.consumption or defaults.production or defaults.max_power):
-        ctx.add(sec.at("meter_defaults"), "nothing to fetch: consumption, production and "
-                "max_power are all false for the meters: auto meters; set at least one of "
-                "them to true")
-    return AccountConfig(
-        name=name,
-        provider=provider or PROVIDERS[0],
-        token=token if isinstance(token, Secret) else None,
-        client_id=client_id.reveal() if isinstance(client_id, Secret) else None,
-        client_secret=client_secret if isinstance(client_secret, Secret) else None,
-        base_url=base_url,
-        enabled=enabled,
-        meters=tuple(meters),
-        auto_meters=auto,
-        budget=budget,
-        meter_defaults=defaults,
-        request_timeout=float(request_timeout or DEFAULT_REQUEST_TIMEOUT),
-    )
-
-
-def _budget(ctx: _Ctx, raw: Any, path: str, provider: str | None) -> BudgetOverride | None:
-    sec = _Section(ctx, raw, path, (*_BUDGET_KEYS, _BUDGET_OPT_IN))
-    values = {k: sec.integer(k, None, low=1, nullable=True) for k in _BUDGET_KEYS}
-    allow = sec.boolean(_BUDGET_OPT_IN, False)
-    if all(v is None for v in values.values()):
-        return None
-    budget = BudgetOverride(**values, allow_above_default=allow)
-    if provider in PROVIDERS and not allow:
-        for key, value, default in above_default(provider, budget):
-            ctx.add(sec.at(key), f"{value} is above the {provider} default of {default}: a "
-                    "budget can only be stricter than the provider's (the upstream's quota "
-                    "does not move because a config says so); lower it, or add "
-                    f"{_BUDGET_OPT_IN}: true if your contract grants more")
-    return budget
-
-
-def _settings(sec: _Section, base: MeterDefaults) -> MeterDefaults:
-    steps = _steps(sec, base.steps)
-    consumption = sec.boolean("consumption", base.consumption)
-    production = sec.boolean("production", base.production)
-    max_power = sec.boolean("max_power", base.max_power)
-    refresh = sec.integer("refresh", base.refresh, low=MIN_REFRESH,
-                          unit=" seconds (one poll an hour at most: Enedis data comes "
-                               "once a day and quotas are small)")
-    backfill = _Section(sec.ctx, sec.get("backfill_days"), sec.at("backfill_days"),
-                        ("day", "hour"))
-    day = backfill.integer("day", base.backfill_day, low=0, high=MAX_BACKFILL_DAY)
-    hour = backfill.integer("hour", base.backfill_hour, low=0, high=MAX_BACKFILL_HOUR)
-    return MeterDefaults(steps=steps, consumption=consumption, production=production,
-                         max_power=max_power,
-                         refresh=refresh if refresh is not None else base.refresh,
-                         backfill_day=day if day is not None else base.backfill_day,
-                         backfill_hour=hour if hour is not None else base.backfill_hour)
-
-
-def _steps(sec: _Section, default: frozenset[Step]) -> frozenset[Step]:
-    v = sec.get("steps")
-    if v is _MISSING or v is _BAD:
-        return default
-    if not isinstance(v, list):
-        sec.ctx.add(sec.at("steps"), f"expected a list such as [day, month, hour], got {_show(v)}")
-        return default
-    if not v:
-        sec.ctx.add(sec.at("steps"), "must not be empty: list some of day, month, hour")
-        return default
-    steps: set[Step] = set()
-    ok = True
-    for i, item in enumerate(v):
-        word = item.strip().lower() if isinstance(item, str) else None
-        if word in ("day", "month", "hour"):
-            steps.add(Step(word))
-            continue
-        ok = False
-        if item is _BAD:
-            continue
-        hint = ""
-        if word in _HOMIDOM_STEPS:
-            hint = f' (HoMIDoM\'s "{item}" is {_HOMIDOM_STEPS[word]})'
-        sec.ctx.add(f"{sec.at('steps')}[{i}]",
-                    f"expected day, month or hour, got {_show(item)}{hint}")
-    return frozenset(steps) if ok else default
-
-
-def _meter(ctx: _Ctx, raw: Any, path: str, defaults: MeterDefaults,
-           pdls: dict[str, str]) -> MeterConfig | None:
-    if raw is None:
-        ctx.add(path, "expected a mapping with at least a pdl, got null")
-        return None
-    sec = _Section(ctx, raw, path, _METER_KEYS)
-    if not sec.ok:
-        return None
-    pdl = _pdl(sec)
-    if pdl is not None:
-        if pdl in pdls:
-            ctx.add(sec.at("pdl"), f"duplicate PDL {_show(pdl)}, already at {pdls[pdl]}")
-        else:
-            pdls[pdl] = sec.at("pdl")
-    name = sec.string("name", pdl or "") or (pdl or "")
-    settings = _settings(sec, defaults)
-    enabled = sec.boolean("enabled", True)
-    if not (settings.consumption or settings.production or settings.max_power):
-        ctx.add(path, "nothing to fetch: consumption, production and max_power are all "
-                "false; set at least one of them to true")
-    return _meter_config(pdl or "", name, settings, enabled)
-
-
-def _pdl(sec: _Section) -> str | None:
-    v = sec.get("pdl")
-    if v is _MISSING or v is None:
-        sec.ctx.add(sec.at("pdl"), "required: the 14-digit delivery point number (PDL/PRM)")
-        return None
-    if v is _BAD:
-        return None
-    if isinstance(v, int) and not isinstance(v, bool):
-        text = str(v)
-        if PDL_RE.match(text):
-            return text
-        sec.ctx.add(sec.at("pdl"), f"expected 14 digits, got {_show(v)} (write the PDL in "
-                    "quotes: an unquoted number loses its leading zeros)")
-        return None
-    if isinstance(v, str):
-        if PDL_RE.match(v) and v.isascii():
-            return str(v)
-        sec.ctx.add(sec.at("pdl"), f"expected 14 digits, got {_show(v)}")
-        return None
-    sec.ctx.add(sec.at("pdl"), f"expected 14 digits, got {_kind(v)}")
-    return None
-
-
-# --------------------------------------------------------------------------- rendering helpers
-
-
 def _window_text(window: tuple[time, time]) -> str:
     return f"{window[0]:%H:%M}-{window[1]:%H:%M}"
 
@@ -1282,19 +1568,7 @@ def _steps_list(steps: frozenset[Step]) -> list[str]:
     return [s.value for s in STEP_ORDER if s in steps]
 
 
-def _budget_dict(b: BudgetOverride) -> dict[str, int | bool | None]:
-    return {"per_second": b.per_second, "per_hour": b.per_hour, "per_12h": b.per_12h,
-            "per_day": b.per_day, "allow_above_default": b.allow_above_default}
-
-
-def _settings_dict(s: MeterDefaults | MeterConfig) -> dict[str, Any]:
-    return {"steps": _steps_list(s.steps), "consumption": s.consumption,
-            "production": s.production, "max_power": s.max_power,
-            "refresh": s.refresh,
-            "backfill_days": {"day": s.backfill_day, "hour": s.backfill_hour}}
-
-
-def _settings_text(s: MeterDefaults | MeterConfig) -> str:
+def _settings_text(s: MeterConfig) -> str:
     extras = [x for x, on in (("production", s.production), ("max power", s.max_power)) if on]
     return (", ".join(_steps_list(s.steps)) + (" + " + " + ".join(extras) if extras else "")
             + ("" if s.consumption else " (no consumption)")
@@ -1302,20 +1576,8 @@ def _settings_text(s: MeterDefaults | MeterConfig) -> str:
             f"{s.backfill_hour} days hourly")
 
 
-def _redacted_account(a: AccountConfig) -> dict[str, Any]:
-    meters: Any = "auto" if a.auto_meters else [
-        {"pdl": m.pdl, "name": m.name, **_settings_dict(m), "enabled": m.enabled}
-        for m in a.meters]
-    return {
-        "name": a.name,
-        "provider": a.provider,
-        "token": None if a.token is None else MASK,
-        "client_id": a.client_id,
-        "client_secret": None if a.client_secret is None else MASK,
-        "base_url": a.base_url,
-        "enabled": a.enabled,
-        "budget": None if a.budget is None else _budget_dict(a.budget),
-        "request_timeout": a.request_timeout,
-        "meter_defaults": _settings_dict(a.meter_defaults),
-        "meters": meters,
-    }
+if __name__ == "__main__":  # python -m linky2mqtt.config --reference
+    if sys.argv[1:] != ["--reference"]:
+        sys.exit("usage: python -m linky2mqtt.config --reference  (prints the reference "
+                 "table of docs/configuration.md)")
+    sys.stdout.write(reference_table() + "\n")

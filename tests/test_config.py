@@ -20,7 +20,6 @@ from linky2mqtt.config import (
     Config,
     ConfigError,
     MeterConfig,
-    MeterDefaults,
     StatisticsConfig,
     load,
     load_text,
@@ -99,7 +98,7 @@ def test_every_default() -> None:
         meters=(MeterConfig(pdl=PDL1, name=PDL1, steps=frozenset(Step), production=False,
                             max_power=False, refresh=86400, backfill_day=365,
                             backfill_hour=30, enabled=True),),
-        auto_meters=False, budget=None, meter_defaults=MeterDefaults())
+        auto_meters=False, budget=None, meter_defaults=MeterConfig())
     assert account.meters[0].steps == frozenset({Step.DAY, Step.MONTH, Step.HOUR})
 
 
@@ -208,7 +207,7 @@ def test_meters_auto_with_meter_defaults() -> None:
         "steps": ["day"], "max_power": True, "refresh": 7200, "backfill_days": {"day": 30}}))
     a = cfg.accounts[0]
     assert (a.auto_meters, a.meters) == (True, ())
-    assert a.meter_defaults == MeterDefaults(steps=frozenset({Step.DAY}), production=False,
+    assert a.meter_defaults == MeterConfig(steps=frozenset({Step.DAY}), production=False,
                                              max_power=True, refresh=7200, backfill_day=30,
                                              backfill_hour=30)
     assert a.meter_for("11111111111111") == MeterConfig(
