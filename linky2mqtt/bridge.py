@@ -436,7 +436,7 @@ class Bridge:
         self.lock = StoreLock.acquire(cfg.store.path)  # StoreInUse: another bridge runs
         try:
             try:
-                self.store = Store(cfg.store.path)  # clear errors: missing, read-only...
+                self.store = Store(cfg.store.path, clock=clock)  # clear errors: missing...
             except StoreError as exc:
                 if exc.__cause__ is not None and is_damage(exc.__cause__):
                     raise StoreDamaged(str(cfg.store.path), [str(exc.__cause__)]) from None

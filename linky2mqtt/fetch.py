@@ -13,6 +13,7 @@ from typing import Any
 
 from linky2mqtt import commands
 from linky2mqtt.bridge import budget_windows, provider_settings
+from linky2mqtt.clock import SYSTEM_CLOCK, Clock
 from linky2mqtt.config import AccountConfig, Config
 from linky2mqtt.enedis import Budget, EnedisClient, Priority, aggregate_hours
 from linky2mqtt.model import DAILY, PDL_RE, Kind, Reading, Step
@@ -63,17 +64,17 @@ def _account_for(cfg: Config, pdl: str) -> AccountConfig:
 
 
 def fetch_once(cfg: Config, pdl: str, kind: str, step: str, *, start: date,
-               end: date) -> dict[str, Any]:
+               end: date, clock: Clock = SYSTEM_CLOCK) -> dict[str, Any]:
     if not PDL_RE.match(pdl):
         raise FetchUsageError(f"--pdl: expected 14 digits, got {pdl!r}")
     k, s = Kind(kind), Step(step)
     if k is Kind.MAX_POWER and s is not Step.DAY:
         raise FetchUsageError("max_power has a day step only")
     account = _account_for(cfg, pdl)
-    store = Store(cfg.store.path)
+    store = Store(cfg.store.path, clock=clock)
     try:
-        budget = Budget(budget_windows(cfg), store)
-        with EnedisClient(provider_settings(account), budget=budget,
+        budget = Budget(budget_windows(cfg), store, clock)
+        with EnedisClient(provider_settings(account), budget=budget, clock=clock,
                           deadline=account.request_timeout) as client:
             if s is Step.HOUR:
                 result = client.curve(pdl, k, start, end, priority=Priority.COMMAND)
