@@ -314,7 +314,7 @@ class AccountRunner:
                     log.warning("account %s: PDL %s is not covered by this token", name, pdl)
                     state = self.meters[pdl]
                     state.last_error = "PDL not covered by the account's token"
-                    self.bridge.publish_status(state, self.account)
+                    self.bridge.publish_status(state)
         found = False
         for pdl in self.meters:
             if self.bridge.stopping.is_set():
@@ -384,7 +384,7 @@ class AccountRunner:
                      outcome.left)
         self.progress.polled(pdl, outcome.left, outcome.budget_retry_at, outcome.error,
                              self.meters)
-        bridge.publish_status(state, self.account)
+        bridge.publish_status(state)
 
     def _schedule(self, state: MeterState, result: PollResult, now: datetime) -> Decision:
         """Apply :func:`scheduler.after_poll`: the meter's next poll, the account's hold."""
@@ -605,7 +605,7 @@ class Bridge:
                 view[key] = {"used": self.budget.used(scope, w.seconds), "limit": w.limit}
         return view
 
-    def publish_status(self, state: MeterState, account: AccountConfig) -> None:
+    def publish_status(self, state: MeterState) -> None:
         runner = self.meter_account.get(state.meter.pdl)
         budget = self.budget_view(runner, state.meter.pdl) if runner else {}
         if state.waiting_until is not None:

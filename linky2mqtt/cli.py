@@ -331,7 +331,7 @@ def _run(cfg: Any, clock: Clock) -> int:
 
     stop = threading.Event()
 
-    def _signal(signum: int, frame: FrameType | None) -> None:
+    def _signal(signum: int, _frame: FrameType | None) -> None:
         log.info("signal %s: stopping", signal.Signals(signum).name)
         stop.set()
 

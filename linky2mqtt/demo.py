@@ -200,7 +200,7 @@ def _short(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-def describe(topic: str, payload: bytes) -> str:
+def describe(payload: bytes) -> str:
     """One readable line for a published message."""
     if not payload:
         return "(cleared)"
@@ -279,18 +279,18 @@ def clear_retained(host: str, port: int, base: str, *, quiet: float = 0.5,
     last = [time.monotonic()]
     subscribed = threading.Event()
 
-    def on_message(client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
+    def on_message(_client: paho.Client, _userdata: Any, msg: paho.MQTTMessage) -> None:
         if msg.retain and msg.payload:
             with lock:
                 topics.add(msg.topic)
                 last[0] = time.monotonic()
 
-    def on_subscribe(*args: Any) -> None:
+    def on_subscribe(*_args: Any) -> None:
         last[0] = time.monotonic()
         subscribed.set()
 
     client = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv311)
-    client.on_connect = lambda c, u, f, rc, p=None: c.subscribe(f"{base}/#", 1)
+    client.on_connect = lambda c, _u, _f, _rc, _p=None: c.subscribe(f"{base}/#", 1)
     client.on_message = on_message
     client.on_subscribe = on_subscribe
     try:
@@ -328,14 +328,15 @@ class _Printer:
         self.topic = topic
         self.lock = threading.Lock()
         self.client = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv311)
-        self.client.on_connect = lambda c, u, f, rc, p=None: c.subscribe(topic, 1)
+        self.client.on_connect = lambda c, _u, _f, _rc, _p=None: c.subscribe(topic, 1)
         self.client.on_message = self._on_message
         self.client.connect(host, port)
         self.client.loop_start()
 
-    def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
+    def _on_message(self, _client: paho.Client, _userdata: Any,
+                    msg: paho.MQTTMessage) -> None:
         flag = "R" if msg.retain else " "
-        text = describe(msg.topic, bytes(msg.payload))
+        text = describe(bytes(msg.payload))
         line = f"{time.strftime('%H:%M:%S')} {flag} {msg.topic}  {text}"
         # the reader may go away (| head): never a traceback for that
         with self.lock, contextlib.suppress(BrokenPipeError, ValueError):

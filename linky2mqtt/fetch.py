@@ -25,7 +25,8 @@ class FetchUsageError(ValueError):
 
 
 class MemorySource:
-    """:class:`commands.ReadSource` over readings held in memory."""
+    """:class:`commands.ReadSource` over readings held in memory (one meter's: the
+    protocol's ``pdl`` arguments are not needed)."""
 
     def __init__(self, readings: Iterable[Reading]) -> None:
         self.daily: dict[tuple[Kind, date], Reading] = {}
@@ -36,15 +37,16 @@ class MemorySource:
             else:
                 self.curve.setdefault(r.local_date, []).append(r)
 
-    def daily_values(self, pdl: str, kind: Kind, start: date, end: date) -> dict[date, float]:
+    def daily_values(self, pdl: str, kind: Kind, start: date,  # noqa: ARG002
+                     end: date) -> dict[date, float]:
         return {d: r.value for (k, d), r in self.daily.items() if k is kind and start <= d < end}
 
-    def max_power_values(self, pdl: str, start: date,
+    def max_power_values(self, pdl: str, start: date,  # noqa: ARG002
                          end: date) -> dict[date, tuple[float, datetime]]:
         return {d: (r.value, r.peak_at or r.start) for (k, d), r in self.daily.items()
                 if k is Kind.MAX_POWER and start <= d < end}
 
-    def hourly(self, pdl: str, kind: Kind,
+    def hourly(self, pdl: str, kind: Kind,  # noqa: ARG002
                day: date) -> tuple[list[tuple[datetime, datetime, float]], bool] | None:
         readings = [r for r in self.curve.get(day, []) if r.kind is kind]
         if not readings:

@@ -94,7 +94,7 @@ def test_every_option_reaches_the_configuration(tmp_path: Path) -> None:
     ha = cfg.homeassistant
     assert (ha.discovery, ha.discovery_prefix) == (False, "ha")
     assert ha.statistics is not None
-    assert ha.statistics.websocket_url == "ws://supervisor.test/core/websocket"
+    assert ha.statistics.url == "ws://supervisor.test/core/websocket"  # used as is
     assert ha.statistics.token.reveal() == "sup-tok"
     assert cfg.store.path == tmp_path / "linky2mqtt.db"
     assert (cfg.log.level, cfg.commands) == ("debug", False)
