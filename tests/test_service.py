@@ -299,8 +299,8 @@ def test_info_is_bridge_info_plus_status(env: Env) -> None:
         assert statuses[pdl] == c.wait_topic(f"{BASE}/{pdl}/status").json()
         assert statuses[pdl]["latest_day"] == LATEST.isoformat()
     # an empty payload counts as {}
+    n = len(c.on(f"{BASE}/bridge/response/info"))  # counted before asking: no race
     c.publish(f"{BASE}/bridge/request/info", b"")
-    n = len(c.on(f"{BASE}/bridge/response/info"))
     c.wait_for(lambda ms: len([m for m in ms if m.topic == f"{BASE}/bridge/response/info"]) > n
                or None, what="info answer")
 
