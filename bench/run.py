@@ -29,7 +29,7 @@ from typing import Any
 
 from bench import echo, fleet, peer, publish, quota, size
 from bench.common import Row, quiet_logs
-from bench.pin import CLOCK_ENV, DEFAULT_AT, parse_at
+from bench.pin import BENCH_CLOCK, DEFAULT_AT, parse_at
 from linky2mqtt import clock as _clock
 from linky2mqtt.model import PARIS
 
@@ -89,14 +89,13 @@ def pinned_instant(at: str) -> str:
     that did not (or pinned another instant) gets an error rather than a run on the
     real clock.
     """
-    assert _clock.CLOCK_ENV == CLOCK_ENV
     want = parse_at(at)
-    spec = os.environ.get(CLOCK_ENV, "")
+    spec = os.environ.get(BENCH_CLOCK, "")
     start = spec.split("@")[0]
     if not isinstance(_clock.SYSTEM_CLOCK, _clock.FastClock) or not start or (
             parse_at(start) != want):
         raise SystemExit(f"python -m bench: the clock is not pinned to {at} "
-                         f"({CLOCK_ENV}={spec!r}); run it as `python -m bench --at {at}`")
+                         f"({BENCH_CLOCK}={spec!r}); run it as `python -m bench --at {at}`")
     return want.isoformat()
 
 

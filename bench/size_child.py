@@ -17,7 +17,11 @@ import sys
 import time
 from pathlib import Path
 
-from bench.common import quiet_logs, wait_until
+from bench.pin import install
+
+install()  # the bench's pinned clock, before any module of the bridge is imported
+
+from bench.common import quiet_logs, wait_until  # noqa: E402
 
 
 def peak_rss_kib(usage: resource.struct_rusage) -> int:

@@ -87,7 +87,7 @@ class Bridge:
         self.base = cfg.mqtt.base_topic
         self.stopping = threading.Event()
         # StoreInUse (another bridge runs), StoreError (missing, read-only...), StoreDamaged
-        self.lock, self.store = open_checked(cfg.store.path)
+        self.lock, self.store = open_checked(cfg.store.path, clock)
         try:
             self._build(cfg, clock, stagger, retry, on_publish)
         except BaseException:

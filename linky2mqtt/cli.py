@@ -25,6 +25,7 @@ from types import FrameType
 from typing import Any
 
 from linky2mqtt import __version__
+from linky2mqtt.clock import SYSTEM_CLOCK, Clock
 
 log = logging.getLogger("linky2mqtt")
 
@@ -50,15 +51,6 @@ def _parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("run", help="run the bridge (default)")
     with_config(r)
-    r.add_argument("--clock-start", default=None, metavar="ISO",
-                   help="TEST ONLY: run on a simulated clock that read this instant (naive: "
-                        "Paris time) at --clock-anchor; needs --clock-speed")
-    r.add_argument("--clock-speed", type=float, default=None, metavar="X",
-                   help="TEST ONLY: simulated seconds per real second; needs --clock-start")
-    r.add_argument("--clock-anchor", type=float, default=None, metavar="EPOCH",
-                   help="TEST ONLY: real epoch seconds at which the simulated clock read "
-                        "--clock-start (default: now); processes given the same three "
-                        "values share one simulated timeline")
     with_config(sub.add_parser("check-config", help="validate the configuration and summarise it"))
     with_config(sub.add_parser("healthcheck",
                                help="exit 0 when the running bridge's heartbeat is fresh"))
@@ -100,14 +92,17 @@ def _parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="run the bridge against the built-in simulator")
     d.add_argument("--broker", default=None,
                    help="mqtt://host:port to use (default: localhost:1883 if it answers, "
-                        "else a private broker); 'mosquitto' or 'embedded' forces that "
+                        "else a private mosquitto from PATH, else amqtt from the demo extra); "
+                        "'mosquitto' or 'amqtt' forces that "
                         "private broker")
     d.add_argument("--seconds", type=float, default=None,
                    help="stop after this many seconds (default: until Ctrl-C)")
     return p
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, clock: Clock = SYSTEM_CLOCK) -> int:
+    """Run one command; ``clock`` is the time every part of it reads (real time, unless
+    a caller injects another: the test suite's entry point pins it)."""
     args_list = list(sys.argv[1:] if argv is None else argv)
     # `linky2mqtt -c x.yaml` means `linky2mqtt run -c x.yaml`
     known = {"run", "check-config", "fetch", "simulator", "demo", "healthcheck", "store",
@@ -136,16 +131,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "fetch":
             cfg = _load(args.config)
             debug = cfg.log.level == "debug"
-            return _fetch(cfg, args)
+            return _fetch(cfg, args, clock)
         if args.command == "export":
-            return _export(args)
+            return _export(args, clock)
         if args.command == "demo":
             from linky2mqtt.demo import run_demo
 
-            return run_demo(broker=args.broker, seconds=args.seconds)
-        clock = _test_clock(getattr(args, "clock_start", None),
-                            getattr(args, "clock_speed", None),
-                            getattr(args, "clock_anchor", None))
+            return run_demo(broker=args.broker, seconds=args.seconds, clock=clock)
         cfg = _load(args.config)
         debug = cfg.log.level == "debug"
         return _run(cfg, clock)
@@ -290,21 +282,22 @@ def _parse_day(text: str, what: str) -> date:
         raise UsageError(f"--{what}: expected YYYY-MM-DD, got {text!r}") from None
 
 
-def _fetch(cfg: Any, args: argparse.Namespace) -> int:
+def _fetch(cfg: Any, args: argparse.Namespace, clock: Clock) -> int:
     from linky2mqtt.fetch import FetchUsageError, fetch_once
 
     start, end = _parse_day(args.start, "start"), _parse_day(args.end, "end")
     if start >= end:
         raise UsageError("--start must be before --end (end is excluded)")
     try:
-        data = fetch_once(cfg, args.pdl, args.kind, args.step, start=start, end=end)
+        data = fetch_once(cfg, args.pdl, args.kind, args.step, start=start, end=end,
+                          clock=clock)
     except FetchUsageError as exc:
         raise UsageError(str(exc)) from None
     print(json.dumps(data, ensure_ascii=False, indent=2))
     return 0
 
 
-def _export(args: argparse.Namespace) -> int:
+def _export(args: argparse.Namespace, clock: Clock) -> int:
     from pathlib import Path
 
     from linky2mqtt.export import export_rows, write_csv, write_jsonl
@@ -326,7 +319,7 @@ def _export(args: argparse.Namespace) -> int:
     path = Path(args.store) if args.store else Path(_load(args.config).store.path)
     if not path.is_file():
         raise UsageError(f"no store at {path}: run the bridge first (or give --store)")
-    with Store(path) as store:
+    with Store(path, clock=clock) as store:
         rows = export_rows(store, args.pdl, Kind(args.kind), args.step, start=start, end=end)
         if args.output == "-":
             count = (write_jsonl(rows, sys.stdout) if args.format == "jsonl" else
@@ -340,43 +333,18 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _test_clock(start: str | None, speed: float | None, anchor: float | None) -> Any:
-    """The simulated clock of ``run --clock-start/--clock-speed`` (tests), else None."""
-    if start is None and speed is None:
-        if anchor is not None:
-            raise UsageError("--clock-anchor needs --clock-start and --clock-speed")
-        return None
-    if start is None or speed is None:
-        raise UsageError("--clock-start and --clock-speed go together")
-    import time
-    from datetime import datetime
-
-    from linky2mqtt.clock import FastClock
-    from linky2mqtt.model import PARIS
-
-    try:
-        begin = datetime.fromisoformat(start)
-    except ValueError:
-        raise UsageError(f"--clock-start: expected an ISO instant, got {start!r}") from None
-    if begin.tzinfo is None:
-        begin = begin.replace(tzinfo=PARIS)
-    if speed <= 0:
-        raise UsageError("--clock-speed must be positive")
-    return FastClock.anchored(begin, speed, time.time() if anchor is None else anchor)
-
-
-def _run(cfg: Any, clock: Any = None) -> int:
+def _run(cfg: Any, clock: Clock) -> int:
     from linky2mqtt.bridge import Bridge
 
     stop = threading.Event()
 
-    def _signal(signum: int, frame: FrameType | None) -> None:
+    def _signal(signum: int, _frame: FrameType | None) -> None:
         log.info("signal %s: stopping", signal.Signals(signum).name)
         stop.set()
 
     signal.signal(signal.SIGTERM, _signal)
     signal.signal(signal.SIGINT, _signal)
-    bridge = Bridge(cfg) if clock is None else Bridge(cfg, clock=clock)
+    bridge = Bridge(cfg, clock=clock)
     bridge.run_forever(stop)
     return 0
 

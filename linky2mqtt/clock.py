@@ -5,14 +5,17 @@
 tests exercise scheduling as it really runs, without patching anything.
 ``FastClock.anchored`` shares one simulated timeline between processes (a test, the
 simulator and a bridge subprocess that may be killed and restarted).
+
+Production code reads no clock from the environment: a component uses the clock it is
+given (``clock=``), and ``SYSTEM_CLOCK`` by default. The test suite builds its pinned
+clock in ``tests/support/clock.py`` and passes it explicitly (to a bridge subprocess
+through the test-only entry point ``python -m tests.support.bridge_main``).
 """
 
 from __future__ import annotations
 
-import os
 import threading
 import time as _time
-from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -88,27 +91,4 @@ class FastClock:
         return event.wait(max(0.0, seconds / self.speed))
 
 
-CLOCK_ENV = "LINKY2MQTT_CLOCK"
-
-
-def clock_from_env(env: Mapping[str, str] | None = None) -> Clock:
-    """The process's default clock: real time, unless ``LINKY2MQTT_CLOCK`` says otherwise.
-
-    ``LINKY2MQTT_CLOCK="<ISO start>@<anchor epoch>[@<speed>]"`` makes every clock built
-    from it (in this process and in the subprocesses that inherit the variable) read
-    ``start`` at the real instant ``anchor``: the test suite sets it so that its results
-    do not depend on the day or the hour it runs (data stops at yesterday and yesterday
-    only appears at 08:00 Paris). For tests only; a bridge in production never sets it.
-    """
-    spec = (os.environ if env is None else env).get(CLOCK_ENV, "").strip()
-    if not spec:
-        return SystemClock()
-    parts = spec.split("@")
-    if len(parts) not in (2, 3):
-        raise ValueError(f"{CLOCK_ENV}: expected START@ANCHOR[@SPEED], got {spec!r}")
-    start = datetime.fromisoformat(parts[0])
-    speed = float(parts[2]) if len(parts) == 3 else 1.0
-    return FastClock.anchored(start, speed, float(parts[1]))
-
-
-SYSTEM_CLOCK: Clock = clock_from_env()
+SYSTEM_CLOCK: Clock = SystemClock()

@@ -266,7 +266,7 @@ class CommandWorker:
                                "refusing more, e.g. %s", QUEUE_LIMIT, QUEUE_BYTES // 1024,
                                commands.shown(command))
             answer = commands.error(
-                command, "too many requests are waiting; try again in a moment", transaction)
+                "too many requests are waiting; try again in a moment", transaction)
         self._answer(msg, command, answer, wait=False)
 
     def _ignored(self, msg: Incoming) -> bool:
@@ -311,14 +311,14 @@ class CommandWorker:
                                 "allowed: %s", commands.shown(command),
                                 commands.shown(msg.response_topic), problem)
             self._answer(msg, command, commands.error(
-                command, f"response topic {commands.shown(msg.response_topic)} refused: "
+                f"response topic {commands.shown(msg.response_topic)} refused: "
                 f"{problem}", req.transaction))
         elif isinstance(req, commands.Rejection):
             self._refused_log.log("request %s refused: %s", commands.shown(command),
                                   req.error)
             self._answer(msg, command, commands.rejection_answer(req))
         elif isinstance(req, commands.InfoRequest):
-            self._answer(msg, command, commands.ok(command, self.meters.info(),
+            self._answer(msg, command, commands.ok(self.meters.info(),
                                                    req.transaction))
         elif isinstance(req, commands.ReadRequest):
             self._read(msg, req)
@@ -332,7 +332,7 @@ class CommandWorker:
                 self._upstream_pending += 1
                 return True
         self._answer(msg, command, commands.error(
-            command, f"too many requests are waiting for upstream data ({UPSTREAM_LIMIT}); "
+            f"too many requests are waiting for upstream data ({UPSTREAM_LIMIT}); "
             "try again once they are answered", transaction))
         return False
 
@@ -343,7 +343,7 @@ class CommandWorker:
     def _read(self, msg: Incoming, req: commands.ReadRequest) -> None:
         if not commands.missing_days(req, self.source):
             data = commands.build_read_data(req, self.source)
-            self._answer(msg, "read", commands.ok("read", data, req.transaction))
+            self._answer(msg, "read", commands.ok(data, req.transaction))
             return
         if not self._take_upstream_slot(msg, "read", req.transaction):
             return
@@ -353,7 +353,7 @@ class CommandWorker:
                 answer = fetch()
             except Exception as exc:
                 log.exception("read of %s failed", req.pdl)
-                answer = commands.error("read", f"the read failed: {type(exc).__name__}",
+                answer = commands.error(f"the read failed: {type(exc).__name__}",
                                         req.transaction)
             finally:
                 self._release_upstream_slot()
@@ -363,7 +363,7 @@ class CommandWorker:
             # an earlier request may have fetched some of these days meanwhile
             missing = commands.missing_days(req, self.source)
             if not missing:
-                return commands.ok("read", commands.build_read_data(req, self.source),
+                return commands.ok(commands.build_read_data(req, self.source),
                                    req.transaction)
             now = self.clock.now()
             series: Series = "curve" if req.step is Step.HOUR else "daily"
@@ -379,7 +379,7 @@ class CommandWorker:
             elif outcome.error is not None:
                 message = f"some days could not be fetched: {outcome.error}"
             data = commands.build_read_data(req, self.source, message=message)
-            return commands.ok("read", data, req.transaction)
+            return commands.ok(data, req.transaction)
 
         self.meters.run_on_account(req.pdl, fetch_then_answer)
 
@@ -402,12 +402,11 @@ class CommandWorker:
                     if done:
                         self._release_upstream_slot()
                         self._answer(msg, "refresh", commands.ok(
-                            "refresh", {"polled": sorted(polled)}, req.transaction))
+                            {"polled": sorted(polled)}, req.transaction))
             return run
 
         if not pdls:
-            self._answer(msg, "refresh", commands.ok("refresh", {"polled": []},
-                                                     req.transaction))
+            self._answer(msg, "refresh", commands.ok({"polled": []}, req.transaction))
             return
         if not self._take_upstream_slot(msg, "refresh", req.transaction):
             return

@@ -436,9 +436,7 @@ def _show_json(value: object) -> str:
 # ---------------------------------------------------------------------------- answers
 
 
-def ok(
-    command: str, data: Mapping[str, Any], transaction: object = NO_TRANSACTION
-) -> dict[str, Any]:
+def ok(data: Mapping[str, Any], transaction: object = NO_TRANSACTION) -> dict[str, Any]:
     """``{"status":"ok","data":{...},"transaction":<echo>}`` (no transaction: no key)."""
     answer: dict[str, Any] = {"status": "ok", "data": dict(data)}
     if transaction is not NO_TRANSACTION:
@@ -446,7 +444,7 @@ def ok(
     return answer
 
 
-def error(command: str, message: str, transaction: object = NO_TRANSACTION) -> dict[str, Any]:
+def error(message: str, transaction: object = NO_TRANSACTION) -> dict[str, Any]:
     """``{"status":"error","error":"...","data":{},"transaction":<echo>}``."""
     answer: dict[str, Any] = {"status": "error", "error": message, "data": {}}
     if transaction is not NO_TRANSACTION:
@@ -455,7 +453,7 @@ def error(command: str, message: str, transaction: object = NO_TRANSACTION) -> d
 
 
 def rejection_answer(rejection: Rejection) -> dict[str, Any]:
-    return error(rejection.command, rejection.error, rejection.transaction)
+    return error(rejection.error, rejection.transaction)
 
 
 def response_topic(base_topic: str, command: str) -> str:

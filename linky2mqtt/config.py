@@ -759,16 +759,6 @@ class StatisticsConfig:
         _secret(required="a Home Assistant long-lived access token"),
         "a Home Assistant long-lived access token", file=True, secret=True)
 
-    @property
-    def websocket_url(self) -> str:
-        """``ws(s)://host[:port]/api/websocket`` whichever form ``url`` was given in."""
-        parts = urlsplit(self.url)
-        scheme = {"http": "ws", "https": "wss"}.get(parts.scheme, parts.scheme)
-        path = parts.path.rstrip("/")
-        if parts.scheme in ("http", "https") or not path:
-            path = f"{path}/api/websocket"
-        return f"{scheme}://{parts.netloc}{path}"
-
 
 @dataclass(frozen=True, slots=True)
 class HomeAssistantConfig:

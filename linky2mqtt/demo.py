@@ -1,12 +1,13 @@
 """``linky2mqtt demo``: the real bridge against the built-in simulator, printing what it publishes.
 
-Which broker: ``--broker URL`` when given (``--broker mosquitto`` / ``--broker embedded``
+Which broker: ``--broker URL`` when given (``--broker mosquitto`` / ``--broker amqtt``
 force the fallbacks below, for a machine that already has a broker on 1883); otherwise
 ``localhost:1883`` when something answers there (the demo then uses the base topic
 ``linky2mqtt_demo`` and no Home Assistant discovery, so it cannot disturb a real
-installation); otherwise a private ``mosquitto`` on a free port when the binary is
-installed; otherwise the embedded MQTT 3.1.1 broker of :mod:`linky2mqtt.demo_broker`.
-Nothing is needed but the package.
+installation, and clears its retained topics when it stops); otherwise a private
+``mosquitto`` from ``PATH`` on a free port; otherwise amqtt, a maintained Python MQTT
+3.1.1 broker from the ``demo`` extra (``pip install 'linky2mqtt[demo]'``), in this
+process on a free port.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from typing import Any, TextIO
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
+from linky2mqtt.clock import SYSTEM_CLOCK, Clock
 from linky2mqtt.config import load_text
 
 DEMO_BASE = "linky2mqtt_demo"
@@ -55,9 +57,9 @@ def _broker(url: str | None, out: TextIO) -> Iterator[tuple[str, int, str, bool]
     """Yield (host, port, protocol, shared) for the broker the demo talks to.
 
     ``url`` may also be ``"mosquitto"`` (skip the probe of localhost:1883) or
-    ``"embedded"`` (go straight to the embedded broker), to force a fallback.
+    ``"amqtt"`` (go straight to the Python broker), to force a fallback.
     """
-    force = url if url in ("mosquitto", "embedded") else None
+    force = url if url in ("mosquitto", "amqtt") else None
     url = None if force else url
     if url:
         from urllib.parse import urlsplit
@@ -69,9 +71,10 @@ def _broker(url: str | None, out: TextIO) -> Iterator[tuple[str, int, str, bool]
         print("demo: using the broker on localhost:1883", file=out)
         yield ("127.0.0.1", 1883, "5", True)
         return
-    exe = shutil.which("mosquitto") or (
-        "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
-    if exe and force != "embedded":
+    exe = shutil.which("mosquitto")
+    if force == "mosquitto" and not exe:
+        raise DemoBrokerMissing("--broker mosquitto: no mosquitto on PATH")
+    if exe and force != "amqtt":
         port = _free_port()
         with tempfile.TemporaryDirectory() as tmp:
             conf = Path(tmp) / "mosquitto.conf"
@@ -89,16 +92,55 @@ def _broker(url: str | None, out: TextIO) -> Iterator[tuple[str, int, str, bool]
                 proc.terminate()
                 proc.wait(10)
         return
-    from linky2mqtt.demo_broker import DemoBroker
+    with _amqtt_broker() as port:
+        print(f"demo: no broker found; started amqtt on 127.0.0.1:{port}", file=out)
+        yield ("127.0.0.1", port, "3.1.1", False)
 
-    broker = DemoBroker()
-    broker.start()
+
+class DemoBrokerMissing(RuntimeError):
+    """No broker answers, no mosquitto, and amqtt (the ``demo`` extra) is not installed."""
+
+
+@contextlib.contextmanager
+def _amqtt_broker(timeout: float = 15.0) -> Iterator[int]:
+    """An amqtt broker on 127.0.0.1 (a free port), on its own event-loop thread."""
     try:
-        print(f"demo: no broker found; started the embedded one on 127.0.0.1:{broker.port}",
-              file=out)
-        yield ("127.0.0.1", broker.port, "3.1.1", False)
+        from amqtt.broker import Broker
+    except ImportError:
+        raise DemoBrokerMissing(
+            "no MQTT broker: nothing answers on localhost:1883, mosquitto is not on PATH "
+            "and the demo's Python broker is not installed; run "
+            "pip install 'linky2mqtt[demo]' (or install mosquitto, or give --broker URL)"
+        ) from None
+    import asyncio
+    import logging
+
+    logging.getLogger("amqtt").setLevel(logging.ERROR)  # its own chatter is not the demo's
+    port = _free_port()
+    config = {
+        "listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{port}"}},
+        "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin":
+                    {"allow_anonymous": True}},
+    }
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="demo-amqtt", daemon=True)
+    thread.start()
+
+    async def start() -> Any:
+        broker = Broker(config)
+        await broker.start()
+        return broker
+
+    try:
+        broker = asyncio.run_coroutine_threadsafe(start(), loop).result(timeout)
+        try:
+            yield port
+        finally:
+            asyncio.run_coroutine_threadsafe(broker.shutdown(), loop).result(timeout)
     finally:
-        broker.stop()
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout)
+        loop.close()
 
 
 def demo_config(sim_url: str, conso_token: str, host: str, port: int, *, protocol: str,
@@ -158,7 +200,7 @@ def _short(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-def describe(topic: str, payload: bytes) -> str:
+def describe(payload: bytes) -> str:
     """One readable line for a published message."""
     if not payload:
         return "(cleared)"
@@ -182,14 +224,14 @@ def describe(topic: str, payload: bytes) -> str:
 
 
 def run_demo(broker: str | None = None, seconds: float | None = None,
-             out: TextIO | None = None) -> int:
+             out: TextIO | None = None, clock: Clock = SYSTEM_CLOCK) -> int:
     from linky2mqtt.bridge import Bridge
     from linky2mqtt.logs import setup_logging
     from linky2mqtt.simulator import SimOptions, Simulator
 
     stream = out or sys.stdout
     setup_logging("warning", "text")
-    sim = Simulator(SimOptions(host="127.0.0.1", port=0))
+    sim = Simulator(SimOptions(host="127.0.0.1", port=0, clock=clock))
     sim.start()
     print(f"demo: simulator serving Conso API, Data Connect and MyElectricalData at {sim.url}",
           file=stream)
@@ -207,7 +249,7 @@ def run_demo(broker: str | None = None, seconds: float | None = None,
                     print(f"demo: cleared {stale} retained topics left under {base}/ by an "
                           "earlier demo", file=stream)
             printer = _Printer(host, port, f"{base}/#", stream)
-            bridge = Bridge(cfg, stagger=0.5)
+            bridge = Bridge(cfg, clock=clock, stagger=0.5)
             bridge.start()
             stop = threading.Event()
             try:
@@ -237,18 +279,18 @@ def clear_retained(host: str, port: int, base: str, *, quiet: float = 0.5,
     last = [time.monotonic()]
     subscribed = threading.Event()
 
-    def on_message(client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
+    def on_message(_client: paho.Client, _userdata: Any, msg: paho.MQTTMessage) -> None:
         if msg.retain and msg.payload:
             with lock:
                 topics.add(msg.topic)
                 last[0] = time.monotonic()
 
-    def on_subscribe(*args: Any) -> None:
+    def on_subscribe(*_args: Any) -> None:
         last[0] = time.monotonic()
         subscribed.set()
 
     client = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv311)
-    client.on_connect = lambda c, u, f, rc, p=None: c.subscribe(f"{base}/#", 1)
+    client.on_connect = lambda c, _u, _f, _rc, _p=None: c.subscribe(f"{base}/#", 1)
     client.on_message = on_message
     client.on_subscribe = on_subscribe
     try:
@@ -286,14 +328,15 @@ class _Printer:
         self.topic = topic
         self.lock = threading.Lock()
         self.client = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv311)
-        self.client.on_connect = lambda c, u, f, rc, p=None: c.subscribe(topic, 1)
+        self.client.on_connect = lambda c, _u, _f, _rc, _p=None: c.subscribe(topic, 1)
         self.client.on_message = self._on_message
         self.client.connect(host, port)
         self.client.loop_start()
 
-    def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
+    def _on_message(self, _client: paho.Client, _userdata: Any,
+                    msg: paho.MQTTMessage) -> None:
         flag = "R" if msg.retain else " "
-        text = describe(msg.topic, bytes(msg.payload))
+        text = describe(bytes(msg.payload))
         line = f"{time.strftime('%H:%M:%S')} {flag} {msg.topic}  {text}"
         # the reader may go away (| head): never a traceback for that
         with self.lock, contextlib.suppress(BrokenPipeError, ValueError):

@@ -14,6 +14,7 @@ from typing import Any
 from linky2mqtt import commands
 from linky2mqtt.bridge import provider_settings
 from linky2mqtt.budgets import budget_windows
+from linky2mqtt.clock import SYSTEM_CLOCK, Clock
 from linky2mqtt.config import AccountConfig, Config
 from linky2mqtt.enedis import Budget, EnedisClient, Priority
 from linky2mqtt.model import DAILY, PDL_RE, HourlyDay, Kind, Reading, Step, aggregate_hours
@@ -25,7 +26,8 @@ class FetchUsageError(ValueError):
 
 
 class MemorySource:
-    """:class:`commands.ReadSource` over readings held in memory."""
+    """:class:`commands.ReadSource` over readings held in memory (one meter's: the
+    protocol's ``pdl`` arguments are not needed)."""
 
     def __init__(self, readings: Iterable[Reading]) -> None:
         self.daily: dict[tuple[Kind, date], Reading] = {}
@@ -36,15 +38,16 @@ class MemorySource:
             else:
                 self.curve.setdefault(r.local_date, []).append(r)
 
-    def daily_values(self, pdl: str, kind: Kind, start: date, end: date) -> dict[date, float]:
+    def daily_values(self, pdl: str, kind: Kind, start: date,  # noqa: ARG002
+                     end: date) -> dict[date, float]:
         return {d: r.value for (k, d), r in self.daily.items() if k is kind and start <= d < end}
 
-    def max_power_values(self, pdl: str, start: date,
+    def max_power_values(self, pdl: str, start: date,  # noqa: ARG002
                          end: date) -> dict[date, tuple[float, datetime]]:
         return {d: (r.value, r.peak_at or r.start) for (k, d), r in self.daily.items()
                 if k is Kind.MAX_POWER and start <= d < end}
 
-    def hourly(self, pdl: str, kind: Kind, day: date) -> HourlyDay | None:
+    def hourly(self, pdl: str, kind: Kind, day: date) -> HourlyDay | None:  # noqa: ARG002
         readings = [r for r in self.curve.get(day, []) if r.kind is kind]
         if not readings:
             return None
@@ -62,17 +65,17 @@ def _account_for(cfg: Config, pdl: str) -> AccountConfig:
 
 
 def fetch_once(cfg: Config, pdl: str, kind: str, step: str, *, start: date,
-               end: date) -> dict[str, Any]:
+               end: date, clock: Clock = SYSTEM_CLOCK) -> dict[str, Any]:
     if not PDL_RE.match(pdl):
         raise FetchUsageError(f"--pdl: expected 14 digits, got {pdl!r}")
     k, s = Kind(kind), Step(step)
     if k is Kind.MAX_POWER and s is not Step.DAY:
         raise FetchUsageError("max_power has a day step only")
     account = _account_for(cfg, pdl)
-    store = Store(cfg.store.path)
+    store = Store(cfg.store.path, clock=clock)
     try:
-        budget = Budget(budget_windows(cfg), store)
-        with EnedisClient(provider_settings(account), budget=budget,
+        budget = Budget(budget_windows(cfg), store, clock)
+        with EnedisClient(provider_settings(account), budget=budget, clock=clock,
                           deadline=account.request_timeout) as client:
             if s is Step.HOUR:
                 result = client.curve(pdl, k, start, end, priority=Priority.COMMAND)

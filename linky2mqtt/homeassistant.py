@@ -38,7 +38,6 @@ __all__ = [
 
 ORIGIN_URL = "https://github.com/linky2mqtt/linky2mqtt"
 DISCOVERY_QOS = 1
-DISCOVERY_RETAIN = True
 _ALL_STEPS = frozenset({Step.DAY, Step.MONTH, Step.HOUR})
 
 

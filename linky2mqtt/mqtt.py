@@ -58,7 +58,6 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
@@ -97,25 +96,6 @@ class Incoming:
     retain: bool = False
 
 
-def parse_mqtt_url(url: str) -> tuple[str, int, bool]:
-    """``mqtt://host[:port]`` or ``mqtts://host[:port]`` -> (host, port, use_tls).
-
-    Default ports: 1883 for ``mqtt``, 8883 for ``mqtts``. Raises ValueError otherwise.
-    """
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    if scheme not in ("mqtt", "mqtts"):
-        raise ValueError("MQTT URL scheme must be mqtt:// or mqtts://")
-    if not parts.hostname:
-        raise ValueError("MQTT URL has no host")
-    use_tls = scheme == "mqtts"
-    try:
-        port = parts.port
-    except ValueError as exc:
-        raise ValueError("MQTT URL has an invalid port") from exc
-    return parts.hostname, port or (8883 if use_tls else 1883), use_tls
-
-
 class _Client(mqtt.Client):
     """paho's client, remembering why the last connection attempt failed (for the log)."""
 
@@ -136,7 +116,7 @@ _paho_logger = logging.getLogger(f"{__name__}.paho")
 _PAHO_LINE = 300
 
 
-def _paho_log(client: mqtt.Client, userdata: Any, level: int, buf: str) -> None:
+def _paho_log(_client: mqtt.Client, _userdata: Any, level: int, buf: str) -> None:
     # paho's lines quote topics, which clients choose: escaped, and cut when long
     if len(buf) > _PAHO_LINE:
         buf = f"{buf[:_PAHO_LINE]}... ({len(buf)} characters)"
@@ -383,10 +363,10 @@ class MqttLink:
     def _handle_connect(
         self,
         client: mqtt.Client,
-        userdata: Any,
-        flags: mqtt.ConnectFlags,
+        _userdata: Any,
+        _flags: mqtt.ConnectFlags,
         reason: ReasonCode,
-        properties: Properties | None,
+        _properties: Properties | None,
     ) -> None:
         if reason.is_failure:
             # one warning per refusal reason (a broker that now refuses the password is
@@ -431,11 +411,11 @@ class MqttLink:
 
     def _handle_subscribe(
         self,
-        client: mqtt.Client,
-        userdata: Any,
+        _client: mqtt.Client,
+        _userdata: Any,
         mid: int,
         reasons: list[ReasonCode],
-        properties: Properties | None,
+        _properties: Properties | None,
     ) -> None:
         topic = self._pending_subacks.pop(mid, None)
         if topic is None:
@@ -446,7 +426,7 @@ class MqttLink:
         if not self._pending_subacks:
             self._ready()
 
-    def _handle_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
+    def _handle_connect_fail(self, _client: mqtt.Client, _userdata: Any) -> None:
         error = self._client.last_error
         delay = self._next_delay()
         level = logging.WARNING if self._failures == 1 else logging.INFO
@@ -461,11 +441,11 @@ class MqttLink:
 
     def _handle_disconnect(
         self,
-        client: mqtt.Client,
-        userdata: Any,
+        _client: mqtt.Client,
+        _userdata: Any,
         flags: mqtt.DisconnectFlags,
         reason: ReasonCode,
-        properties: Properties | None,
+        _properties: Properties | None,
     ) -> None:
         was_connected = self._connected.is_set()
         self._connected.clear()
@@ -498,7 +478,7 @@ class MqttLink:
         self._client.reconnect_delay_set(delay, delay)  # type: ignore[arg-type]
         return delay
 
-    def _handle_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+    def _handle_message(self, _client: mqtt.Client, _userdata: Any, msg: mqtt.MQTTMessage) -> None:
         try:
             topic = msg.topic
         except UnicodeDecodeError:
@@ -546,18 +526,18 @@ class MqttLink:
 
     def _handle_publish(
         self,
-        client: mqtt.Client,
-        userdata: Any,
+        _client: mqtt.Client,
+        _userdata: Any,
         mid: int,
-        reason: ReasonCode,
-        properties: Properties,
+        _reason: ReasonCode,
+        _properties: Properties,
     ) -> None:
         # Resolved on the worker: publish() registers the mid under self._lock right after
         # paho returns it, and the PUBACK may arrive before that.
         self._dispatch(lambda: self._run_ack(mid))
 
 
-def _no_delay(client: mqtt.Client, userdata: Any, sock: Any) -> None:
+def _no_delay(_client: mqtt.Client, _userdata: Any, sock: Any) -> None:
     """Send small packets (acks, command answers) at once: no Nagle delay on our socket."""
     with contextlib.suppress(OSError, AttributeError):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

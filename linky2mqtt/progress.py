@@ -24,7 +24,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from typing import Any, Final
 
 from linky2mqtt.enedis import REGISTRY, errors
@@ -148,7 +148,7 @@ class BackfillProgress:
                 self._waiting_until = None
             done = all(self._left.get(p, 1) == 0 for p in pdls)
         if budget_retry_at is not None:
-            self._line(force=True)
+            self._line()
         elif done:
             self._done()
 
@@ -164,7 +164,7 @@ class BackfillProgress:
         if due and pct < 100:  # at 100 % the "backfill done" line follows
             self._line()
 
-    def _line(self, *, force: bool = False) -> None:
+    def _line(self) -> None:
         counts = self._counts()  # exact, from the store
         pct = _percent(counts)
         self._estimate = {label: [h, w] for label, h, w in _by_label(counts)}
@@ -237,8 +237,3 @@ def budget_text(view: Mapping[str, Any]) -> str:
         label = {"12h": "12 h"}.get(name, name)
         parts.append(f"{value.get('used')}/{value.get('limit')} per {label}")
     return ", ".join(parts) or "no limit"
-
-
-def wanted_window(today: date, backfill: int) -> tuple[date, date]:
-    """``[oldest, newest)`` of the days a backfill of ``backfill`` days wants."""
-    return today - timedelta(days=backfill), today

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 from collections.abc import Callable, Iterable
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -27,7 +26,6 @@ from linky2mqtt.store import Store
 
 log = logging.getLogger(__name__)
 
-DAY_KINDS = (Kind.CONSUMPTION, Kind.PRODUCTION)
 # Payload of a pending-batch mark: "this day's batch is to be built and published".
 TO_PUBLISH = b""
 
@@ -45,7 +43,6 @@ class Publisher:
         self.store = store
         self.base = base_topic
         self.on_publish = on_publish
-        self._lock = threading.Lock()
 
     # ---- low level -------------------------------------------------------------------
 

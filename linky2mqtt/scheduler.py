@@ -61,12 +61,6 @@ def plan_windows(missing: Iterable[date], max_days: int) -> list[tuple[date, dat
     return windows
 
 
-def parse_window(spec: str) -> tuple[time, time]:
-    """``"08:00-10:00"`` -> (08:00, 10:00)."""
-    a, b = spec.split("-")
-    return time.fromisoformat(a.strip()), time.fromisoformat(b.strip())
-
-
 def first_poll_of_day(day: date, window: tuple[time, time], rng: random.Random) -> datetime:
     """A random minute of ``window`` on ``day`` (Europe/Paris), as an aware datetime."""
     start = datetime.combine(day, window[0], PARIS)

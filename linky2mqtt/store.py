@@ -14,7 +14,6 @@ Tables (schema version in ``PRAGMA user_version``, upgraded at open by ``MIGRATI
                       (topic, local date): a newer batch for a day replaces the older one;
 * ``retained``        the last retained payload of each topic, for republishing;
 * ``announced``       meters whose Home Assistant discovery was published;
-* ``meter_status``    the JSON status of each meter;
 * ``stats_sync``      Home Assistant statistics that need importing again, from when;
 * ``repairs``         days to fetch once more: when a store written before version 4 is
                       opened, every stored DST-change day whose load curve does not tile
@@ -133,6 +132,9 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             PRIMARY KEY (pdl, kind, series, day)
         ) WITHOUT ROWID""",
     ),
+    # 5: drop meter_status (created by 2, never read: the status lives in the retained
+    # topics)
+    ("DROP TABLE IF EXISTS meter_status",),
 )
 # A store older than this may hold DST days with a missing or misplaced interval.
 DST_CHECK_BEFORE = 4
@@ -701,13 +703,6 @@ class Store:
         rows = self._read(lambda c: c.execute(sql, (pdl, str(kind), series)).fetchall())
         return {date.fromisoformat(d): str(why) for d, why in rows}
 
-    def request_repair(self, pdl: str, kind: Kind | str, series: Series, day: date,
-                       reason: str) -> None:
-        with self._write() as conn:
-            conn.execute("INSERT OR REPLACE INTO repairs (pdl, kind, series, day, reason)"
-                         " VALUES (?, ?, ?, ?, ?)",
-                         (pdl, str(kind), series, day.isoformat(), reason))
-
     def clear_repair(self, pdl: str, kind: Kind | str, series: Series, day: date) -> None:
         with self._write() as conn:
             conn.execute("DELETE FROM repairs WHERE pdl = ? AND kind = ? AND series = ?"
@@ -781,12 +776,6 @@ class Store:
         sql = "SELECT at FROM requests WHERE scope = ? AND at >= ? ORDER BY at"
         rows = self._read(lambda c: c.execute(sql, (scope, since)).fetchall())
         return [float(r[0]) for r in rows]
-
-    def prune_requests(self, before: float) -> int:
-        """Delete ledger entries older than ``before``; return how many went."""
-        with self._write() as conn:
-            cur = conn.execute("DELETE FROM requests WHERE at < ?", (before,))
-            return int(cur.rowcount)
 
     # -- hourly batches awaiting PUBACK -------------------------------------------------
 
@@ -884,10 +873,6 @@ class Store:
         rows = self._read(lambda c: c.execute(sql).fetchall())
         return [(str(t), bytes(p)) for t, p in rows if str(t).startswith(prefix)]
 
-    def delete_retained(self, topic: str) -> None:
-        with self._write() as conn:
-            conn.execute("DELETE FROM retained WHERE topic = ?", (topic,))
-
     # -- Home Assistant announcements -----------------------------------------------------
 
     def announced_meters(self) -> set[str]:
@@ -903,24 +888,6 @@ class Store:
                 )
             else:
                 conn.execute("DELETE FROM announced WHERE pdl = ?", (pdl,))
-
-    # -- meter status ------------------------------------------------------------------
-
-    def save_status(self, pdl: str, status: dict[str, Any]) -> None:
-        text = json.dumps(status, ensure_ascii=False, separators=(",", ":"), default=str)
-        with self._write() as conn:
-            conn.execute(
-                "INSERT OR REPLACE INTO meter_status (pdl, status, updated) VALUES (?, ?, ?)",
-                (pdl, text, self._clock.time()),
-            )
-
-    def load_status(self, pdl: str) -> dict[str, Any] | None:
-        sql = "SELECT status FROM meter_status WHERE pdl = ?"
-        row = self._read(lambda c: c.execute(sql, (pdl,)).fetchone())
-        if row is None:
-            return None
-        doc = json.loads(row[0])
-        return doc if isinstance(doc, dict) else None
 
     # -- Home Assistant statistics sync ----------------------------------------------------
 
@@ -938,12 +905,6 @@ class Store:
         sql = "SELECT dirty_since FROM stats_sync WHERE statistic_id = ?"
         row = self._read(lambda c: c.execute(sql, (statistic_id,)).fetchone())
         return None if row is None else _utc(row[0])
-
-    def stats_dirty(self) -> dict[str, datetime]:
-        """Every statistic awaiting import -> from when."""
-        sql = "SELECT statistic_id, dirty_since FROM stats_sync ORDER BY statistic_id"
-        rows = self._read(lambda c: c.execute(sql).fetchall())
-        return {str(i): _utc(s) for i, s in rows}
 
     def stats_mark_clean(self, statistic_id: str, upto: datetime | None = None) -> None:
         """Imported. With ``upto``, only a mark no later than it is cleared (a mark set

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from linky2mqtt.clock import Clock
 from linky2mqtt.errors import Linky2MqttError
 from linky2mqtt.store import Store, StoreError
 from linky2mqtt.storelock import StoreLock
@@ -70,15 +71,16 @@ def check(path: str | os.PathLike[str]) -> list[str]:
     return [] if problems == ["ok"] else problems
 
 
-def open_checked(path: str | Path) -> tuple[StoreLock, Store]:
-    """A bridge's store: its lock taken (:class:`~linky2mqtt.storelock.StoreInUse` when
-    another bridge runs), opened (:class:`StoreError`: missing, read-only...) and checked
+def open_checked(path: str | Path, clock: Clock) -> tuple[StoreLock, Store]:
+    """A bridge's store, on the bridge's ``clock``: its lock taken
+    (:class:`~linky2mqtt.storelock.StoreInUse` when another bridge runs), opened
+    (:class:`StoreError`: missing, read-only...) and checked
     (:class:`StoreDamaged`). On any failure nothing stays open or locked."""
     lock = StoreLock.acquire(path)
     store: Store | None = None
     try:
         try:
-            store = Store(path)
+            store = Store(path, clock=clock)
         except StoreError as exc:
             if exc.__cause__ is not None and is_damage(exc.__cause__):
                 raise StoreDamaged(str(path), [str(exc.__cause__)]) from None

@@ -36,12 +36,6 @@ __all__ = [
     "OFFLINE",
     "ONLINE",
     "QOS",
-    "RETAIN_CONTRACT",
-    "RETAIN_INFO",
-    "RETAIN_MAX_POWER",
-    "RETAIN_RESPONSE",
-    "RETAIN_STATE",
-    "RETAIN_STATUS",
     "SCHEMA",
     "bridge_info",
     "bridge_state",
@@ -69,12 +63,6 @@ __all__ = [
 
 SCHEMA = 1
 QOS = 1  # every message the bridge publishes
-RETAIN_STATE = True
-RETAIN_INFO = True
-RETAIN_MAX_POWER = True
-RETAIN_CONTRACT = True
-RETAIN_STATUS = True
-RETAIN_RESPONSE = False
 _METER_RETAIN = {Step.DAY: True, Step.MONTH: True, Step.HOUR: False}
 ONLINE = "online"
 OFFLINE = "offline"

@@ -1,19 +1,15 @@
 """Shared fixtures: a private mosquitto broker, the simulator, MQTT collectors.
 
-The whole suite runs on one fixed timeline: every default clock (in this process and in
-the bridges and simulators started as subprocesses, which inherit the variable) reads
+The whole suite runs on one fixed timeline, ``tests.support.clock.SUITE_CLOCK``: it reads
 2026-11-29 10:30 Paris when the suite starts and then runs at real speed. So the results
 do not depend on the day or hour the suite runs: yesterday's data is always there (the
 simulator serves day D from 08:00 on D+1) and both 2026 DST days are in the past.
+Production code reads no clock from the environment: tests pass ``SUITE_CLOCK`` explicitly
+(the ``make_simulator`` fixture does it for simulators), and start bridge subprocesses
+with ``tests.support.clock.bridge_command`` (the test-only ``tests.support.bridge_main``).
 """
 
 from __future__ import annotations
-
-import os
-import time
-
-SUITE_START = "2026-11-29T10:30:00+01:00"
-os.environ.setdefault("LINKY2MQTT_CLOCK", f"{SUITE_START}@{time.time()}")
 
 pytest_plugins = ["tests.support.broker", "tests.support.pki", "tests.support.simulator"]
 
@@ -29,7 +25,7 @@ pytest_plugins = ["tests.support.broker", "tests.support.pki", "tests.support.si
 import pytest  # noqa: E402
 
 E2E_FIXTURES = frozenset({"broker"})
-E2E_MODULES = frozenset({"test_soak", "test_demo", "test_demo_broker"})
+E2E_MODULES = frozenset({"test_soak", "test_demo"})
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -12,7 +12,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from linky2mqtt.simulator import Simulator
 from tests.support.bridge import REPO, data_requests, wait_until
 from tests.support.broker import Mosquitto, free_port
 from tests.support.cli import run_cli, saved_root_logging
+from tests.support.clock import bridge_command
 from tests.support.fake_ha import FakeHA
 from tests.support.mqtt_client import Collector
 from tests.support.supervisor import SUPERVISOR_TOKEN, Broker, SupervisorStandIn
@@ -94,7 +94,7 @@ def test_every_option_reaches_the_configuration(tmp_path: Path) -> None:
     ha = cfg.homeassistant
     assert (ha.discovery, ha.discovery_prefix) == (False, "ha")
     assert ha.statistics is not None
-    assert ha.statistics.websocket_url == "ws://supervisor.test/core/websocket"
+    assert ha.statistics.url == "ws://supervisor.test/core/websocket"  # used as is
     assert ha.statistics.token.reveal() == "sup-tok"
     assert cfg.store.path == tmp_path / "linky2mqtt.db"
     assert (cfg.log.level, cfg.commands) == ("debug", False)
@@ -255,7 +255,7 @@ class Addon:
         env = {k: v for k, v in os.environ.items() if k != "LINKY2MQTT_CONFIG"}
         env.update(sup.env(), PYTHONUNBUFFERED="1",
                    LINKY2MQTT_ADDON_OPTIONS=str(data / "options.json"))
-        self.proc = subprocess.Popen([sys.executable, "-m", "linky2mqtt", "run"], cwd=REPO,
+        self.proc = subprocess.Popen(bridge_command("run"), cwd=REPO,
                                      env=env, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE, text=True)
 

@@ -13,7 +13,6 @@ import os
 import re
 import sqlite3
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -45,6 +44,7 @@ from linky2mqtt.simulator import Simulator
 from linky2mqtt.store import Store, StoreError
 from tests.support.broker import Mosquitto
 from tests.support.cli import run_cli, saved_root_logging
+from tests.support.clock import SUITE_CLOCK, bridge_command
 from tests.test_config_fuzz import ENV, PROBLEM_RE, SECRET_VALUES, VALID, VALUES, paths
 from tests.test_enedis_budget import ManualClock
 from tests.test_enedis_client import jwt
@@ -279,7 +279,7 @@ def test_disk_full_is_a_clear_store_error_and_never_corrupts(
     cfg = load_text(_bridge_yaml(db, broker, simulator, pdls, hour_days=60), env={})
     Store(db).close()  # schema in place; then leave only a little room
     filler = _fill(tmpfs, leave=48 * 1024)
-    bridge = Bridge(cfg, stagger=0.0)
+    bridge = Bridge(cfg, stagger=0.0, clock=SUITE_CLOCK)
     bridge.start()
     try:
         def poll_errors() -> list[logging.LogRecord]:
@@ -330,7 +330,7 @@ def test_store_error_at_write_names_the_file(tmpfs: Path) -> None:
 
 
 def _run_subprocess(config: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "linky2mqtt", "run", "-c", str(config)],
+    return subprocess.run(bridge_command("run", "-c", str(config)),
                           check=False, capture_output=True, text=True, timeout=60, cwd=REPO)
 
 

@@ -26,6 +26,7 @@ from linky2mqtt.simulator import Simulator, data
 from linky2mqtt.simulator.bodies import TARIFF_WORDS
 from tests.support.bridge import account_yaml, config_yaml, latest_day
 from tests.support.broker import Mosquitto
+from tests.support.clock import SUITE_CLOCK
 from tests.support.mqtt_client import Collector, Message
 
 LOST = "22516914714270"
@@ -50,7 +51,7 @@ def test_adam_dc_0007_stops_the_meter_with_an_actionable_status(
                              token=simulator.make_conso_token([LOST, GOOD]))]
     cfg = load_text(config_yaml(broker.url, store, accounts))
     watcher = Collector(broker.host, broker.port, ["l2m/#"])
-    bridge = Bridge(cfg, stagger=0.2)
+    bridge = Bridge(cfg, stagger=0.2, clock=SUITE_CLOCK)
     bridge.start()
 
     def settled(msgs: list[Message]) -> bool:
@@ -90,7 +91,7 @@ def test_2026_contract_array_published(
     cfg = load_text(config_yaml(broker.url, tmp_path / "s.db", accounts))
     watcher = Collector(broker.host, broker.port, ["l2m/#"])
     caplog.set_level(logging.INFO)
-    bridge = Bridge(cfg, stagger=0.2)
+    bridge = Bridge(cfg, stagger=0.2, clock=SUITE_CLOCK)
     bridge.start()
     topic = f"l2m/{SELF}/contract"
     try:

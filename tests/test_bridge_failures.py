@@ -18,6 +18,7 @@ from linky2mqtt.model import Kind
 from linky2mqtt.simulator import Simulator
 from tests.support.bridge import account_yaml, config_yaml, latest_day, truth_day_kwh
 from tests.support.broker import Mosquitto
+from tests.support.clock import SUITE_CLOCK
 from tests.support.mqtt_client import Collector, Message
 
 GOOD_CONSO = "12345678901234"
@@ -47,7 +48,7 @@ def test_failing_accounts_and_meters_do_not_stop_the_others(
     cfg = load_text(config_yaml(broker.url, tmp_path / "s.db", accounts))
     watcher = Collector(broker.host, broker.port, ["l2m/#"])
     caplog.set_level(logging.INFO)
-    bridge = Bridge(cfg, stagger=0.2)
+    bridge = Bridge(cfg, stagger=0.2, clock=SUITE_CLOCK)
     bridge.start()
     latest = latest_day()
 

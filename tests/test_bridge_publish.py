@@ -28,6 +28,7 @@ from tests.support.bridge import (
     truth_hours,
 )
 from tests.support.broker import Mosquitto
+from tests.support.clock import SUITE_CLOCK
 from tests.support.mqtt_client import Collector, Message
 
 BACKFILL_DAY = 40
@@ -118,7 +119,7 @@ def test_three_providers_publish_exact_values(simulator: Simulator, broker: Mosq
                                               tmp_path: Path) -> None:
     cfg = load_text(_config(simulator, broker, tmp_path))
     watcher = Collector(broker.host, broker.port, ["l2m/#"])
-    bridge = Bridge(cfg, stagger=0.2)
+    bridge = Bridge(cfg, stagger=0.2, clock=SUITE_CLOCK)
     bridge.start()
     hour_days = days_back(BACKFILL_HOUR)
     try:

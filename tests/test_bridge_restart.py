@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 from linky2mqtt.bridge import Bridge
-from linky2mqtt.clock import SYSTEM_CLOCK
 from linky2mqtt.config import load_text
 from linky2mqtt.model import Kind
 from linky2mqtt.simulator import Simulator
@@ -30,6 +29,7 @@ from tests.support.bridge import (
     truth_hours,
 )
 from tests.support.broker import Mosquitto
+from tests.support.clock import SUITE_CLOCK
 from tests.support.mqtt_client import Collector, Message
 
 CONSO = "12655648759651"  # consumes and produces
@@ -108,7 +108,7 @@ def test_sigterm_then_restart_makes_no_upstream_request(
     watcher = Collector(broker.host, broker.port, ["l2m/#"])
     first = BridgeProcess(cfg)
     try:
-        started = SYSTEM_CLOCK.now()
+        started = SUITE_CLOCK.now()
         watcher.wait_for(lambda ms: _all_batches(ms, days_back(10))
                          and _statuses_after(ms, started), timeout=45,
                          what="first run published everything")
@@ -121,7 +121,7 @@ def test_sigterm_then_restart_makes_no_upstream_request(
     finally:
         first.close()
 
-    restarted_at = SYSTEM_CLOCK.now()
+    restarted_at = SUITE_CLOCK.now()
     n = len(watcher.messages)
     second = BridgeProcess(cfg)
     try:
@@ -214,7 +214,7 @@ def test_broker_outage_mid_backfill_delivers_every_batch(
                                 _accounts(sim, hour=HOUR_BACKFILL)))
     days = days_back(HOUR_BACKFILL)
     consumer = SessionCollector(broker.host, broker.port, "l2m/#", "test-consumer")
-    bridge = Bridge(cfg, stagger=0.2)
+    bridge = Bridge(cfg, stagger=0.2, clock=SUITE_CLOCK)
     bridge.start()
     try:
         consumer.wait_for(lambda ms: any(m.topic.endswith("/hour") for m in ms), 30,

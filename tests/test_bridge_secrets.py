@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from datetime import datetime
 from pathlib import Path
 
-from linky2mqtt.clock import SYSTEM_CLOCK
 from linky2mqtt.model import Kind
 from tests.support.bridge import (
     REPO,
@@ -25,6 +23,7 @@ from tests.support.bridge import (
     truth_hours,
 )
 from tests.support.broker import Mosquitto
+from tests.support.clock import SUITE_CLOCK, bridge_command
 from tests.support.mqtt_client import Collector, Message
 from tests.support.simulator import MakeSimulator
 
@@ -75,7 +74,7 @@ def test_no_secret_in_payloads_or_debug_logs(make_simulator: MakeSimulator,
     cfg = _config(sim, broker, tmp_path, token)
     everything = Collector(broker.host, broker.port, ["#"])
     proc = BridgeProcess(cfg)
-    started = SYSTEM_CLOCK.now().replace(microsecond=0)
+    started = SUITE_CLOCK.now().replace(microsecond=0)
 
     def done(msgs: list[Message]) -> bool:
         for pdl in (CONSO, DC, MED, REVOKED):
@@ -108,7 +107,7 @@ def test_no_secret_in_payloads_or_debug_logs(make_simulator: MakeSimulator,
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "linky2mqtt", *args], check=False,
+    return subprocess.run(bridge_command(*args), check=False,
                           cwd=REPO,
                           capture_output=True, text=True, timeout=60)
 

@@ -19,6 +19,7 @@ from linky2mqtt.model import Kind, local_iso
 from linky2mqtt.simulator import Simulator
 from tests.support.bridge import account_yaml, config_yaml, days_back, truth_hours
 from tests.support.broker import Mosquitto
+from tests.support.clock import SUITE_CLOCK
 from tests.support.fake_ha import FakeHA
 
 PDL = "22516914714270"
@@ -45,7 +46,7 @@ def _bridge(broker: Mosquitto, sim: Simulator, ha: FakeHA, store: Path) -> Bridg
         "homeassistant:\n  discovery: false\n",
         f"homeassistant:\n  discovery: false\n  statistics:\n    url: {ha.url}\n"
         f"    token: {TOKEN}\n")
-    return Bridge(load_text(text, env={}), stagger=0.0)
+    return Bridge(load_text(text, env={}), stagger=0.0, clock=SUITE_CLOCK)
 
 
 def _wait_rows(ha: FakeHA, count: int, timeout: float = 60.0) -> list[dict[str, object]]:

@@ -34,12 +34,12 @@ from paho.mqtt.properties import Properties
 
 from linky2mqtt import command_worker
 from linky2mqtt.bridge import Bridge
-from linky2mqtt.clock import SYSTEM_CLOCK
 from linky2mqtt.config import load_text
 from linky2mqtt.model import PARIS
 from linky2mqtt.mqtt import Incoming
 from linky2mqtt.simulator import SimOptions, Simulator
 from tests.support.broker import Mosquitto
+from tests.support.clock import SUITE_CLOCK
 from tests.support.mqtt_client import Message
 from tests.support.waiting import wait_until
 
@@ -66,7 +66,7 @@ topic write {REQ}/#
 topic read {RESP}/#
 topic readwrite replies/nodered/#
 """
-_NOW = SYSTEM_CLOCK.now().astimezone(PARIS)
+_NOW = SUITE_CLOCK.now().astimezone(PARIS)
 LATEST = _NOW.date() - timedelta(days=1 if _NOW.hour >= 8 else 2)
 _tx = itertools.count(1)
 
@@ -189,14 +189,14 @@ def polled(watcher: Client, base: str, pdls: tuple[str, ...]) -> None:
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     tmp = tmp_path_factory.mktemp("safety")
     broker = acl_broker(tmp)
-    sim = Simulator(SimOptions(port=0))
+    sim = Simulator(SimOptions(port=0, clock=SUITE_CLOCK))
     sim.start()
     watcher = Client(broker, "watcher", ["#"])
     bridge = Bridge(load_text(bridge_yaml(
         broker, sim, client_id="l2m-safety", store="bridge.db",
         extra="homeassistant: {discovery: true}\n"
               "commands: {response_topics: [replies/nodered], max_payload: 4096}\n"),
-        env={}, base_dir=tmp), stagger=0.0)
+        env={}, base_dir=tmp), stagger=0.0, clock=SUITE_CLOCK)
     bridge.start()
     try:
         polled(watcher, BASE, (A, C))
@@ -373,7 +373,7 @@ def test_retained_requests_are_ignored_and_left_alone(
             bridge = Bridge(load_text(bridge_yaml(
                 env.broker, env.sim, base=base, client_id="l2m-ret", store="ret.db",
                 pdls=(A,), extra="homeassistant: {discovery: false}\n"),
-                env={}, base_dir=env.tmp), stagger=0.0)
+                env={}, base_dir=env.tmp), stagger=0.0, clock=SUITE_CLOCK)
             with watch._cond:
                 watch.messages.clear()
             bridge.start()

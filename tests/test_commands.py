@@ -319,17 +319,17 @@ def test_long_command_name_is_shortened_in_the_message() -> None:
 
 
 def test_answer_shapes() -> None:
-    assert ok("info", {"a": 1}, "t") == {"status": "ok", "data": {"a": 1}, "transaction": "t"}
-    assert ok("info", {"a": 1}) == {"status": "ok", "data": {"a": 1}}
-    assert ok("info", {}, None) == {"status": "ok", "data": {}, "transaction": None}
-    assert error("read", "bad", {"k": [1]}) == {
+    assert ok({"a": 1}, "t") == {"status": "ok", "data": {"a": 1}, "transaction": "t"}
+    assert ok({"a": 1}) == {"status": "ok", "data": {"a": 1}}
+    assert ok({}, None) == {"status": "ok", "data": {}, "transaction": None}
+    assert error("bad", {"k": [1]}) == {
         "status": "error",
         "error": "bad",
         "data": {},
         "transaction": {"k": [1]},
     }
-    assert error("read", "bad") == {"status": "error", "error": "bad", "data": {}}
-    assert encode(error("read", "bad", 5)) == (
+    assert error("bad") == {"status": "error", "error": "bad", "data": {}}
+    assert encode(error("bad", 5)) == (
         b'{"status":"error","error":"bad","data":{},"transaction":5}'
     )
     assert response_topic("linky2mqtt", "read") == "linky2mqtt/bridge/response/read"
@@ -338,7 +338,7 @@ def test_answer_shapes() -> None:
 def test_encode_keeps_odd_strings_valid() -> None:
     got = parse("info", b'{"transaction":"\\ud800 caf\xc3\xa9"}')
     assert isinstance(got, InfoRequest)
-    raw = encode(ok("info", {}, got.transaction))
+    raw = encode(ok({}, got.transaction))
     raw.decode("utf-8")
     assert json.loads(raw)["transaction"] == "\ud800 café"
 
@@ -620,7 +620,7 @@ def check_outcome(command: str, got: object) -> None:
         assert got.command == command
         raw = encode(rejection_answer(got))
     else:
-        raw = encode(ok(got.command, {}, got.transaction))
+        raw = encode(ok({}, got.transaction))
     json.loads(raw, parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"))
     if isinstance(got, ReadRequest):
         assert got.pdl in PDLS

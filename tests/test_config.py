@@ -150,7 +150,6 @@ def test_full_settings_are_read() -> None:
     ha = cfg.homeassistant
     assert (ha.discovery, ha.discovery_prefix, ha.status_topic) == (False, "ha", "ha/status")
     assert ha.statistics == StatisticsConfig(url="http://ha.local:8123", token=Secret("ha-SECRET"))
-    assert ha.statistics.websocket_url == "ws://ha.local:8123/api/websocket"
     assert cfg.store.path == Path("/data/l.db")
     assert (cfg.log.level, cfg.log.format, cfg.commands) == ("debug", "json", False)
     assert cfg.poll_window == (time(7, 30), time(11, 45))
@@ -189,14 +188,6 @@ def test_mqtt_url_is_normalised() -> None:
 def test_protocol_spellings(text: str) -> None:
     cfg = ok(as_text(base()) + f"mqtt:\n  protocol: {text}\n")
     assert cfg.mqtt.protocol == text.strip('"')
-
-
-def test_statistics_websocket_urls() -> None:
-    def ws(url: str) -> str:
-        return StatisticsConfig(url=url, token=Secret("x")).websocket_url
-    assert ws("https://ha.example") == "wss://ha.example/api/websocket"
-    assert ws("ws://ha.local:8123") == "ws://ha.local:8123/api/websocket"
-    assert ws("wss://ha.example/api/websocket") == "wss://ha.example/api/websocket"
 
 
 # --------------------------------------------------------------------------- meters: auto, defaults

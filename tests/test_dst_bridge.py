@@ -24,7 +24,6 @@ from typing import Any
 import pytest
 
 from linky2mqtt.bridge import Bridge
-from linky2mqtt.clock import SYSTEM_CLOCK
 from linky2mqtt.config import load_text
 from linky2mqtt.ha_statistics import StatisticsSink
 from linky2mqtt.ha_statistics.sink import MemorySyncState
@@ -40,6 +39,7 @@ from tests.support.bridge import (
     truth_hours,
 )
 from tests.support.broker import Mosquitto
+from tests.support.clock import SUITE_CLOCK
 from tests.support.fake_ha import FakeHA
 from tests.support.mqtt_client import Collector, Message
 from tests.support.simulator import MakeSimulator
@@ -149,7 +149,7 @@ def test_dst_days_exact_in_each_convention(
     store = tmp_path / "s.db"
     text = _config(sim, broker, ha, store, meters=METERS)
     watch = Collector(broker.host, broker.port, ["l2m/#"])
-    bridge = Bridge(load_text(text, env={}), stagger=0.0)
+    bridge = Bridge(load_text(text, env={}), stagger=0.0, clock=SUITE_CLOCK)
     bridge.start()
     try:
         _online(watch, 1)
@@ -191,7 +191,7 @@ def test_dst_days_exact_in_each_convention(
     # answered from the store
     before = data_requests(sim)
     total = sim.stats()["total"]
-    again = Bridge(load_text(text, env={}), stagger=0.0)
+    again = Bridge(load_text(text, env={}), stagger=0.0, clock=SUITE_CLOCK)
     again.start()
     try:
         _online(watch, 2)
@@ -267,7 +267,7 @@ def test_previous_release_store_with_a_broken_dst_day_is_repaired_on_start(
     sim = simulator  # wall-clock stamps: what broke the previous release
     _, pdl = METERS[30]
     broken = date(2026, 10, 25)
-    today = SYSTEM_CLOCK.now().astimezone(PARIS).date()
+    today = SUITE_CLOCK.now().astimezone(PARIS).date()
     days = [today - timedelta(days=i) for i in range(1, (today - date(2026, 10, 24)).days + 1)]
     store = tmp_path / "old.db"
     held = _previous_release_store(store, sim, pdl, days, broken)
@@ -288,7 +288,7 @@ def test_previous_release_store_with_a_broken_dst_day_is_repaired_on_start(
                 [r for r in held if r.local_date == day], day).hours if start <= h.start < end]
         return out
 
-    seed = StatisticsSink(ha.url, TOKEN, MemorySyncState(), SYSTEM_CLOCK,
+    seed = StatisticsSink(ha.url, TOKEN, MemorySyncState(), SUITE_CLOCK,
                           hours_source=old_hours_source, series=[(pdl, Kind.CONSUMPTION)])
     seed.notify(pdl, Kind.CONSUMPTION, day_bounds(min(days))[0])
     assert seed.sync().error is None
@@ -300,7 +300,7 @@ def test_previous_release_store_with_a_broken_dst_day_is_repaired_on_start(
 
     text = _config(sim, broker, ha, store, meters={30: METERS[30]}, backfill=len(days))
     watch = Collector(broker.host, broker.port, ["l2m/#"])
-    bridge = Bridge(load_text(text, env={}), stagger=0.0)
+    bridge = Bridge(load_text(text, env={}), stagger=0.0, clock=SUITE_CLOCK)
     bridge.start()
     try:
         batch = watch.wait_for(

@@ -22,6 +22,7 @@ from linky2mqtt.poller import MeterPoller
 from linky2mqtt.simulator import Simulator
 from linky2mqtt.store import MIGRATIONS, SCHEMA_VERSION, Store
 from tests.support.bridge import data_requests
+from tests.support.clock import SUITE_CLOCK
 
 PDL = "12345678901234"
 MARCH, OCTOBER, NORMAL = date(2026, 3, 29), date(2026, 10, 25), date(2026, 7, 14)
@@ -108,7 +109,7 @@ def test_poll_fetches_a_listed_day_once_and_drops_what_was_misplaced(
     settings = ProviderSettings("myelectricaldata", token="t", base_url=simulator.url)
     client = EnedisClient(settings, budget=Budget(default_windows("myelectricaldata"),
                                                   MemoryLedger()),
-                          retry=RetryPolicy(attempts=1, sleep=no_sleep))
+                          retry=RetryPolicy(attempts=1, sleep=no_sleep), clock=SUITE_CLOCK)
     meter = MeterConfig(pdl, "m", steps=frozenset({Step.HOUR}), backfill_hour=1)
     now = datetime(2026, 11, 29, 10, 0, tzinfo=PARIS)
     with Store(path) as store:
@@ -159,7 +160,7 @@ def test_impossible_values_an_earlier_version_stored_are_fetched_again(
     settings = ProviderSettings("myelectricaldata", token="t", base_url=simulator.url)
     client = EnedisClient(settings, budget=Budget(default_windows("myelectricaldata"),
                                                   MemoryLedger()),
-                          retry=RetryPolicy(attempts=1, sleep=no_sleep))
+                          retry=RetryPolicy(attempts=1, sleep=no_sleep), clock=SUITE_CLOCK)
     meter = MeterConfig(pdl, "m", steps=frozenset({Step.DAY, Step.HOUR}), backfill_day=10,
                         backfill_hour=1)
     now = datetime(2026, 11, 29, 10, 0, tzinfo=PARIS)

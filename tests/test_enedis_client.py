@@ -26,6 +26,7 @@ from linky2mqtt.enedis import (
     no_sleep,
 )
 from linky2mqtt.model import Kind
+from tests.support.clock import SUITE_CLOCK
 from tests.test_enedis_budget import ManualClock
 
 PDL = "12345678901234"
@@ -542,8 +543,9 @@ def test_conso_covered_pdls_from_jwt_sub() -> None:
         client.daily("99999999999999", Kind.CONSUMPTION, date(2026, 11, 1), date(2026, 11, 2))
     assert fake.requests == []
     single = ProviderSettings("conso", token=jwt(PDL))
-    assert EnedisClient(single, http=httpx.Client()).covered_pdls() == [PDL]
-    bad = EnedisClient(ProviderSettings("conso", token="not-a-jwt"), http=httpx.Client())
+    assert EnedisClient(single, http=httpx.Client(), clock=SUITE_CLOCK).covered_pdls() == [PDL]
+    bad = EnedisClient(ProviderSettings("conso", token="not-a-jwt"), http=httpx.Client(),
+                       clock=SUITE_CLOCK)
     with pytest.raises(errors.AuthError, match="not a JWT") as info:
         bad.covered_pdls()
     assert "not-a-jwt" not in str(info.value)
@@ -596,11 +598,12 @@ def test_invalid_arguments() -> None:
 
 def test_close_only_what_it_created() -> None:
     injected = httpx.Client()
-    client = EnedisClient(ProviderSettings("myelectricaldata", token="t"), http=injected)
+    client = EnedisClient(ProviderSettings("myelectricaldata", token="t"), http=injected,
+                          clock=SUITE_CLOCK)
     client.close()
     assert not injected.is_closed
     injected.close()
-    own = EnedisClient(ProviderSettings("myelectricaldata", token="t"))
+    own = EnedisClient(ProviderSettings("myelectricaldata", token="t"), clock=SUITE_CLOCK)
     with own:
         pass
     assert own.http.is_closed

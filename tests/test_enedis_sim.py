@@ -27,6 +27,7 @@ from linky2mqtt.enedis import (
 )
 from linky2mqtt.model import Kind, aggregate_hours, day_bounds
 from linky2mqtt.simulator import Simulator
+from tests.support.clock import SUITE_CLOCK
 from tests.test_enedis_budget import ManualClock
 
 PROVIDERS = ["conso", "dataconnect", "myelectricaldata"]
@@ -389,7 +390,7 @@ def test_dataconnect_bad_credentials(simulator: Simulator) -> None:
     settings = ProviderSettings(
         "dataconnect", client_id="sim-client", client_secret="wrong-secret", base_url=simulator.url
     )
-    client = EnedisClient(settings, retry=RetryPolicy(sleep=no_sleep))
+    client = EnedisClient(settings, retry=RetryPolicy(sleep=no_sleep), clock=SUITE_CLOCK)
     with client, pytest.raises(errors.AuthError) as info:
         client.daily(SELF, Kind.CONSUMPTION, date(2026, 10, 1), date(2026, 10, 2))
     assert "wrong-secret" not in str(info.value)

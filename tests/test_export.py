@@ -29,6 +29,7 @@ from tests.support.bridge import (
 )
 from tests.support.broker import Mosquitto
 from tests.support.cli import run_cli, saved_root_logging
+from tests.support.clock import SUITE_CLOCK
 
 PDL = "22516914714270"
 DAYS = 45
@@ -45,7 +46,7 @@ def filled(broker: Mosquitto, simulator: Simulator, tmp_path: Path) -> tuple[Pat
     text = config_yaml(broker.url, store, [account], extra="commands: false\n")
     cfg = tmp_path / "c.yaml"
     cfg.write_text(text)
-    bridge = Bridge(load_text(text, env={}), stagger=0.0)
+    bridge = Bridge(load_text(text, env={}), stagger=0.0, clock=SUITE_CLOCK)
     bridge.start()
     try:
         days = days_back(DAYS)

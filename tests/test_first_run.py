@@ -11,7 +11,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -19,7 +18,6 @@ from pathlib import Path
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
-from linky2mqtt.clock import SYSTEM_CLOCK
 from linky2mqtt.logs import setup_logging
 from linky2mqtt.model import PARIS, Kind
 from linky2mqtt.simulator import Simulator
@@ -34,6 +32,7 @@ from tests.support.bridge import (
 )
 from tests.support.broker import Mosquitto
 from tests.support.cli import saved_root_logging
+from tests.support.clock import SUITE_CLOCK, bridge_command
 from tests.support.mqtt_client import Collector
 
 DC_PDL = "22516914714270"
@@ -93,7 +92,7 @@ def test_a_backfill_says_how_far_it_is_and_when_it_is_done(
     assert m is not None, done
     # the figures are what the store holds and what the simulator answered
     with Store(store) as db:
-        today = SYSTEM_CLOCK.now().astimezone(PARIS).date()
+        today = SUITE_CLOCK.now().astimezone(PARIS).date()
         days = db.days_with_daily(DC_PDL, Kind.CONSUMPTION, today - timedelta(730), today)
         hours = db.days_with_complete_curve(DC_PDL, Kind.CONSUMPTION,
                                             today - timedelta(120), today)
@@ -125,7 +124,7 @@ def test_a_budget_wait_says_until_when(broker: Mosquitto, simulator: Simulator,
     assert m is not None, line
     # 8 requests per 12 h: the first request leaves the window 12 h after it was made
     until = datetime.strptime(m["until"], "%H:%M").time()
-    now = SYSTEM_CLOCK.now().astimezone(PARIS)
+    now = SUITE_CLOCK.now().astimezone(PARIS)
     expected = (now + timedelta(hours=12)).time()
     gap = abs((datetime.combine(now.date(), until) - datetime.combine(now.date(), expected))
               .total_seconds())
@@ -213,8 +212,8 @@ def test_the_demo_ignores_stale_retained_topics_and_clears_its_own(
     wait_until(lambda: len(_retained(broker.host, broker.port, "linky2mqtt_demo")) == 2, 10,
                "the stale topics on the broker")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "linky2mqtt", "demo", "--broker", broker.url,
-         "--seconds", "12"], cwd=REPO, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        bridge_command("demo", "--broker", broker.url, "--seconds", "12"),
+        cwd=REPO, env={**os.environ, "PYTHONUNBUFFERED": "1"},
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         out, err = proc.communicate(timeout=90)

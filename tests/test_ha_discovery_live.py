@@ -26,6 +26,7 @@ from linky2mqtt.bridge import Bridge
 from linky2mqtt.config import load_text
 from linky2mqtt.simulator import Simulator
 from tests.support.broker import Mosquitto as Broker
+from tests.support.clock import SUITE_CLOCK
 from tests.support.mqtt_client import Collector, Message
 
 pytestmark = pytest.mark.timeout(120)
@@ -122,7 +123,7 @@ def test_discovery_birth_states_and_removal(broker: Broker, simulator: Simulator
                                             collector: Collector, tmp_path: Path) -> None:
     store = tmp_path / "store.db"
     cfg = load_text(config(broker, simulator, store, [CONSUMER, PRODUCER]))
-    bridge = Bridge(cfg, rng=FixedDelay(), stagger=0.2)
+    bridge = Bridge(cfg, rng=FixedDelay(), stagger=0.2, clock=SUITE_CLOCK)
     bridge.start()
     try:
         day_c = topics.meter_topic(B, CONSUMER, "consumption", "day")
@@ -211,7 +212,7 @@ def test_discovery_birth_states_and_removal(broker: Broker, simulator: Simulator
     # -- restart with the producer removed: its discovery is cleared -------------------
     n = len(collector.messages)
     cfg = load_text(config(broker, simulator, store, [CONSUMER]))
-    bridge = Bridge(cfg, rng=FixedDelay(), stagger=0.2)
+    bridge = Bridge(cfg, rng=FixedDelay(), stagger=0.2, clock=SUITE_CLOCK)
     bridge.start()
     try:
         cleared = collector.wait_for(
@@ -237,7 +238,7 @@ def test_discovery_birth_states_and_removal(broker: Broker, simulator: Simulator
 def test_discovery_off_publishes_nothing_under_the_prefix(
         broker: Broker, simulator: Simulator, collector: Collector, tmp_path: Path) -> None:
     cfg = load_text(config(broker, simulator, tmp_path / "s.db", [CONSUMER], discovery=False))
-    bridge = Bridge(cfg, rng=FixedDelay(), stagger=0.2)
+    bridge = Bridge(cfg, rng=FixedDelay(), stagger=0.2, clock=SUITE_CLOCK)
     bridge.start()
     try:
         collector.wait_topic(topics.meter_topic(B, CONSUMER, "consumption", "day"), 60)

@@ -18,7 +18,7 @@ import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from linky2mqtt.mqtt import Incoming, MqttLink, parse_mqtt_url
+from linky2mqtt.mqtt import Incoming, MqttLink
 from tests.support.broker import Mosquitto, free_port
 from tests.support.mqtt_client import Collector, Message
 
@@ -142,15 +142,6 @@ def retained(made: list[Collector], b: Mosquitto, topic: str) -> Message:
 
 
 # -- unit ------------------------------------------------------------------------------
-
-
-def test_parse_mqtt_url() -> None:
-    assert parse_mqtt_url("mqtt://broker.lan") == ("broker.lan", 1883, False)
-    assert parse_mqtt_url("mqtts://broker.lan") == ("broker.lan", 8883, True)
-    assert parse_mqtt_url("MQTTS://10.0.0.2:8884") == ("10.0.0.2", 8884, True)
-    for bad in ("http://x", "mqtt://", "mqtt://h:99999", "broker:1883"):
-        with pytest.raises(ValueError):
-            parse_mqtt_url(bad)
 
 
 def test_backoff_is_exponential_jittered_and_capped() -> None:

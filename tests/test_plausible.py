@@ -27,6 +27,7 @@ from linky2mqtt.enedis import (
 from linky2mqtt.model import Kind, Reading, Step, day_bounds
 from linky2mqtt.poller import MeterPoller
 from linky2mqtt.store import Store
+from tests.support.clock import SUITE_CLOCK
 
 PDL = "12345678901234"
 DAY = date(2026, 11, 20)
@@ -117,7 +118,8 @@ def test_poller_refuses_impossible_days_and_asks_again(
     client = EnedisClient(settings, budget=Budget(default_windows("myelectricaldata"),
                                                   MemoryLedger()),
                           retry=RetryPolicy(attempts=1, sleep=no_sleep),
-                          http=httpx.Client(transport=httpx.MockTransport(handler)))
+                          http=httpx.Client(transport=httpx.MockTransport(handler)),
+                          clock=SUITE_CLOCK)
     meter = MeterConfig(PDL, "m", steps=frozenset({Step.DAY}), backfill_day=2)
     now = datetime.combine(DAY, datetime.min.time(), UTC) + timedelta(hours=10)
     caplog.set_level(logging.WARNING)

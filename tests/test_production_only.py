@@ -32,6 +32,7 @@ from tests.support.bridge import (
     truth_hours,
 )
 from tests.support.broker import Mosquitto
+from tests.support.clock import SUITE_CLOCK
 from tests.support.mqtt_client import Collector, Message
 
 pytestmark = pytest.mark.timeout(120)
@@ -95,7 +96,7 @@ def test_statistics_series_leave_out_consumption(simulator: Simulator, broker: M
     stats = "  statistics:\n    url: http://127.0.0.1:9\n    token: ha-token\n"
     text = _config(simulator, broker, tmp_path).replace(
         "  discovery: true\n", "  discovery: true\n" + stats)
-    bridge = Bridge(load_text(text))
+    bridge = Bridge(load_text(text), clock=SUITE_CLOCK)
     assert list(seen["series"]) == [(FARM, Kind.PRODUCTION)]
     views = bridge.fleet.meter_views()
     assert (views[FARM].consumption, views[FARM].production) == (False, True)
@@ -110,7 +111,7 @@ def test_production_only_meter_end_to_end(simulator: Simulator, broker: Mosquitt
     caplog.set_level(logging.INFO)
     cfg = load_text(_config(simulator, broker, tmp_path))
     watcher = Collector(broker.host, broker.port, ["#"])
-    bridge = Bridge(cfg, stagger=0.2)
+    bridge = Bridge(cfg, stagger=0.2, clock=SUITE_CLOCK)
     hour_days = days_back(BACKFILL_HOUR)
     latest = latest_day()
     day_topic = f"l2m/{FARM}/production/day"

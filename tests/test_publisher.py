@@ -16,6 +16,7 @@ from linky2mqtt.mqtt import MqttLink
 from linky2mqtt.publisher import Publisher
 from linky2mqtt.store import Store
 from tests.support.broker import Mosquitto
+from tests.support.clock import SUITE_CLOCK
 from tests.support.mqtt_client import Collector, Message
 
 PDL = "12345678901234"
@@ -25,7 +26,7 @@ FETCHED = datetime(2026, 11, 29, 9, 0, tzinfo=UTC)
 
 @pytest.fixture
 def rig(broker: Mosquitto, tmp_path: Path) -> Iterator[tuple[Publisher, Store, Collector]]:
-    store = Store(tmp_path / "p.db")
+    store = Store(tmp_path / "p.db", clock=SUITE_CLOCK)
     link = MqttLink(broker.host, broker.port, client_id="pub-test", protocol="5",
                     will_topic=f"{BASE}/bridge/state", will_payload=b'{"state":"offline"}')
     link.start()

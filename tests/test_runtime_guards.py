@@ -35,6 +35,7 @@ from linky2mqtt.storecheck import check
 from linky2mqtt.storelock import StoreInUse, StoreLock
 from tests.support.bridge import REPO, BridgeProcess, latest_day, truth_day_kwh, wait_until
 from tests.support.broker import Mosquitto
+from tests.support.clock import bridge_command
 from tests.support.mqtt_client import Collector, Message
 
 PDL_A = "12345678901234"  # the account whose server trickles
@@ -280,7 +281,7 @@ def test_a_second_bridge_on_the_same_store_exits_2_naming_the_store_and_pid(
     try:
         watcher.wait_for(lambda ms: any(m.json().get("state") == "online" for m in ms), 30,
                          "the first bridge online")
-        second = subprocess.run([sys.executable, "-m", "linky2mqtt", "run", "-c", str(cfg)],
+        second = subprocess.run(bridge_command("run", "-c", str(cfg)),
                                 cwd=REPO, capture_output=True, text=True, timeout=60,
                                 check=False)
         assert second.returncode == 2
@@ -402,7 +403,7 @@ def _damage(path: Path) -> int:
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "linky2mqtt", *args], cwd=REPO,
+    return subprocess.run(bridge_command(*args), cwd=REPO,
                           capture_output=True, text=True, timeout=120, check=False)
 
 

@@ -33,7 +33,6 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from linky2mqtt.bridge import Bridge
-from linky2mqtt.clock import SYSTEM_CLOCK
 from linky2mqtt.config import load_text
 from linky2mqtt.model import Kind
 from linky2mqtt.simulator import Simulator
@@ -47,6 +46,7 @@ from tests.support.bridge import (
     wait_until,
 )
 from tests.support.broker import Mosquitto
+from tests.support.clock import SUITE_CLOCK
 from tests.support.fake_ha import FakeHA
 from tests.support.mqtt_client import Collector, Message
 
@@ -122,7 +122,7 @@ def test_disk_full_during_a_backfill_loses_nothing_once_room_comes_back(
     with open(filler, "wb") as fh, contextlib.suppress(OSError):
         fh.write(b"\0" * max(0, free - 40 * 1024))  # room for a few windows only
     watcher = Collector(broker.host, broker.port, ["l2m/#"])
-    bridge = Bridge(cfg, stagger=0.0)
+    bridge = Bridge(cfg, stagger=0.0, clock=SUITE_CLOCK)
     bridge.start()
     state = bridge.fleet.runners[0].meters[PDL]
     days = days_back(hour_days)
@@ -168,7 +168,7 @@ class JumpClock:
         self.offset += seconds
 
     def time(self) -> float:
-        return SYSTEM_CLOCK.time() + self.offset
+        return SUITE_CLOCK.time() + self.offset
 
     def now(self) -> datetime:
         return datetime.fromtimestamp(self.time(), UTC)
@@ -282,7 +282,7 @@ def test_home_assistant_refusing_the_statistics_token(
         # conso's own budget: an opted-in raise would add its own warning to the log
         return Bridge(load_text(_yaml(broker, tmp_path / "s.db", simulator, hour=2,
                                       extra=extra, budget="{per_second: 1, per_12h: 80}"),
-                                env={}), stagger=0.0)
+                                env={}), stagger=0.0, clock=SUITE_CLOCK)
 
     watcher = Collector(broker.host, broker.port, ["l2m/#"])
     bridge = bridge_with(revoked)
@@ -362,7 +362,7 @@ def test_a_persistent_session_receives_the_batches_published_while_away(
     hour_days = 5
     cfg = load_text(_yaml(broker, tmp_path / "s.db", simulator, hour=hour_days), env={})
     watcher = Collector(broker.host, broker.port, [f"l2m/{PDL}/consumption/hour"])
-    bridge = Bridge(cfg, stagger=0.0)
+    bridge = Bridge(cfg, stagger=0.0, clock=SUITE_CLOCK)
     bridge.start()
     try:
         watcher.wait_for(lambda ms: len(_hour_batches(ms)) >= hour_days, 60,

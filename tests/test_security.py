@@ -22,7 +22,6 @@ from typing import Any
 import pytest
 
 from linky2mqtt.bridge import Bridge
-from linky2mqtt.clock import SYSTEM_CLOCK
 from linky2mqtt.config import load_text
 from linky2mqtt.enedis import EnedisClient, ProviderSettings, RetryPolicy, errors, no_sleep
 from linky2mqtt.logs import RedactingFilter, setup_logging
@@ -30,6 +29,7 @@ from linky2mqtt.model import PARIS, Kind
 from linky2mqtt.simulator import Simulator
 from tests.support.broker import Mosquitto, wait_port
 from tests.support.cli import run_cli, saved_root_logging
+from tests.support.clock import SUITE_CLOCK, bridge_command
 from tests.support.fake_ha import FakeHA
 from tests.support.mqtt_client import Collector, Message
 from tests.support.simulator import MakeSimulator
@@ -119,7 +119,7 @@ def bridges() -> Iterator[list[Bridge]]:
 
 
 def _start(bridges: list[Bridge], text: str) -> Bridge:
-    bridge = Bridge(load_text(text, env={}), stagger=0.0)
+    bridge = Bridge(load_text(text, env={}), stagger=0.0, clock=SUITE_CLOCK)
     bridges.append(bridge)
     bridge.start()
     return bridge
@@ -260,10 +260,11 @@ def test_exceptions_raised_with_bad_credentials_never_show_them(
     ]
     secrets = _secret_parts([expired, NOT_JWT_TOKEN, DC_WRONG_SECRET, MED_TOKEN])
     raised: list[BaseException] = []
-    day = SYSTEM_CLOCK.now().astimezone(PARIS).date() - timedelta(days=5)
+    day = SUITE_CLOCK.now().astimezone(PARIS).date() - timedelta(days=5)
     end = day + timedelta(days=1)
     for s in cases:
-        with EnedisClient(s, retry=RetryPolicy(attempts=1, sleep=no_sleep)) as client:
+        with EnedisClient(s, retry=RetryPolicy(attempts=1, sleep=no_sleep),
+                          clock=SUITE_CLOCK) as client:
             calls: list[Callable[[], Any]] = [
                 lambda: client.daily(PDL1, Kind.CONSUMPTION, day, end),
                 lambda: client.curve(PDL1, Kind.CONSUMPTION, day, end),
@@ -350,7 +351,7 @@ def test_no_secret_in_logs_info_topics_check_config_or_fetch(
     try:
         config = _full_config(tmp_path, sim, secure_broker.auth_port, ha, good, expired)
         col = secure_broker.collector()
-        proc = subprocess.Popen([sys.executable, "-m", "linky2mqtt", "run", "-c", str(config)],
+        proc = subprocess.Popen(bridge_command("run", "-c", str(config)),
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 env={**os.environ, **env}, cwd=REPO)
         try:
@@ -449,7 +450,7 @@ def test_commands_never_reach_an_unconfigured_pdl(
     assert bridge.link.wait_connected(15)
     col.wait_for(lambda ms: any(m.topic == f"linky2mqtt/{PDL1}/status" for m in ms), 20,
                  "the configured meter's status")
-    day = SYSTEM_CLOCK.now().astimezone(PARIS).date() - timedelta(days=10)
+    day = SUITE_CLOCK.now().astimezone(PARIS).date() - timedelta(days=10)
     requests = [
         ("read", {"pdl": UNCONFIGURED, "kind": "consumption", "step": "day",
                   "start": str(day), "end": str(day + timedelta(days=2)), "transaction": 1}),
@@ -508,4 +509,4 @@ def test_dockerfile_runs_as_non_root_with_healthcheck_and_data_volume() -> None:
 
 
 def _today() -> date:
-    return SYSTEM_CLOCK.now().astimezone(PARIS).date()
+    return SUITE_CLOCK.now().astimezone(PARIS).date()

@@ -20,6 +20,7 @@ from linky2mqtt.health import MAX_AGE, MAX_DISCONNECTED, Heartbeat, check, healt
 from linky2mqtt.simulator import Simulator
 from tests.support.broker import Mosquitto
 from tests.support.cli import run_cli, saved_root_logging
+from tests.support.clock import SUITE_CLOCK
 from tests.support.waiting import wait_until
 
 REPO = Path(__file__).resolve().parent.parent
@@ -117,7 +118,7 @@ def test_bridge_heartbeat_drives_healthcheck(
     assert (rc, out) == (1, "")
     assert err == f"unhealthy: no heartbeat file {hb}: is the bridge running?\n"
 
-    bridge = Bridge(load(config), stagger=0.0)
+    bridge = Bridge(load(config), stagger=0.0, clock=SUITE_CLOCK)
     assert bridge.heartbeat is not None and bridge.heartbeat.path == hb
     bridge.heartbeat.interval = 0.1  # 30 s in production
     bridge.start()

@@ -32,11 +32,11 @@ from paho.mqtt.properties import Properties
 
 from linky2mqtt import commands
 from linky2mqtt.bridge import Bridge
-from linky2mqtt.clock import SYSTEM_CLOCK
 from linky2mqtt.config import load_text
 from linky2mqtt.model import PARIS, Kind, day_bounds, kwh, local_iso
 from linky2mqtt.simulator import SimOptions, Simulator
 from tests.support.broker import Mosquitto
+from tests.support.clock import SUITE_CLOCK
 from tests.support.mqtt_client import Collector, Message
 
 pytestmark = pytest.mark.timeout(180)
@@ -44,7 +44,7 @@ pytestmark = pytest.mark.timeout(180)
 A = "12655648759651"  # consumption + production (simulator sandbox)
 B = "22516914714270"  # consumption, load curve on, no gaps
 BASE = "linky2mqtt"
-_NOW = SYSTEM_CLOCK.now().astimezone(PARIS)
+_NOW = SUITE_CLOCK.now().astimezone(PARIS)
 TODAY = _NOW.date()
 # the latest day the simulator serves: yesterday, from 08:00 Paris
 LATEST = TODAY - timedelta(days=1 if _NOW.hour >= 8 else 2)
@@ -70,7 +70,7 @@ def _wait_polled(c: Collector, pdls: list[str], timeout: float = 60.0) -> None:
 
 
 def _bridge(yaml: str, tmp: Path) -> Bridge:
-    return Bridge(load_text(yaml, env={}, base_dir=tmp), stagger=0.0)
+    return Bridge(load_text(yaml, env={}, base_dir=tmp), stagger=0.0, clock=SUITE_CLOCK)
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +78,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     tmp = tmp_path_factory.mktemp("service")
     broker = Mosquitto(tmp)
     broker.start()
-    sim = Simulator(SimOptions(port=0))
+    sim = Simulator(SimOptions(port=0, clock=SUITE_CLOCK))
     sim.start()
     bridge = _bridge(f"""
 mqtt: {{url: "{broker.url}", client_id: l2m-service-test}}
@@ -299,8 +299,8 @@ def test_info_is_bridge_info_plus_status(env: Env) -> None:
         assert statuses[pdl] == c.wait_topic(f"{BASE}/{pdl}/status").json()
         assert statuses[pdl]["latest_day"] == LATEST.isoformat()
     # an empty payload counts as {}
+    n = len(c.on(f"{BASE}/bridge/response/info"))  # counted before asking: no race
     c.publish(f"{BASE}/bridge/request/info", b"")
-    n = len(c.on(f"{BASE}/bridge/response/info"))
     c.wait_for(lambda ms: len([m for m in ms if m.topic == f"{BASE}/bridge/response/info"]) > n
                or None, what="info answer")
 
@@ -586,7 +586,7 @@ _BUDGET_DAYS = [date(2026, 10, 1) + timedelta(days=i) for i in range(12)]
 
 
 def test_reads_stay_within_the_budget(tmp_path: Path, broker: Mosquitto) -> None:
-    sim = Simulator(SimOptions(port=0))
+    sim = Simulator(SimOptions(port=0, clock=SUITE_CLOCK))
     sim.start()
     bridge = _bridge(f"""
 mqtt: {{url: "{broker.url}", client_id: l2m-budget-test}}
@@ -622,7 +622,7 @@ accounts:
             return got if len(got) == len(txs) else None
 
         answers = c.wait_for(all_answered, timeout=60, what="every read answered")
-        asked_at = SYSTEM_CLOCK.now()
+        asked_at = SUITE_CLOCK.now()
         # 6 per 12 h; commands may use 90 % (5): the start-up poll took 1, so 4 reads fetch
         fetched = [tx for tx, a in answers.items() if not a["data"]["missing"]]
         refused = [tx for tx, a in answers.items() if a["data"]["missing"]]

@@ -21,7 +21,6 @@ import random
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -38,7 +37,9 @@ from linky2mqtt.enedis import Budget, MemoryLedger
 from linky2mqtt.enedis.providers import DAYS_PER_CALL
 from linky2mqtt.model import PARIS, SERIES, Kind, day_bounds
 from linky2mqtt.simulator import Simulator
+from tests.support.bridge import REPO
 from tests.support.broker import Mosquitto
+from tests.support.clock import SUITE_CLOCK, bridge_command
 from tests.support.mqtt_client import Collector, Message
 from tests.support.simulator import MakeSimulator
 
@@ -119,11 +120,10 @@ class BridgeProcess:
     starts: int = 0
 
     def start(self) -> None:
-        cmd = [sys.executable, "-m", "linky2mqtt", "run", "-c", str(self.config),
-               "--clock-start", START.isoformat(), "--clock-speed", repr(SPEED),
-               "--clock-anchor", repr(self.anchor)]
+        cmd = bridge_command("run", "-c", str(self.config), start=START, anchor=self.anchor,
+                             speed=SPEED)
         with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
         self.starts += 1
 
     def kill(self) -> None:
@@ -377,7 +377,7 @@ def test_soak_35_days(tmp_path: Path, broker: Mosquitto,
 
     # -- budgets: no window ever exceeded (the bridge's own ledger) --------------------
     budget_lines = []
-    lookup = Budget(windows, MemoryLedger())
+    lookup = Budget(windows, MemoryLedger(), clock=SUITE_CLOCK)
     for scope in sorted({s for s, _ in ledger.rows}):
         times = ledger.times(scope)
         for w in lookup.windows(scope):
@@ -443,27 +443,40 @@ def test_anchored_clocks_share_one_timeline() -> None:
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["--clock-start", "2026-10-10T12:00"], "go together"),
-    (["--clock-speed", "100"], "go together"),
-    (["--clock-anchor", "1"], "needs --clock-start"),
-    (["--clock-start", "yesterday", "--clock-speed", "100"], "expected an ISO instant"),
-    (["--clock-start", "2026-10-10T12:00", "--clock-speed", "0"], "must be positive"),
+    (["--clock", "yesterday"], "expected an ISO instant"),
+    (["--clock", "2026-10-10T12:00@soon"], "expected START@EPOCH"),
+    (["--clock", "2026-10-10T12:00", "--speed", "0"], "must be positive"),
 ])
-def test_run_clock_options_are_checked(args: list[str], message: str,
-                                       capsys: pytest.CaptureFixture[str]) -> None:
-    from linky2mqtt.cli import main
+def test_test_entry_clock_options_are_checked(args: list[str], message: str,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.support.bridge_main import main
 
-    assert main(["run", "-c", "/nonexistent.yaml", *args]) == 2
+    assert main([*args, "run", "-c", "/nonexistent.yaml"]) == 2
     assert message in capsys.readouterr().err
 
 
-def test_run_help_marks_the_clock_options_test_only(
-        capsys: pytest.CaptureFixture[str]) -> None:
+def test_test_entry_runs_the_cli_on_the_given_clock(tmp_path: Path) -> None:
+    """The test-only entry runs ``linky2mqtt`` itself, on the injected clock: a naive
+    start is Paris time and the timeline is anchored (same three values, same time)."""
+    from tests.support.bridge_main import build_clock
+
+    anchor = time.time() - 10.0
+    clock = build_clock(f"2026-10-10T12:00@{anchor!r}", 3600)
+    assert clock.time() - START.timestamp() == pytest.approx(10 * 3600, abs=0.5 * 3600)
+    done = subprocess.run(bridge_command("run", "-c", str(tmp_path / "missing.yaml")),
+                          cwd=REPO, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 2 and "missing.yaml" in done.stderr, done.stderr
+
+
+def test_the_production_cli_has_no_clock_options(capsys: pytest.CaptureFixture[str]) -> None:
     from linky2mqtt.cli import main
 
     assert main(["run", "--help"]) == 0
     out = capsys.readouterr().out
-    assert out.count("TEST ONLY") == 3
+    assert "clock" not in out.lower() and "TEST ONLY" not in out
+    assert main(["run", "-c", "/nonexistent.yaml", "--clock-start", "2026-10-10T12:00",
+                 "--clock-speed", "100"]) == 2
+    assert "unrecognized arguments: --clock-start" in capsys.readouterr().err
 
 
 def test_yesterday_is_published_from_8_paris() -> None:

@@ -241,8 +241,6 @@ def test_ledger_record_load_and_prune(tmp_path: Path) -> None:
     # the ledger survives a restart
     s = Store(tmp_path / "l.db")
     assert s.request_times("conso", 0.0) == [t0 + 3 * 86400]
-    assert s.prune_requests(t0 + 4 * 86400) == 1
-    assert s.request_times("conso", 0.0) == []
     s.close()
 
 
@@ -292,8 +290,6 @@ def test_retained_announced_status(store: Store) -> None:
         ("b/bridge/info", b"{}"),
     ]
     assert store.all_retained("b/bridge/") == [("b/bridge/info", b"{}")]
-    store.delete_retained("b/bridge/info")
-    assert store.get_retained("b/bridge/info") is None
     assert store.retained_payload("b/1/consumption/day") == b'{"date":"2026-11-29"}'
 
     assert store.announced_meters() == set()
@@ -302,11 +298,6 @@ def test_retained_announced_status(store: Store) -> None:
     store.set_announced(PDL, True)
     store.set_announced("22516914714270", False)
     assert store.announced_meters() == {PDL}
-
-    assert store.load_status(PDL) is None
-    status = {"pdl": PDL, "last_error": "Enedis: consentement révoqué", "budget": {"day": 3}}
-    store.save_status(PDL, status)
-    assert store.load_status(PDL) == status
 
 
 def test_stats_sync_keeps_earliest_mark(store: Store) -> None:
@@ -318,7 +309,6 @@ def test_stats_sync_keeps_earliest_mark(store: Store) -> None:
     store.stats_mark_dirty(sid, t1)
     store.stats_mark_dirty(sid, t2)
     assert store.stats_dirty_since(sid) == t1
-    assert store.stats_dirty() == {sid: t1}
     store.stats_mark_clean(sid, upto=t1 - timedelta(hours=1))  # a newer mark stays
     assert store.stats_dirty_since(sid) == t1
     store.stats_mark_clean(sid)
@@ -487,3 +477,26 @@ def test_real_full_disk_then_read_only_mount(small_mount: Path) -> None:
     raw = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     assert raw.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     raw.close()
+
+
+def test_version_5_drops_the_unused_meter_status_table(tmp_path: Path) -> None:
+    """A store written by version 4 (which had ``meter_status``) loses that table and
+    keeps everything else."""
+    path = tmp_path / "v4.db"
+    with Store(path) as s:
+        s.set_retained("b/bridge/info", b"{}")
+    raw = sqlite3.connect(path)
+    raw.execute("CREATE TABLE meter_status (pdl TEXT PRIMARY KEY, status TEXT NOT NULL, "
+                "updated REAL NOT NULL) WITHOUT ROWID")
+    raw.execute("INSERT INTO meter_status VALUES ('12345678901234', '{}', 0)")
+    raw.execute("PRAGMA user_version = 4")
+    raw.commit()
+    raw.close()
+    with Store(path) as s:
+        assert s.schema_version == SCHEMA_VERSION == 5
+        assert s.get_retained("b/bridge/info") is not None
+    raw = sqlite3.connect(path)
+    tables = {r[0] for r in raw.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    raw.close()
+    assert "meter_status" not in tables
+    assert {"readings", "retained", "announced", "stats_sync", "repairs"} <= tables

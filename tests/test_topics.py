@@ -53,9 +53,6 @@ def test_retain_and_qos_table() -> None:
     assert topics.meter_retain(Step.DAY) is True
     assert topics.meter_retain("month") is True
     assert topics.meter_retain("hour") is False
-    assert topics.RETAIN_STATE and topics.RETAIN_INFO and topics.RETAIN_STATUS
-    assert topics.RETAIN_MAX_POWER and topics.RETAIN_CONTRACT
-    assert topics.RETAIN_RESPONSE is False
 
 
 def test_dumps_is_compact_utf8() -> None:

@@ -80,18 +80,19 @@ class HAConnection:
         self._next_id = 1
         self._stack = ExitStack()
         try:
-            self._ws: ClientConnection = self._stack.enter_context(
-                connect(
-                    ws_url,
-                    open_timeout=timeout,
-                    close_timeout=2,
-                    max_size=None,
-                    proxy=None,
-                    compression=None,
-                    user_agent_header=USER_AGENT,
-                    logger=_WS_LOG,
-                )
+            # not enter_context(): websockets 15 (the version amqtt pins) types
+            # Connection.__enter__ as returning a plain Connection
+            self._ws: ClientConnection = connect(
+                ws_url,
+                open_timeout=timeout,
+                close_timeout=2,
+                max_size=None,
+                proxy=None,
+                compression=None,
+                user_agent_header=USER_AGENT,
+                logger=_WS_LOG,
             )
+            self._stack.callback(self._ws.close)
         except (OSError, TimeoutError, InvalidHandshake, WebSocketException) as err:
             raise HAUnavailable(f"cannot connect to {_safe_url(ws_url)}: {describe(err)}") from None
         try:

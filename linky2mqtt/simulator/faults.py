@@ -31,7 +31,6 @@ import threading
 from collections import deque
 from collections.abc import Iterable
 
-STATUS_FAULTS = ("500", "503", "429", "404", "401", "403")
 DEFAULT_RANDOM_KINDS = ("500", "503", "429", "drop")
 _FAULT_RE = re.compile(r"^(500|503|429|429:\d+|404|401|403|0007|badjson|drop|html(:\d{3})?"
                        r"|slow:\d+(\.\d+)?|trickle(:\d+(\.\d+)?)?)$")

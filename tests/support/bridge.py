@@ -11,7 +11,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -19,9 +18,9 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from linky2mqtt.clock import SYSTEM_CLOCK
 from linky2mqtt.model import PARIS, Kind, day_bounds, kwh, local_iso
 from linky2mqtt.simulator import Simulator
+from tests.support.clock import SUITE_CLOCK, bridge_command
 from tests.support.mqtt_client import Message
 
 REPO = Path(__file__).resolve().parents[2]
@@ -29,13 +28,13 @@ REPO = Path(__file__).resolve().parents[2]
 
 def latest_day(now: datetime | None = None) -> date:
     """The newest day the simulator serves (yesterday, from 08:00 Paris)."""
-    local = (now or SYSTEM_CLOCK.now()).astimezone(PARIS)
+    local = (now or SUITE_CLOCK.now()).astimezone(PARIS)
     return local.date() - timedelta(days=1 if local.hour >= 8 else 2)
 
 
 def days_back(n: int, now: datetime | None = None) -> list[date]:
     """The ``n`` days a backfill of ``n`` wants, newest first (yesterday counts)."""
-    local = (now or SYSTEM_CLOCK.now()).astimezone(PARIS).date()
+    local = (now or SUITE_CLOCK.now()).astimezone(PARIS).date()
     return [local - timedelta(days=i) for i in range(1, n + 1)]
 
 
@@ -122,12 +121,13 @@ def wait_until(predicate: Callable[[], Any], timeout: float, what: str,
 
 
 class BridgeProcess:
-    """``python -m linky2mqtt run -c cfg``; stderr captured line by line."""
+    """``linky2mqtt run -c cfg`` on the suite's clock (``bridge_command``); stderr captured
+    line by line."""
 
     def __init__(self, config: Path, *, env: dict[str, str] | None = None) -> None:
         full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "linky2mqtt", "run", "-c", str(config)],
+            bridge_command("run", "-c", str(config)),
             cwd=REPO, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         )
         self.lines: list[str] = []

@@ -1,6 +1,6 @@
-"""In-process CLI helpers: ``run_cli`` (``cli.main`` with captured stdout/stderr and a
-temporary environment) and ``saved_root_logging`` (``cli.main`` configures the root logger;
-this puts its level and handlers back)."""
+"""In-process CLI helpers: ``run_cli`` (``cli.main`` on the suite's pinned clock, with
+captured stdout/stderr and a temporary environment) and ``saved_root_logging``
+(``cli.main`` configures the root logger; this puts its level and handlers back)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import os
 from collections.abc import Iterator
 
 from linky2mqtt import cli
+from tests.support.clock import SUITE_CLOCK
 
 
 def run_cli(*argv: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
@@ -21,7 +22,7 @@ def run_cli(*argv: str, env: dict[str, str] | None = None) -> tuple[int, str, st
         os.environ.update(env)
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            rc = cli.main(list(argv))
+            rc = cli.main(list(argv), clock=SUITE_CLOCK)
     finally:
         os.environ.clear()
         os.environ.update(saved)

@@ -1,5 +1,6 @@
-"""Simulator fixtures: ``simulator`` (started on a free port, real clock) and
+"""Simulator fixtures: ``simulator`` (started on a free port) and
 ``make_simulator(**SimOptions fields)`` for a custom one (e.g. ``clock=FastClock(...)``).
+Both run on the suite's pinned clock (``SUITE_CLOCK``) unless given another.
 Every simulator made here is stopped after the test."""
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from typing import Any
 import pytest
 
 from linky2mqtt.simulator import SimOptions, Simulator
+from tests.support.clock import SUITE_CLOCK
 
 MakeSimulator = Callable[..., Simulator]
 
@@ -20,6 +22,7 @@ def make_simulator() -> Iterator[MakeSimulator]:
 
     def make(**options: Any) -> Simulator:
         options.setdefault("port", 0)
+        options.setdefault("clock", SUITE_CLOCK)
         sim = Simulator(SimOptions(**options))
         sim.start()
         made.append(sim)

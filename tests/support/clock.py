@@ -1,0 +1,41 @@
+"""The suite's pinned clock: one timeline for the whole test session.
+
+Every test reads 2026-11-29 10:30 Paris when the session starts, and time then runs at
+real speed. So the results do not depend on the day or hour the suite runs: yesterday's
+data is always there (the simulator serves day D from 08:00 on D+1) and both 2026 DST
+days are in the past.
+
+Production code reads no clock from the environment: tests pass ``SUITE_CLOCK``
+explicitly (``clock=`` of the simulator, the bridge, the client, the store, ``cli.main``),
+and start a bridge subprocess through :mod:`tests.support.bridge_main`, whose ``--clock``
+option (``bridge_command()`` fills it) builds the same anchored clock in the child.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from datetime import datetime
+
+from linky2mqtt.clock import FastClock
+
+SUITE_START = datetime.fromisoformat("2026-11-29T10:30:00+01:00")
+SUITE_ANCHOR = time.time()  # the real instant at which the suite's clock read SUITE_START
+SUITE_CLOCK = FastClock.anchored(SUITE_START, 1.0, SUITE_ANCHOR)
+
+
+def clock_spec(start: datetime = SUITE_START, anchor: float = SUITE_ANCHOR) -> str:
+    """``START@ANCHOR``: what ``bridge_main --clock`` reads."""
+    return f"{start.isoformat()}@{anchor!r}"
+
+
+def bridge_command(*argv: str, start: datetime = SUITE_START, anchor: float = SUITE_ANCHOR,
+                   speed: float = 1.0) -> list[str]:
+    """The argv of ``linky2mqtt <argv>`` in a subprocess on a pinned, shared timeline.
+
+    Run it with ``cwd=REPO`` (``tests`` must be importable)."""
+    cmd = [sys.executable, "-m", "tests.support.bridge_main", "--clock",
+           clock_spec(start, anchor)]
+    if speed != 1.0:
+        cmd += ["--speed", repr(speed)]
+    return [*cmd, *argv]
