@@ -7,8 +7,9 @@ FROM python:3.12-slim AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY linky2mqtt ./linky2mqtt
-# installed under /install, copied whole into the final image: no wheel files left behind
-RUN pip install --no-cache-dir --no-compile --prefix=/install . \
+# installed under /install, copied whole into the final image: no wheel files left behind;
+# with the `demo` extra (amqtt), so that `docker run --network none IMAGE demo` works alone
+RUN pip install --no-cache-dir --no-compile --prefix=/install ".[demo]" \
  && python -m compileall -q /install
 
 FROM python:3.12-slim
