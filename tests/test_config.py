@@ -840,7 +840,8 @@ def test_redacted_shape() -> None:
     assert b["meters"] == [{"pdl": PDL1, "name": "Home", "steps": ["day", "month", "hour"],
                             "consumption": True, "production": False, "max_power": False,
                             "refresh": 86400,
-                            "backfill_days": {"day": 365, "hour": 30}, "enabled": True}]
+                            "backfill_days": {"day": 365, "hour": 30}, "tariffs": None,
+                            "offpeak_hours": None, "enabled": True}]
     assert c["enabled"] is False
     assert json.loads(json.dumps(r)) == r
 

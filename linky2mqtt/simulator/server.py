@@ -18,7 +18,8 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, cast
 
-from linky2mqtt.simulator.app import App, Request, Response
+from linky2mqtt.simulator.app import App
+from linky2mqtt.simulator.http import Request, Response
 from linky2mqtt.simulator.tempo import TempoStandIn
 
 log = logging.getLogger("linky2mqtt.simulator")
