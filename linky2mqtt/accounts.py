@@ -241,9 +241,11 @@ class AccountRunner:
         if state.waiting_until is not None:
             budget["waiting_until"] = datetime.fromtimestamp(
                 state.waiting_until, PARIS).isoformat(timespec="seconds")
+        pricing = self.publisher.pricing
+        tariff = None if pricing is None else pricing.status(state.meter.pdl)
         payload = topics.status_payload(
             state.meter.pdl, state.last_poll, state.last_success, state.last_error,
-            state.latest_day, budget)
+            state.latest_day, budget, extra=None if tariff is None else {"tariff": tariff})
         self.publisher.retained(topics.status_topic(self.parts.base, state.meter.pdl),
                                 payload)
 
@@ -474,7 +476,8 @@ class Fleet:
     def meter_views(self) -> dict[str, commands.MeterView]:
         meters = [self.state(pdl).meter for pdl in self.directory]
         return {m.pdl: commands.MeterView(production=m.production, max_power=m.max_power,
-                                          consumption=m.consumption) for m in meters}
+                                          consumption=m.consumption,
+                                          tariff=m.tariff is not None) for m in meters}
 
     def pdls(self) -> list[str]:
         return sorted(self.directory)

@@ -742,7 +742,8 @@ def _deep_merge(into: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-CONFIG_KEYS = {"mqtt", "homeassistant", "store", "log", "commands", "poll_window", "accounts"}
+CONFIG_KEYS = {"mqtt", "homeassistant", "store", "log", "commands", "poll_window", "accounts",
+               "tempo"}
 
 
 def test_readme_yaml_blocks_are_valid(tmp_path: Path) -> None:
@@ -756,6 +757,7 @@ def test_readme_yaml_blocks_are_valid(tmp_path: Path) -> None:
     for name in ("conso_token", "mqtt_password", "dc_secret", "ha_token"):
         (tmp_path / "secrets" / name).write_text("file-SECRET\n")
     env = {"CONSO_TOKEN": TOKEN, "MQTT_PASSWORD": "p", "DC_CLIENT_ID": "i",
+           "RTE_CLIENT_ID": "r", "RTE_CLIENT_SECRET": "rs",
            "DC_CLIENT_SECRET": "s", "HA_TOKEN": "h", "MED_TOKEN": "m",
            "DATACONNECT_CLIENT_ID": "i", "DATACONNECT_CLIENT_SECRET": "s"}
     (tmp_path / "data").mkdir()
