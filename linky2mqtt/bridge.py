@@ -131,7 +131,7 @@ class Bridge:
         self.read_source = StoreReadSource(self.store, pricing=self.pricing)
         self.tempo = tempo_worker.build(cfg, self.publisher, pricing=self.pricing,
                                         pdls=self.fleet.pdls, clock=clock,
-                                        stopping=self.stopping)
+                                        stopping=self.stopping, changed=self._curve_changed)
         self.commands: CommandWorker | None = None
         if cfg.commands:
             self.commands = CommandWorker(
@@ -142,7 +142,9 @@ class Bridge:
         if stats is not None:
             sink = StatisticsSink(stats.url, stats.token.reveal(), self.store, clock,
                                   hours_source=store_hours(self.store),
-                                  series=self.fleet.hourly_series())
+                                  series=self.fleet.hourly_series(),
+                                  parts_for=self.pricing.stat_parts,
+                                  parts_source=self.pricing.stat_hours)
             self.statistics = StatisticsWorker(sink, self.stopping)
         hb_path = health_path(cfg.store.path)
         self.heartbeat: Heartbeat | None = (

@@ -15,6 +15,7 @@ and the status all call the same functions, so they agree to the exact Wh and ce
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -22,9 +23,10 @@ from fractions import Fraction
 from typing import Any, Protocol
 
 from linky2mqtt import topics
-from linky2mqtt.model import Kind, day_bounds, kwh, resolution_minutes
+from linky2mqtt.model import PARIS, Kind, day_bounds, kwh, resolution_minutes
 from linky2mqtt.store import Store
 from linky2mqtt.tariffs import (
+    OPTION_PERIODS,
     Breakdown,
     Colour,
     CurvePoint,
@@ -82,6 +84,9 @@ class Pricing:
         self.store = store
         self.base = base
         self.meter = meter
+        self._memo_lock = threading.Lock()
+        self._memo: tuple[tuple[str, Kind, datetime, datetime],
+                          dict[str, list[tuple[datetime, float]]]] | None = None
 
     # ---- what applies to a meter -------------------------------------------------------
 
@@ -202,6 +207,65 @@ class Pricing:
             if len(split) > 1:
                 label["periods"] = {k: kwh(float(v)) for k, v in split.items()}
             out[hour] = label
+        return out
+
+    # ---- Home Assistant statistics: one series per period and per period's cost ------
+
+    def stat_parts(self, pdl: str, kind: Kind) -> tuple[str, ...]:
+        """``("hp", "hc", "cost_hp", "cost_hc")`` (or the Tempo names) for a priced series."""
+        ctx = self._context(pdl)
+        if kind is not Kind.CONSUMPTION or ctx is None:
+            return ()
+        names = self._names(ctx.tariff)
+        return (*names, *(f"cost_{n}" for n in names))
+
+    @staticmethod
+    def _names(tariff: Tariff) -> tuple[str, ...]:
+        names: dict[str, None] = {}
+        for period in tariff.periods:
+            names.update(dict.fromkeys(OPTION_PERIODS[period.option]))
+        return tuple(names)
+
+    def stat_hours(self, pdl: str, kind: Kind, part: str, start: datetime, end: datetime
+                   ) -> list[tuple[datetime, float]]:
+        """Hourly values of one part in ``[start, end)``: Wh of a period, or thousandths
+        of EUR of its cost (``cost_<period>``); every hour holding curve intervals on a
+        day a tariff period covers gets a value (0 when the period had none)."""
+        key = (pdl, kind, start, end)
+        with self._memo_lock:
+            if self._memo is None or self._memo[0] != key:
+                self._memo = (key, self._stat_values(pdl, kind, start, end))
+            values = self._memo[1]
+        return values.get(part, [])
+
+    def _stat_values(self, pdl: str, kind: Kind, start: datetime, end: datetime
+                     ) -> dict[str, list[tuple[datetime, float]]]:
+        ctx = self._context(pdl)
+        if kind is not Kind.CONSUMPTION or ctx is None or not start < end:
+            return {}
+        names = self._names(ctx.tariff)
+        first = start.astimezone(PARIS).date()
+        last = end.astimezone(PARIS).date()
+        colours = self.colours(first - timedelta(days=1), last + timedelta(days=1))
+        hours: dict[datetime, list[CurvePoint]] = {}
+        seen: set[datetime] = set()
+        for r in self.store.readings(pdl, kind, "curve", start, end):
+            if r.start not in seen:
+                seen.add(r.start)
+                hours.setdefault(r.start.replace(minute=0, second=0, microsecond=0), []).append(
+                    CurvePoint(r.start, resolution_minutes(r.resolution), _wh(r.value)))
+        out: dict[str, list[tuple[datetime, float]]] = {}
+        for hour in sorted(hours):
+            period = ctx.tariff.at(hour.astimezone(PARIS).date())
+            if period is None or (period.option is Option.HPHC and ctx.offpeak is None):
+                continue
+            split = attribute(hours[hour], period.option, ctx.offpeak, colours)
+            for name in names:
+                wh = split.get(name, Fraction(0))
+                price = period.prices.get(name)
+                out.setdefault(name, []).append((hour, float(wh)))
+                out.setdefault(f"cost_{name}", []).append(
+                    (hour, float(wh * Fraction(price)) if price is not None else 0.0))
         return out
 
     def tempo_meters(self, pdls: Iterable[str]) -> list[str]:

@@ -74,7 +74,8 @@ class TempoWorker:
 
     def __init__(self, sources: TempoSources, http: httpx.Client, publisher: Publisher, *,
                  pricing: Pricing, pdls: Callable[[], list[str]], clock: Clock,
-                 stopping: threading.Event) -> None:
+                 stopping: threading.Event,
+                 changed: Callable[[str, Kind, date], None] | None = None) -> None:
         self.sources = sources
         self.http = http  # closed by stop()
         self.publisher = publisher
@@ -82,6 +83,7 @@ class TempoWorker:
         self.pdls = pdls  # the meters (their Tempo ones are found through pricing)
         self.clock = clock
         self.stopping = stopping
+        self.changed = changed  # (pdl, kind, first day): priced hours changed
         self.failures = 0
         self.rechecked: date | None = None  # the "tomorrow" re-checked at RECHECK_AT
         self.last_error: str | None = None
@@ -124,6 +126,8 @@ class TempoWorker:
         for pdl in self.pricing.tempo_meters(self.pdls()):
             self.publisher.split_changed(pdl, Kind.CONSUMPTION, days)
             self.publisher.curve_changed(pdl, Kind.CONSUMPTION, days)
+            if self.changed is not None:  # the statistics per period follow
+                self.changed(pdl, Kind.CONSUMPTION, days[0])
 
     def publish(self, today: date) -> None:
         colours = self.publisher.store.tempo_days(today, today + timedelta(days=2))
@@ -206,8 +210,8 @@ class TempoWorker:
 
 
 def build(cfg: Config, publisher: Publisher, *, pricing: Pricing,
-          pdls: Callable[[], list[str]], clock: Clock,
-          stopping: threading.Event) -> TempoWorker | None:
+          pdls: Callable[[], list[str]], clock: Clock, stopping: threading.Event,
+          changed: Callable[[str, Kind, date], None] | None = None) -> TempoWorker | None:
     """The worker when a meter (or an account's ``meter_defaults``) has a Tempo period;
     RTE first when its credentials are configured, then the community source."""
     wanted = any(
@@ -225,4 +229,4 @@ def build(cfg: Config, publisher: Publisher, *, pricing: Pricing,
     if tempo.community:
         sources.append(CommunityTempo(http, base_url=tempo.base_url or COMMUNITY_BASE))
     return TempoWorker(TempoSources(sources), http, publisher, pricing=pricing, pdls=pdls,
-                       clock=clock, stopping=stopping)
+                       clock=clock, stopping=stopping, changed=changed)

@@ -32,8 +32,15 @@ from linky2mqtt.config import load_text
 from linky2mqtt.model import PARIS, Kind
 from linky2mqtt.simulator import Simulator
 from linky2mqtt.simulator.tempo import colour_of
-from tests.support.bridge import account_yaml, batches_by_date, config_yaml, days_back
+from tests.support.bridge import (
+    account_yaml,
+    batches_by_date,
+    config_yaml,
+    days_back,
+    wait_until,
+)
 from tests.support.broker import Mosquitto
+from tests.support.fake_ha import FakeHA
 from tests.support.mqtt_client import Collector, Message
 
 HPHC = "12345678901234"
@@ -152,7 +159,7 @@ def _tariffs(pdl: str) -> list[dict[str, Any]]:
              "subscription": NOV_SUB}]
 
 
-def _config(sim: Simulator, broker: Mosquitto, tmp_path: Path) -> str:
+def _config(sim: Simulator, broker: Mosquitto, tmp_path: Path, ha: FakeHA) -> str:
     meters = [{"pdl": pdl, "steps": ["day", "month", "hour"],
                "backfill_days": {"day": len(DAYS), "hour": len(DAYS)},
                "tariffs": _tariffs(pdl)} for pdl in (HPHC, TEMPO)]
@@ -161,7 +168,10 @@ def _config(sim: Simulator, broker: Mosquitto, tmp_path: Path) -> str:
                            token=sim.make_conso_token([HPHC, TEMPO]))
     tempo = (f"tempo:\n  rte:\n    client_id: sim-client\n    client_secret: sim-secret\n"
              f"  community: true\n  base_url: {sim.url}\n")
-    return config_yaml(broker.url, tmp_path / "store.db", [account], extra=tempo)
+    return config_yaml(broker.url, tmp_path / "store.db", [account], extra=tempo).replace(
+        "homeassistant:\n  discovery: false\n",
+        f"homeassistant:\n  discovery: false\n  statistics:\n    url: {ha.url}\n"
+        f"    token: {ha.token}\n")
 
 
 def _read(watch: Collector, pdl: str, step: str) -> dict[str, Any]:
@@ -177,6 +187,15 @@ def _read(watch: Collector, pdl: str, step: str) -> dict[str, Any]:
     assert doc["status"] == "ok", doc
     data: dict[str, Any] = doc["data"]
     return data
+
+
+def _stats_done(ha: FakeHA, pdl: str, want: dict[str, Any]) -> bool:
+    """The cost statistics of every priced period hold the 36 days' cost."""
+    for name, eur in want["eur"].items():
+        rows = ha.rows(f"linky2mqtt:{pdl}_cost_{name}")
+        if not rows or abs(rows[-1]["sum"] - float(eur)) >= 0.005:
+            return False
+    return True
 
 
 def _last_month(msgs: list[Message], pdl: str, month: str) -> dict[str, Any] | None:
@@ -206,18 +225,38 @@ def test_periods_and_costs_match_an_independent_computation(
         assert http.post(f"{simulator.url}/_sim/tempo", json={
             "set_colour": {RED_DAY.isoformat(): "red"},
             "unknown": [UNKNOWN_DAY.isoformat()]}).status_code == 200
-    cfg = load_text(_config(simulator, broker, tmp_path))
+    ha = FakeHA().start()
+    cfg = load_text(_config(simulator, broker, tmp_path, ha))
     watch = Collector(broker.host, broker.port, ["l2m/#"])
     bridge = Bridge(cfg, stagger=0.2)
     bridge.start()
+    totals = {pdl: _expected(simulator, pdl, DAYS) for pdl in (HPHC, TEMPO)}
     try:
         watch.wait_for(_settled, timeout=150, what="batches and Tempo-priced months")
         reads = {(pdl, step): _read(watch, pdl, step)
                  for pdl in (HPHC, TEMPO) for step in ("day", "month")}
+        # Home Assistant statistics: one per period and one per period's cost, whose
+        # final sums are the 36 days' energy and cost (the subscription is not hourly)
+        wait_until(lambda: all(_stats_done(ha, pdl, totals[pdl]) for pdl in totals),
+                   timeout=120, what="statistics per period")
     finally:
         bridge.stop()
+        ha.stop()
     msgs = watch.messages
     watch.close()
+    for pdl, want in totals.items():
+        for name, energy in want["wh"].items():
+            if name == "unknown":
+                assert not ha.rows(f"linky2mqtt:{pdl}_consumption_unknown")
+                continue
+            rows = ha.rows(f"linky2mqtt:{pdl}_consumption_{name}")
+            assert abs(Fraction(str(rows[-1]["sum"])) * 1000 - energy) <= Fraction(1, 2)
+            cost = ha.rows(f"linky2mqtt:{pdl}_cost_{name}")
+            assert abs(cost[-1]["sum"] - float(want["eur"][name])) < 0.005, (pdl, name)
+            assert len(rows) == len(cost) == 36 * 24 + 1  # every hour, the DST day's 25
+        meta = ha.statistics[f"linky2mqtt:{pdl}_cost_{'hc' if pdl == HPHC else 'hp_red'}"]
+        assert (meta.metadata["unit_of_measurement"], meta.metadata["unit_class"],
+                meta.metadata["has_sum"]) == ("EUR", None, True)
 
     for pdl in (HPHC, TEMPO):
         # read, step day: every one of the 36 days
