@@ -41,6 +41,7 @@ from linky2mqtt.ha_statistics import StatisticsSink, StatisticsWorker, store_hou
 from linky2mqtt.health import Heartbeat, health_path
 from linky2mqtt.model import Kind, day_bounds
 from linky2mqtt.mqtt import Incoming, MqttLink, Overflow
+from linky2mqtt.price_worker import PriceWorker
 from linky2mqtt.pricing import MeterTariff, Pricing
 from linky2mqtt.publisher import Publisher
 from linky2mqtt.store import StoreError
@@ -132,6 +133,8 @@ class Bridge:
         self.tempo = tempo_worker.build(cfg, self.publisher, pricing=self.pricing,
                                         pdls=self.fleet.pdls, clock=clock,
                                         stopping=self.stopping, changed=self._curve_changed)
+        self.prices = PriceWorker(self.publisher, self.pricing, self.fleet.pdls, clock,
+                                  self.stopping)
         self.commands: CommandWorker | None = None
         if cfg.commands:
             self.commands = CommandWorker(
@@ -243,6 +246,7 @@ class Bridge:
         self.fleet.start()
         if self.tempo is not None:
             self.tempo.start()
+        self.prices.start()
         if self.heartbeat is not None:
             self.heartbeat.start()
 
@@ -261,6 +265,7 @@ class Bridge:
             self.statistics.stop(max(0.5, ends - time.monotonic()))
         if self.tempo is not None:
             self.tempo.stop(max(0.5, ends - time.monotonic()))
+        self.prices.stop(max(0.5, ends - time.monotonic()))
         self.fleet.close()
         self.store.close()
         self.lock.release()

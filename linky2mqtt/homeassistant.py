@@ -161,6 +161,21 @@ def _components(base: str, meter: MeterInfo) -> dict[str, dict[str, Any]]:
             )
     if meter.periods and meter.consumption and Step.DAY in meter.steps:
         cmps.update(_tariff_components(base, pdl, meter.periods))
+    if meter.periods and meter.consumption:
+        topic = f"{base}/{pdl}/price"  # price_worker.price_topic
+        cmps["current_price"] = {
+            "p": "sensor",
+            "unique_id": _unique_id(pdl, "current_price"),
+            "name": "Current price",
+            "unit_of_measurement": "EUR/kWh",
+            "state_class": "measurement",
+            "suggested_display_precision": 4,
+            "icon": "mdi:cash",
+            "state_topic": topic,
+            "value_template": "{{ value_json.price if value_json.price is not none "
+                              "else None }}",
+            "json_attributes_topic": topic,
+        }
     if meter.tempo:
         for which in ("today", "tomorrow"):
             topic = f"{base}/tempo/{which}"

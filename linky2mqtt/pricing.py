@@ -37,6 +37,7 @@ from linky2mqtt.tariffs import (
     breakdown_day,
     combine,
     period_at,
+    price_at,
     resolve_offpeak,
 )
 
@@ -208,6 +209,19 @@ class Pricing:
                 label["periods"] = {k: kwh(float(v)) for k, v in split.items()}
             out[hour] = label
         return out
+
+    def price_now(self, pdl: str, now: datetime) -> dict[str, Any] | None:
+        """``B/<pdl>/price``: ``{"period", "price" (EUR/kWh or null), "unit"}``; None when
+        the meter is not priced."""
+        ctx = self._context(pdl)
+        if ctx is None:
+            return None
+        today = now.astimezone(PARIS).date()
+        colours = self.colours(today - timedelta(days=1), today + timedelta(days=1))
+        got = price_at(now, ctx.tariff, ctx.offpeak, colours)
+        period, price = got if got is not None else (None, None)
+        return {"period": period, "price": None if price is None else float(price),
+                "unit": "EUR/kWh"}
 
     # ---- Home Assistant statistics: one series per period and per period's cost ------
 

@@ -41,9 +41,13 @@ def test_hphc_meter_gets_period_energy_and_cost_sensors() -> None:
     assert cmps["cost_day_hp"]["value_template"] == (
         "{{ value_json.cost.periods.get('hp', 0) if value_json.cost else None }}")
     assert "tempo_today" not in cmps
+    price = cmps["current_price"]
+    assert (price["state_topic"], price["unit_of_measurement"], price["state_class"]) == (
+        f"l2m/{PDL}/price", "EUR/kWh", "measurement")
     # no tariff: nothing of this
     plain = _cmps()
-    assert not [k for k in plain if k.startswith(("cost", "consumption_day_", "tempo"))]
+    assert not [k for k in plain if k.startswith(("cost", "consumption_day_", "tempo",
+                                                  "current_price"))]
 
 
 def test_tempo_meter_gets_six_periods_and_colour_sensors() -> None:

@@ -15,6 +15,7 @@ import pytest
 from linky2mqtt.config import load_text
 from linky2mqtt.model import PARIS
 from linky2mqtt.mqtt import MqttLink
+from linky2mqtt.price_worker import PriceWorker
 from linky2mqtt.pricing import Pricing
 from linky2mqtt.publisher import Publisher
 from linky2mqtt.simulator.server import ServerThread, serve_tempo
@@ -162,3 +163,30 @@ def test_no_worker_without_a_tempo_tariff() -> None:
                     '[{pdl: "12345678901234"}]}\n')
     assert build(cfg, cast(Publisher, None), pricing=cast(Pricing, None), pdls=list,
                  clock=SetClock(datetime.now(UTC)), stopping=threading.Event()) is None
+
+
+def test_current_price_follows_the_tempo_day_and_its_hours(
+        setup: tuple[SetClock, TempoStandIn, TempoWorker, Link, Store]) -> None:
+    """``B/<pdl>/price``: the period and price now; published only when it changes; the
+    hours 00:00-06:00 take the previous day's colour; unknown has no price."""
+    clock, stand_in, worker, link, _ = setup
+    stand_in.set_colour(date(2026, 12, 1), Colour.RED)
+    clock.at = datetime(2026, 12, 1, 11, 0, tzinfo=PARIS)
+    stand_in.unknown(date(2026, 12, 2))
+    worker.step(first=True)
+    prices = PriceWorker(worker.publisher, worker.pricing, lambda: [PDL], clock,
+                         threading.Event())
+    topic = f"l2m/{PDL}/price"
+    seen: list[Any] = []
+    for at in (datetime(2026, 12, 1, 11, 0), datetime(2026, 12, 1, 11, 1),
+               datetime(2026, 12, 1, 22, 0), datetime(2026, 12, 2, 5, 59),
+               datetime(2026, 12, 2, 6, 0)):
+        clock.at = at.replace(tzinfo=PARIS)
+        prices.step()
+        seen = [p for t, p, _ in link.sent if t == topic]
+    assert seen == [
+        {"period": "hp_red", "price": 0.7295, "unit": "EUR/kWh"},  # 11:00 (11:01: same)
+        {"period": "hc_red", "price": 0.1615, "unit": "EUR/kWh"},  # 22:00 .. 05:59 next day
+        {"period": "unknown", "price": None, "unit": "EUR/kWh"},  # 06:00: Dec 2 unknown
+    ]
+    assert all(r for t, _, r in link.sent if t == topic)  # retained
