@@ -28,6 +28,7 @@ from typing import Any
 import httpx
 
 from linky2mqtt.bridge import Bridge
+from linky2mqtt.clock import SYSTEM_CLOCK
 from linky2mqtt.config import load_text
 from linky2mqtt.model import PARIS, Kind
 from linky2mqtt.simulator import Simulator
@@ -310,12 +311,20 @@ def test_periods_and_costs_match_an_independent_computation(
     assert night["period"] == "hc" and "periods" not in night
 
     # Tempo topics, as a newcomer receives them (retained): the colour and its prices
-    late = Collector(broker.host, broker.port, ["l2m/tempo/#"])
+    late = Collector(broker.host, broker.port, ["l2m/tempo/#", "l2m/+/price"])
     try:
         got = late.wait_for(lambda ms: {m.topic: m for m in ms if m.retain} if len(
-            {m.topic for m in ms if m.retain}) == 2 else None, timeout=10, what="tempo")
+            {m.topic for m in ms if m.retain}) == 4 else None, timeout=10, what="tempo")
     finally:
         late.close()
+    # the price in force when the bridge stopped (the suite's clock runs at real speed)
+    stopped = SYSTEM_CLOCK.now().astimezone(PARIS)
+    period = _hphc_class(stopped)
+    assert got[f"l2m/{HPHC}/price"].json() == {
+        "period": period, "price": float(NOV_PRICES[period]), "unit": "EUR/kWh"}
+    tempo_period = _tempo_class(stopped)
+    assert got[f"l2m/{TEMPO}/price"].json() == {
+        "period": tempo_period, "price": float(TEMPO_PRICES[tempo_period]), "unit": "EUR/kWh"}
     for which, day in (("today", date(2026, 11, 29)), ("tomorrow", date(2026, 11, 30))):
         doc = got[f"l2m/tempo/{which}"].json()
         colour = str(colour_of(day))  # the suite's clock is past 10:30: tomorrow is out
