@@ -175,12 +175,13 @@ def _config(sim: Simulator, broker: Mosquitto, tmp_path: Path, ha: FakeHA) -> st
         f"    token: {ha.token}\n")
 
 
-def _read(watch: Collector, pdl: str, step: str) -> dict[str, Any]:
+def _read(watch: Collector, pdl: str, step: str, days: tuple[date, date] | None = None
+          ) -> dict[str, Any]:
     tx = uuid.uuid4().hex
+    start, end = days or (DAYS[0], DAYS[-1] + timedelta(days=1))
     watch.publish("l2m/bridge/request/read", json.dumps({
-        "pdl": pdl, "kind": "consumption", "step": step, "start": DAYS[0].isoformat(),
-        "end": (DAYS[-1] + timedelta(days=1)).isoformat(), "split": True, "cost": True,
-        "transaction": tx}))
+        "pdl": pdl, "kind": "consumption", "step": step, "start": start.isoformat(),
+        "end": end.isoformat(), "split": True, "cost": step != "hour", "transaction": tx}))
     msg = watch.wait_for(lambda ms: next((m for m in ms if m.topic == "l2m/bridge/response/read"
                                           and m.json().get("transaction") == tx), None),
                          timeout=60, what=f"read answer {pdl} {step}")
@@ -236,6 +237,7 @@ def test_periods_and_costs_match_an_independent_computation(
         watch.wait_for(_settled, timeout=150, what="batches and Tempo-priced months")
         reads = {(pdl, step): _read(watch, pdl, step)
                  for pdl in (HPHC, TEMPO) for step in ("day", "month")}
+        dst_hours = _read(watch, HPHC, "hour", (date(2026, 10, 25), date(2026, 10, 26)))
         # Home Assistant statistics: one per period and one per period's cost, whose
         # final sums are the 36 days' energy and cost (the subscription is not hourly)
         wait_until(lambda: all(_stats_done(ha, pdl, totals[pdl]) for pdl in totals),
@@ -297,6 +299,24 @@ def test_periods_and_costs_match_an_independent_computation(
     before = colour_of(RED_DAY - timedelta(days=1))  # 00:00-06:00 is the day before's
     assert set(tempo_days[RED_DAY.isoformat()]["periods"]) == {f"hc_{before}", "hp_red",
                                                                 "hc_red"}
+
+    # read at hour step with split, the DST day: 25 hours, each split like the truth
+    assert len(dst_hours["points"]) == 25
+    want_hours: dict[str, dict[str, Fraction]] = {}
+    for end, watts, minutes in simulator.curve(HPHC, Kind.CONSUMPTION,  # type: ignore[union-attr]
+                                               date(2026, 10, 25)):
+        for k in range(minutes):
+            local = (end - timedelta(minutes=minutes - k)).astimezone(PARIS)
+            hour = local.replace(minute=0).isoformat()
+            name = _hphc_class(local)
+            by = want_hours.setdefault(hour, {})
+            by[name] = by.get(name, Fraction(0)) + Fraction(watts, 60)
+    assert [p["start"] for p in dst_hours["points"]] == list(want_hours)
+    for point in dst_hours["points"]:
+        want = want_hours[point["start"]]
+        assert set(point["periods"]) == set(want), point
+        for name, wh in want.items():
+            assert abs(Fraction(str(point["periods"][name])) * 1000 - wh) <= Fraction(1, 2)
 
     # hourly points carry their period; 12:00-13:00 straddles 12:36 and is split
     batches = batches_by_date(msgs, f"l2m/{HPHC}/consumption/hour")
