@@ -1237,6 +1237,12 @@ def summary(cfg: Config,
         f"Log: {cfg.log.level}, {cfg.log.format}",
         f"Commands: {'on' if cfg.commands else 'off'}{_policy_text(cfg)}",
         f"Poll window: {_window_text(cfg.poll_window)} (Europe/Paris)",
+        "Tempo colours: " + (", then ".join(
+            ([f"RTE (client id {cfg.tempo.rte_client_id}, secret {MASK})"]
+             if cfg.tempo.rte_client_id else [])
+            + (["api-couleur-tempo.fr"] if cfg.tempo.community else [])) or "no source")
+        + (f" at {cfg.tempo.base_url}" if cfg.tempo.base_url else "")
+        + " (used by tempo tariffs only)",
         f"Accounts: {len(cfg.accounts)}",
     ]
     credentials = [k for k in declared(AccountConfig) if k.file]

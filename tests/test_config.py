@@ -861,6 +861,7 @@ def test_summary_text() -> None:
         "Log: info, text",
         "Commands: on",
         "Poll window: 08:00-10:00 (Europe/Paris)",
+        "Tempo colours: api-couleur-tempo.fr (used by tempo tariffs only)",
         "Accounts: 3",
         "  a: conso (token ***; public URL)",
         "    budget: per_12h 50",

@@ -126,6 +126,8 @@ tempo:
     assert "s3cr3t-rte" not in shown and "s3cr3t-rte" not in config.summary(cfg)
     assert config.redacted(cfg)["tempo"]["rte"] == {"client_id": "my-app",
                                                     "client_secret": "***"}
+    assert "Tempo colours: RTE (client id my-app, secret ***) (used by tempo tariffs only)" \
+        in config.summary(cfg)
 
 
 def test_tempo_tariff_without_a_colour_source_and_half_rte_credentials() -> None:
