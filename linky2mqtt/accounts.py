@@ -57,6 +57,7 @@ from linky2mqtt.scheduler import (
     single_attempt,
 )
 from linky2mqtt.store import Store, StoreError
+from linky2mqtt.tariffs import OPTION_PERIODS, Option, Tariff
 
 log = logging.getLogger(__name__)
 
@@ -241,9 +242,11 @@ class AccountRunner:
         if state.waiting_until is not None:
             budget["waiting_until"] = datetime.fromtimestamp(
                 state.waiting_until, PARIS).isoformat(timespec="seconds")
+        pricing = self.publisher.pricing
+        tariff = None if pricing is None else pricing.status(state.meter.pdl)
         payload = topics.status_payload(
             state.meter.pdl, state.last_poll, state.last_success, state.last_error,
-            state.latest_day, budget)
+            state.latest_day, budget, extra=None if tariff is None else {"tariff": tariff})
         self.publisher.retained(topics.status_topic(self.parts.base, state.meter.pdl),
                                 payload)
 
@@ -460,7 +463,7 @@ class Fleet:
         return homeassistant.MeterInfo(pdl=m.pdl, name=m.name, consumption=m.consumption,
                                        production=m.production,
                                        max_power=m.max_power, has_contract=has_contract,
-                                       steps=m.steps)
+                                       steps=m.steps, **tariff_info(m.tariff))
 
     def hourly_series(self) -> list[tuple[str, Kind]]:
         """(PDL, kind) of every hourly series kept: what Home Assistant statistics get."""
@@ -474,7 +477,8 @@ class Fleet:
     def meter_views(self) -> dict[str, commands.MeterView]:
         meters = [self.state(pdl).meter for pdl in self.directory]
         return {m.pdl: commands.MeterView(production=m.production, max_power=m.max_power,
-                                          consumption=m.consumption) for m in meters}
+                                          consumption=m.consumption,
+                                          tariff=m.tariff is not None) for m in meters}
 
     def pdls(self) -> list[str]:
         return sorted(self.directory)
@@ -505,3 +509,15 @@ class Fleet:
 def _local(epoch: float) -> str:
     """An instant for the log, in Paris time, to the minute."""
     return datetime.fromtimestamp(epoch, PARIS).isoformat(timespec="minutes")
+
+
+def tariff_info(tariff: Tariff | None) -> dict[str, Any]:
+    """Discovery's view of a tariff: its period names (in order) and whether it is Tempo."""
+    if tariff is None:
+        return {}
+    names: dict[str, None] = {}
+    for period in tariff.periods:
+        names.update(dict.fromkeys(OPTION_PERIODS[period.option]))
+    return {"periods": tuple(names),
+            "tempo": any(p.option is Option.TEMPO for p in tariff.periods)}
+

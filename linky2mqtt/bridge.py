@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable
 from datetime import date
 
-from linky2mqtt import __version__, topics
+from linky2mqtt import __version__, tempo_worker, topics
 from linky2mqtt.accounts import AccountParts, Fleet
 from linky2mqtt.budgets import budget_windows
 from linky2mqtt.clock import SYSTEM_CLOCK, Clock
@@ -41,6 +41,8 @@ from linky2mqtt.ha_statistics import StatisticsSink, StatisticsWorker, store_hou
 from linky2mqtt.health import Heartbeat, health_path
 from linky2mqtt.model import Kind, day_bounds
 from linky2mqtt.mqtt import Incoming, MqttLink, Overflow
+from linky2mqtt.price_worker import PriceWorker
+from linky2mqtt.pricing import MeterTariff, Pricing
 from linky2mqtt.publisher import Publisher
 from linky2mqtt.store import StoreError
 from linky2mqtt.storecheck import open_checked
@@ -125,7 +127,14 @@ class Bridge:
                 self.fleet.add(account, EnedisClient(
                     provider_settings(account), budget=self.budget, retry=self.retry,
                     clock=clock, deadline=account.request_timeout, cancel=self.stopping))
-        self.read_source = StoreReadSource(self.store)
+        self.pricing = Pricing(self.store, self.base, self._meter)
+        self.publisher.pricing = self.pricing
+        self.read_source = StoreReadSource(self.store, pricing=self.pricing)
+        self.tempo = tempo_worker.build(cfg, self.publisher, pricing=self.pricing,
+                                        pdls=self.fleet.pdls, clock=clock,
+                                        stopping=self.stopping, changed=self._curve_changed)
+        self.prices = PriceWorker(self.publisher, self.pricing, self.fleet.pdls, clock,
+                                  self.stopping)
         self.commands: CommandWorker | None = None
         if cfg.commands:
             self.commands = CommandWorker(
@@ -136,11 +145,16 @@ class Bridge:
         if stats is not None:
             sink = StatisticsSink(stats.url, stats.token.reveal(), self.store, clock,
                                   hours_source=store_hours(self.store),
-                                  series=self.fleet.hourly_series())
+                                  series=self.fleet.hourly_series(),
+                                  parts_for=self.pricing.stat_parts,
+                                  parts_source=self.pricing.stat_hours)
             self.statistics = StatisticsWorker(sink, self.stopping)
         hb_path = health_path(cfg.store.path)
         self.heartbeat: Heartbeat | None = (
             Heartbeat(hb_path, lambda: self.link.connected) if hb_path else None)
+
+    def _meter(self, pdl: str) -> MeterTariff | None:
+        return self.fleet.state(pdl).meter if pdl in self.fleet.directory else None
 
     def _retry_sleep(self, seconds: float) -> None:
         """The wait between two attempts, cut short (Cancelled) when the bridge stops."""
@@ -230,6 +244,9 @@ class Bridge:
             self.statistics.start()
         self.link.start()
         self.fleet.start()
+        if self.tempo is not None:
+            self.tempo.start()
+        self.prices.start()
         if self.heartbeat is not None:
             self.heartbeat.start()
 
@@ -246,6 +263,9 @@ class Bridge:
                         topics.dumps(topics.bridge_state(False))))
         if self.statistics is not None:
             self.statistics.stop(max(0.5, ends - time.monotonic()))
+        if self.tempo is not None:
+            self.tempo.stop(max(0.5, ends - time.monotonic()))
+        self.prices.stop(max(0.5, ends - time.monotonic()))
         self.fleet.close()
         self.store.close()
         self.lock.release()

@@ -49,7 +49,7 @@ import queue
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import date, datetime
 from typing import Any, Protocol
 
@@ -59,7 +59,9 @@ from linky2mqtt.config import CommandPolicy, HomeAssistantConfig
 from linky2mqtt.model import PARIS, HourlyDay, Kind, Series, Step, day_bounds
 from linky2mqtt.mqtt import Incoming, Overflow
 from linky2mqtt.poller import PollOutcome
+from linky2mqtt.pricing import Pricing
 from linky2mqtt.store import Store
+from linky2mqtt.tariffs import Breakdown
 
 log = logging.getLogger(__name__)
 
@@ -122,9 +124,11 @@ class StoreReadSource:
     aggregation; :meth:`forget` drops days whose load curve changed in the store.
     """
 
-    def __init__(self, store: Store, cache_days: int = 4096) -> None:
+    def __init__(self, store: Store, cache_days: int = 4096, *,
+                 pricing: Pricing | None = None) -> None:
         self.store = store
         self.cache_days = cache_days
+        self.pricing = pricing
         self._hours: OrderedDict[tuple[str, Kind, date], HourlyDay] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -152,6 +156,14 @@ class StoreReadSource:
                 while len(self._hours) > self.cache_days:
                     self._hours.popitem(last=False)
         return h
+
+    def breakdowns(self, pdl: str, kind: Kind, daily: Mapping[date, float]
+                   ) -> dict[date, Breakdown] | None:
+        return None if self.pricing is None else self.pricing.days(pdl, kind, daily)
+
+    def hour_labels(self, pdl: str, kind: Kind, day: date
+                    ) -> dict[datetime, dict[str, Any]] | None:
+        return None if self.pricing is None else self.pricing.hour_labels(pdl, kind, day)
 
     def forget(self, pdl: str, kind: Kind, since: date) -> None:
         """The load curve of ``pdl``/``kind`` changed in the store from ``since`` on."""
@@ -342,7 +354,7 @@ class CommandWorker:
 
     def _read(self, msg: Incoming, req: commands.ReadRequest) -> None:
         if not commands.missing_days(req, self.source):
-            data = commands.build_read_data(req, self.source)
+            data = commands.build_read_data(req, self.source, splits=self.source)
             self._answer(msg, "read", commands.ok(data, req.transaction))
             return
         if not self._take_upstream_slot(msg, "read", req.transaction):
@@ -363,8 +375,8 @@ class CommandWorker:
             # an earlier request may have fetched some of these days meanwhile
             missing = commands.missing_days(req, self.source)
             if not missing:
-                return commands.ok(commands.build_read_data(req, self.source),
-                                   req.transaction)
+                data = commands.build_read_data(req, self.source, splits=self.source)
+                return commands.ok(data, req.transaction)
             now = self.clock.now()
             series: Series = "curve" if req.step is Step.HOUR else "daily"
             outcome = self.meters.fetch_days(req.pdl, req.kind, series, missing, now)
@@ -378,7 +390,8 @@ class CommandWorker:
                     left, datetime.fromtimestamp(outcome.budget_retry_at, PARIS))
             elif outcome.error is not None:
                 message = f"some days could not be fetched: {outcome.error}"
-            data = commands.build_read_data(req, self.source, message=message)
+            data = commands.build_read_data(req, self.source, message=message,
+                                                splits=self.source)
             return commands.ok(data, req.transaction)
 
         self.meters.run_on_account(req.pdl, fetch_then_answer)

@@ -44,6 +44,7 @@ from operator import attrgetter
 from typing import Any, ClassVar, Final, Protocol, TypeVar
 
 from linky2mqtt.model import PDL_RE, HourlyDay, Kind, Step, day_bounds, kwh, local_iso
+from linky2mqtt.tariffs import Breakdown, combine
 
 MAX_PAYLOAD: Final = 64 * 1024
 MAX_DEPTH: Final = 64
@@ -77,6 +78,7 @@ class MeterView:
     production: bool = False
     max_power: bool = False
     consumption: bool = True
+    tariff: bool = False  # a tariff is configured: ``read`` may ask for split and cost
 
     def has(self, kind: Kind) -> bool:
         if kind is Kind.PRODUCTION:
@@ -95,6 +97,8 @@ class ReadRequest:
     start: date
     end: date  # exclusive
     transaction: object = NO_TRANSACTION
+    split: bool = False  # per-period values at every step
+    cost: bool = False  # the cost of each day/month point
 
     def days(self) -> list[date]:
         return [self.start + timedelta(days=i) for i in range((self.end - self.start).days)]
@@ -267,7 +271,7 @@ def _value_at(chunk: bytes, start: int, followers: tuple[bytes, ...],
 def _parse_read(
     body: dict[str, Any], pdls: Mapping[str, MeterView], today: date, transaction: object
 ) -> ReadRequest:
-    _check_keys("read", body, ("pdl", "kind", "step", "start", "end"))
+    _check_keys("read", body, ("pdl", "kind", "step", "start", "end", "split", "cost"))
     pdl = _pdl(body, pdls)
     kind = _choice(body, "kind", Kind, _KINDS)
     if kind is Kind.CONSUMPTION and not pdls[pdl].has(kind):
@@ -299,7 +303,24 @@ def _parse_read(
             f"range too long: {days} days from {start} to {end}; at most {limit} days "
             f'for step "{step.value}"'
         )
-    return ReadRequest(pdl, kind, step, start, end, transaction)
+    split, cost = _flag(body, "split"), _flag(body, "cost")
+    if split or cost:
+        asked = "split" if split else "cost"
+        if kind is not Kind.CONSUMPTION:
+            raise _Invalid(f'"{asked}" is for consumption only (a tariff prices what is used)')
+        if not pdls[pdl].tariff:
+            raise _Invalid(f'"{asked}": meter {pdl} has no tariff (set tariffs for it in '
+                           "the configuration)")
+        if cost and step is Step.HOUR:
+            raise _Invalid('"cost" is given per day or month: use "step": "day" or "month"')
+    return ReadRequest(pdl, kind, step, start, end, transaction, split, cost)
+
+
+def _flag(body: Mapping[str, Any], key: str) -> bool:
+    value = body.get(key, False)
+    if not isinstance(value, bool):
+        raise _Invalid(f'"{key}" must be true or false, got {_show_json(value)}')
+    return value
 
 
 def _check_keys(command: str, body: Mapping[str, Any], allowed: tuple[str, ...]) -> None:
@@ -523,6 +544,20 @@ class ReadSource(Protocol):
         ...
 
 
+class SplitSource(Protocol):
+    """What ``"split"``/``"cost"`` need: the tariff breakdowns (see linky2mqtt.pricing)."""
+
+    def breakdowns(self, pdl: str, kind: Kind, daily: Mapping[date, float]
+                   ) -> Mapping[date, Breakdown] | None:
+        """The breakdown of each day of ``daily`` (Wh by day); None: no tariff."""
+        ...
+
+    def hour_labels(self, pdl: str, kind: Kind, day: date
+                    ) -> Mapping[datetime, Mapping[str, Any]] | None:
+        """``{hour UTC start: {"period", "periods"?}}`` of one day; None: none."""
+        ...
+
+
 def unit_of(kind: Kind) -> str:
     return "VA" if kind is Kind.MAX_POWER else "kWh"
 
@@ -544,18 +579,27 @@ def missing_days(req: ReadRequest, source: ReadSource) -> list[date]:
 
 
 def build_read_data(
-    req: ReadRequest, source: ReadSource, *, message: str | None = None
+    req: ReadRequest, source: ReadSource, *, message: str | None = None,
+    splits: SplitSource | None = None,
 ) -> dict[str, Any]:
     """The ``data`` of a ``read`` answer: ``{"pdl","kind","step","unit","points","missing"}``
-    (plus ``"message"`` when given, e.g. from :func:`read_message_when_budget_exhausted`)."""
+    (plus ``"message"`` when given, e.g. from :func:`read_message_when_budget_exhausted`).
+    With ``split``/``cost`` (and ``splits``), points gain ``periods``/``cost`` as the
+    day and month payloads do, and hour points ``period`` and ``periods``."""
+    if not (req.split or req.cost):
+        splits = None
     if req.step is Step.HOUR:
         points, missing = _hour_points(req, source)
+        if splits is not None:
+            _label_hours(req, splits, points)
     elif req.kind is Kind.MAX_POWER:
         points, missing = _max_power_points(req, source)
     else:
         daily = source.daily_values(req.pdl, req.kind, req.start, req.end)
         missing = [d for d in req.days() if d not in daily]
         points = _month_points(req, daily) if req.step is Step.MONTH else _day_points(req, daily)
+        if splits is not None:
+            _split_points(req, splits, daily, points)
     data: dict[str, Any] = {
         "pdl": req.pdl,
         "kind": req.kind.value,
@@ -567,6 +611,40 @@ def build_read_data(
     if message is not None:
         data["message"] = message
     return data
+
+
+def _split_points(req: ReadRequest, splits: SplitSource, daily: Mapping[date, float],
+                  points: list[dict[str, Any]]) -> None:
+    days = splits.breakdowns(req.pdl, req.kind, daily) or {}
+    for point in points:
+        if req.step is Step.DAY:
+            chosen = [days[date.fromisoformat(point["date"])]]
+        else:
+            chosen = [b for d, b in days.items() if f"{d:%Y-%m}" == point["month"]]
+        if not chosen:
+            continue
+        b = combine(chosen) if req.step is Step.MONTH else chosen[0]
+        if req.split:
+            point["periods"] = b.periods_payload()
+            if req.step is Step.MONTH:
+                point["unsplit"] = kwh(float(b.unsplit_wh))
+        if req.cost:
+            point["cost"] = b.cost_payload()
+        if b.reasons:
+            point["split_reason"] = "; ".join(dict.fromkeys(b.reasons))
+
+
+def _label_hours(req: ReadRequest, splits: SplitSource, points: list[dict[str, Any]]) -> None:
+    labels: dict[str, Mapping[str, Any]] = {}
+    for day in req.days():
+        for start, label in (splits.hour_labels(req.pdl, req.kind, day) or {}).items():
+            labels[_hour_iso(start)] = label
+    for point in points:
+        found = labels.get(point["start"])
+        if found is not None:
+            label = found
+            point["period"] = label["period"]
+            point["periods"] = dict(label.get("periods") or {label["period"]: point["value"]})
 
 
 def _day_points(req: ReadRequest, daily: Mapping[date, float]) -> list[dict[str, Any]]:

@@ -44,6 +44,14 @@ from linky2mqtt.enedis.providers import REGISTRY
 from linky2mqtt.errors import Linky2MqttError
 from linky2mqtt.model import PDL_RE, Step
 from linky2mqtt.secret import MASK, Secret
+from linky2mqtt.tariffs import (
+    OffpeakError,
+    OffpeakSchedule,
+    Tariff,
+    TariffError,
+    parse_offpeak_config,
+    parse_tariff,
+)
 
 __all__ = [
     "AccountConfig",
@@ -58,6 +66,7 @@ __all__ = [
     "MqttConfig",
     "StatisticsConfig",
     "StoreConfig",
+    "TempoConfig",
     "TlsConfig",
     "declared",
     "load",
@@ -255,7 +264,8 @@ def _read(sec: _Section, keys: Collection[Key], base: Any = None) -> dict[str, A
         if "." in k.name:
             head, name = k.name.split(".", 1)
             if head not in groups:
-                inner = [x.name.split(".", 1)[1] for x in keys if x.name.startswith(head + ".")]
+                inner = [n for x in keys if x.name.startswith(head + ".")
+                         for n in _allowed([replace(x, name=x.name.split(".", 1)[1])])]
                 groups[head] = _Section(sec.ctx, sec.get(head), sec.at(head), inner,
                                         outer=values)
             where, k = groups[head], replace(k, name=name)
@@ -680,6 +690,78 @@ def _steps(sec: _Section, k: Key, _: dict[str, Any]) -> frozenset[Step]:
     return frozenset(steps) if ok else default
 
 
+def _tariff(sec: _Section, k: Key, _: dict[str, Any]) -> Tariff | None:
+    """``tariffs``: dated price periods (:func:`linky2mqtt.tariffs.parse_tariff`)."""
+    raw = sec.get(k.name)
+    if raw is _MISSING or raw is _BAD:
+        return cast("Tariff | None", k.default)
+    if raw is None:
+        return None
+    try:
+        return parse_tariff(raw, sec.at(k.name))
+    except TariffError as exc:
+        sec.ctx.problems.extend(exc.problems)
+        return cast("Tariff | None", k.default)
+
+
+def _offpeak(sec: _Section, k: Key, _: dict[str, Any]) -> OffpeakSchedule | None:
+    """``offpeak_hours``: ranges, or ``{summer, winter}``; wins over the contract's."""
+    raw = sec.get(k.name)
+    if raw is _MISSING or raw is _BAD:
+        return cast("OffpeakSchedule | None", k.default)
+    if raw is None:
+        return None
+    try:
+        return parse_offpeak_config(raw, sec.at(k.name))
+    except OffpeakError as exc:
+        sec.ctx.problems.extend(exc.problems)
+        return cast("OffpeakSchedule | None", k.default)
+
+
+def _tariff_shown(value: Any, _: Any) -> Any:
+    if value is None:
+        return None
+    return [{"from": p.start.isoformat(), "to": None if p.end is None else p.end.isoformat(),
+             "option": str(p.option), "prices": {n: float(v) for n, v in p.prices.items()},
+             "subscription": None if p.subscription is None else float(p.subscription)}
+            for p in cast(Tariff, value).periods]
+
+
+def _offpeak_shown(value: Any, _: Any) -> Any:
+    if value is None:
+        return None
+    schedule = cast(OffpeakSchedule, value)
+    if schedule.seasonal:
+        return {"summer": [str(r) for r in schedule.summer],
+                "winter": [str(r) for r in schedule.winter]}
+    return [str(r) for r in schedule.all_year]
+
+
+def _tempo(sec: _Section, values: dict[str, Any]) -> TempoConfig:
+    if (values["rte_client_id"] is None) != (values["rte_client_secret"] is None):
+        missing = "rte.client_secret" if values["rte_client_secret"] is None \
+            else "rte.client_id"
+        sec.ctx.add(f"{sec.path}.{missing}", "required with the other RTE credential (or "
+                    f"{missing.split('.')[1]}_file)")
+    return TempoConfig(**values)
+
+
+def _tempo_sources(cfg: dict[str, Any], ctx: _Ctx) -> None:
+    """A Tempo tariff needs a colour source."""
+    tempo: TempoConfig = cfg["tempo"]
+    if tempo.community or tempo.rte_client_id is not None:
+        return
+    for i, account in enumerate(cfg["accounts"]):
+        for j, meter in enumerate((account.meter_defaults, *account.meters)):
+            if meter.tariff is not None and any(
+                    p.option == "tempo" for p in meter.tariff.periods):
+                where = (f"accounts[{i}].meter_defaults.tariffs" if j == 0
+                         else f"accounts[{i}].meters[{j - 1}].tariffs")
+                ctx.add(where, "a tempo tariff needs the colours: set tempo.community: true "
+                        "or tempo.rte credentials")
+                return
+
+
 _BUDGET_OPT_IN: Final = "allow_above_default"
 _HOMIDOM_STEPS: Final = {"mois": "month", "jour": "day", "heure": "hour"}
 _REFRESH_UNIT: Final = (" seconds (one poll an hour at most: Enedis data comes once a day and "
@@ -844,6 +926,15 @@ class MeterConfig:
     backfill_hour: int = key(
         _integer(0, MAX_BACKFILL_HOUR), "days of hourly history (load curve) fetched at "
         "start", DEFAULT_BACKFILL_HOUR, name="backfill_days.hour", inherited=True)
+    tariff: Tariff | None = key(
+        _custom(_tariff, "list of dated periods"), "prices: `{from, to?, option: base/hphc/"
+        "tempo, prices, subscription?}` each, EUR TTC (see Tariffs below); null: no split "
+        "and no cost", None, name="tariffs", inherited=True, show=_tariff_shown)
+    offpeak: OffpeakSchedule | None = key(
+        _custom(_offpeak, "list or `{summer, winter}`"), "off-peak ranges like "
+        '`"22:30-06:30"` (Europe/Paris); win over the contract\'s `offpeak_hours`', None,
+        name="offpeak_hours", inherited=True, show=_offpeak_shown,
+        default_doc="the contract's")
     enabled: bool = key(_flag(), "`false` keeps the meter in the file but skips it", True)
 
 
@@ -883,7 +974,8 @@ class AccountConfig:
         default_doc=f"`{DEFAULT_REQUEST_TIMEOUT}`")
     meter_defaults: MeterConfig = key(
         _custom(_meter_defaults, "mapping"), "settings given to each meter of the account "
-        "(`steps`, `consumption`, `production`, `max_power`, `refresh`, `backfill_days`); a "
+        "(`steps`, `consumption`, `production`, `max_power`, `refresh`, `backfill_days`, "
+        "`tariffs`, `offpeak_hours`); a "
         "meter may override them", factory=MeterConfig, section=MeterConfig, children=False,
         show=_meter_defaults_shown, default_doc="see meters")
     meters: tuple[MeterConfig, ...] = key(
@@ -916,6 +1008,22 @@ class CommandPolicy:
         default_doc="`[]` (any topic outside the bridge's and Home Assistant's)")
 
 
+@dataclass(frozen=True, slots=True)
+class TempoConfig:
+    """Where Tempo colours come from (used by meters with a tempo tariff)."""
+
+    rte_client_id: str | None = key(
+        _secret(plain=True), "RTE API (Tempo Like Supply Contract) application id; optional",
+        None, name="rte.client_id", file=True)
+    rte_client_secret: Secret | None = key(
+        _secret(), "its secret", None, name="rte.client_secret", file=True, secret=True)
+    community: bool = key(
+        _flag(), "ask api-couleur-tempo.fr (no key); after RTE when both are on", True)
+    base_url: str | None = key(
+        _custom(_http_url(("http", "https")), "string"), "null: the sources' public URLs; "
+        "the simulator's address to use its Tempo stand-in for both", None)
+
+
 def _window_shown(value: Any, _: Any) -> str:
     return _window_text(value)
 
@@ -940,6 +1048,9 @@ class Config:
     accounts: tuple[AccountConfig, ...] = key(
         _custom(_accounts, "list"), "at least one account", (), required=True,
         section=AccountConfig, many=True)
+    tempo: TempoConfig = key(
+        _sub(TempoConfig, _tempo), "", factory=TempoConfig,
+        section=TempoConfig)
 
     def enabled_meters(self) -> tuple[tuple[AccountConfig, MeterConfig], ...]:
         """Every listed meter that is enabled, of every enabled account (auto ones excluded)."""
@@ -1022,6 +1133,7 @@ def _build(ctx: _Ctx, document: Any) -> Config | None:
         return None
     keys = declared(Config)
     values = _read(_Section(ctx, document, "", _allowed(keys)), keys)
+    _tempo_sources(values, ctx)
     mqtt: MqttConfig = values["mqtt"]
     if not mqtt.client_id:  # not configured: one per store
         values["mqtt"] = replace(mqtt, client_id=default_client_id(values["store"].path))
@@ -1115,6 +1227,12 @@ def summary(cfg: Config,
         f"Log: {cfg.log.level}, {cfg.log.format}",
         f"Commands: {'on' if cfg.commands else 'off'}{_policy_text(cfg)}",
         f"Poll window: {_window_text(cfg.poll_window)} (Europe/Paris)",
+        "Tempo colours: " + (", then ".join(
+            ([f"RTE (client id {cfg.tempo.rte_client_id}, secret {MASK})"]
+             if cfg.tempo.rte_client_id else [])
+            + (["api-couleur-tempo.fr"] if cfg.tempo.community else [])) or "no source")
+        + (f" at {cfg.tempo.base_url}" if cfg.tempo.base_url else "")
+        + " (used by tempo tariffs only)",
         f"Accounts: {len(cfg.accounts)}",
     ]
     credentials = [k for k in declared(AccountConfig) if k.file]
@@ -1563,7 +1681,19 @@ def _settings_text(s: MeterConfig) -> str:
     return (", ".join(_steps_list(s.steps)) + (" + " + " + ".join(extras) if extras else "")
             + ("" if s.consumption else " (no consumption)")
             + f"; refresh {s.refresh} s; backfill {s.backfill_day} days daily, "
-            f"{s.backfill_hour} days hourly")
+            f"{s.backfill_hour} days hourly" + _tariff_text(s))
+
+
+def _tariff_text(s: MeterConfig) -> str:
+    offpeak = ("off-peak " + s.offpeak.describe() + " (configuration)" if s.offpeak
+               else "off-peak from the contract")
+    if s.tariff is None:
+        return "" if s.offpeak is None else f"; {offpeak}"
+    first = s.tariff.periods[0]
+    options = "/".join(dict.fromkeys(str(p.option) for p in s.tariff.periods))
+    count = len(s.tariff.periods)
+    return (f"; tariff {options} from {first.start} ({count} period"
+            f"{'s' if count > 1 else ''}), {offpeak}")
 
 
 if __name__ == "__main__":  # python -m linky2mqtt.config --reference

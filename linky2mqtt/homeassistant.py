@@ -13,7 +13,11 @@ entity registry (names, areas, statistics) on them.
 Day energy sensors are ``device_class: energy`` + ``state_class: total`` +
 ``last_reset_value_template`` (the day's local midnight), which the Energy dashboard
 accepts: each day's energy is added when it arrives, the next morning. Month sensors
-have no state class, so nothing is counted twice.
+have no state class, so nothing is counted twice. With a tariff, the day also gets one
+energy sensor per period (``consumption_day_hp``...) and cost sensors (``cost_day``,
+``cost_day_<period>``: ``device_class: monetary``, ``state_class: total``, EUR), read
+from the day payload's ``periods`` and ``cost``; a Tempo tariff adds ``tempo_today`` and
+``tempo_tomorrow`` (``device_class: enum``; unknown is unknown, never blue).
 
 An empty retained payload on :func:`removal`'s topic removes a meter from Home Assistant.
 """
@@ -52,6 +56,8 @@ class MeterInfo:
     max_power: bool = False
     has_contract: bool = False
     steps: frozenset[Step] = field(default=_ALL_STEPS)
+    periods: tuple[str, ...] = ()  # tariff period names (hp, hc, hp_blue...); () no tariff
+    tempo: bool = False  # a Tempo tariff: the Tempo colour sensors
 
     @property
     def display_name(self) -> str:
@@ -104,6 +110,41 @@ def _energy(
     return component
 
 
+def _tariff_components(base: str, pdl: str, periods: tuple[str, ...]
+                       ) -> dict[str, dict[str, Any]]:
+    """Per-period day energy and the day's cost (total and per period), from the day
+    payload's ``periods`` and ``cost``; ``None`` (unknown) on a day without split."""
+    topic = topics.meter_topic(base, pdl, Kind.CONSUMPTION, Step.DAY)
+    day = {"state_topic": topic, "state_class": "total",
+           "last_reset_value_template": "{{ value_json.start }}"}
+    cmps: dict[str, dict[str, Any]] = {}
+    for p in periods:
+        cmps[f"consumption_day_{p}"] = {
+            "p": "sensor", "unique_id": _unique_id(pdl, f"consumption_day_{p}"),
+            "name": f"Consumption day {p.upper().replace('_', ' ')}",
+            "device_class": "energy", "unit_of_measurement": "kWh",
+            "suggested_display_precision": 3, **day,
+            "value_template": (f"{{{{ value_json.periods.get('{p}', 0) "
+                               f"if value_json.periods else None }}}}"),
+        }
+    cmps["cost_day"] = {
+        "p": "sensor", "unique_id": _unique_id(pdl, "cost_day"), "name": "Cost day",
+        "device_class": "monetary", "unit_of_measurement": "EUR",
+        "suggested_display_precision": 2, **day,
+        "value_template": "{{ value_json.cost.value if value_json.cost else None }}",
+    }
+    for p in periods:
+        cmps[f"cost_day_{p}"] = {
+            "p": "sensor", "unique_id": _unique_id(pdl, f"cost_day_{p}"),
+            "name": f"Cost day {p.upper().replace('_', ' ')}",
+            "device_class": "monetary", "unit_of_measurement": "EUR",
+            "suggested_display_precision": 2, **day,
+            "value_template": (f"{{{{ value_json.cost.periods.get('{p}', 0) "
+                               f"if value_json.cost else None }}}}"),
+        }
+    return cmps
+
+
 def _components(base: str, meter: MeterInfo) -> dict[str, dict[str, Any]]:
     pdl = meter.pdl
     cmps: dict[str, dict[str, Any]] = {}
@@ -117,6 +158,38 @@ def _components(base: str, meter: MeterInfo) -> dict[str, dict[str, Any]]:
             cmps[f"{kind}_month"] = _energy(
                 base, pdl, kind, Step.MONTH, f"{label} month", daily=False
             )
+    if meter.periods and meter.consumption and Step.DAY in meter.steps:
+        cmps.update(_tariff_components(base, pdl, meter.periods))
+    if meter.periods and meter.consumption:
+        topic = f"{base}/{pdl}/price"  # price_worker.price_topic
+        cmps["current_price"] = {
+            "p": "sensor",
+            "unique_id": _unique_id(pdl, "current_price"),
+            "name": "Current price",
+            "unit_of_measurement": "EUR/kWh",
+            "state_class": "measurement",
+            "suggested_display_precision": 4,
+            "icon": "mdi:cash",
+            "state_topic": topic,
+            "value_template": "{{ value_json.price if value_json.price is not none "
+                              "else None }}",
+            "json_attributes_topic": topic,
+        }
+    if meter.tempo:
+        for which in ("today", "tomorrow"):
+            topic = f"{base}/tempo/{which}"
+            cmps[f"tempo_{which}"] = {
+                "p": "sensor",
+                "unique_id": _unique_id(pdl, f"tempo_{which}"),
+                "name": f"Tempo {which}",
+                "device_class": "enum",
+                "options": ["blue", "white", "red"],
+                "icon": "mdi:palette",
+                "state_topic": topic,
+                # unknown stays unknown (never blue): "None" is HA's "no value"
+                "value_template": "{{ value_json.colour if value_json.colour else None }}",
+                "json_attributes_topic": topic,
+            }
     if meter.max_power:
         topic = topics.max_power_topic(base, pdl)
         cmps["max_power"] = {

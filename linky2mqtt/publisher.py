@@ -22,6 +22,7 @@ from typing import Any
 from linky2mqtt import homeassistant, topics
 from linky2mqtt.model import Kind
 from linky2mqtt.mqtt import MqttLink
+from linky2mqtt.pricing import Pricing, split_fields
 from linky2mqtt.store import Store
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,8 @@ class Publisher:
         self.store = store
         self.base = base_topic
         self.on_publish = on_publish
+        # tariffs: the split and cost added to day/month payloads and hourly points
+        self.pricing: Pricing | None = None
 
     # ---- low level -------------------------------------------------------------------
 
@@ -99,9 +102,9 @@ class Publisher:
         if previous is None or latest > previous or (latest == previous and latest in days):
             values = self.store.daily_values(pdl, kind, latest, latest + timedelta(days=1))
             if latest in values:
-                self.retained(day_topic, topics.day_payload(
+                self.retained(day_topic, self._day_split(pdl, kind, topics.day_payload(
                     pdl, latest, values[latest], self.store.daily_quality(pdl, kind, latest),
-                    fetched_at))
+                    fetched_at), latest, values[latest]))
         # month: each month touched, oldest first; the latest day's month last (retained)
         months = sorted({(d.year, d.month) for d in days} - {(latest.year, latest.month)})
         months.append((latest.year, latest.month))
@@ -111,7 +114,8 @@ class Publisher:
             first, nxt = topics.month_bounds(month)
             upto = min(latest, nxt - timedelta(days=1))
             values = self.store.daily_values(pdl, kind, first, nxt)
-            payload = topics.month_payload(pdl, month, values, upto)
+            payload = self._month_split(pdl, kind, topics.month_payload(
+                pdl, month, values, upto), values, upto)
             if (y, m) == (latest.year, latest.month):
                 self.retained(month_topic, payload)
             else:
@@ -132,6 +136,7 @@ class Publisher:
         """After the commit: publish the days that changed, drop the other marks."""
         changed = set(changed)
         self.curve_changed(pdl, kind, changed)
+        self.split_changed(pdl, kind, changed)
         topic = topics.meter_topic(self.base, pdl, kind, "hour")
         self.store.ack_batches(
             (topic, day.isoformat(), TO_PUBLISH) for day in sorted(set(fetched) - changed))
@@ -159,8 +164,9 @@ class Publisher:
             self.daily_changed(pdl, kind, [latest], now)
             return
         first, nxt = topics.month_bounds(f"{latest:%Y-%m}")
-        month = topics.month_payload(pdl, f"{latest:%Y-%m}",
-                                     self.store.daily_values(pdl, kind, first, nxt), latest)
+        held = self.store.daily_values(pdl, kind, first, nxt)
+        month = self._month_split(pdl, kind, topics.month_payload(
+            pdl, f"{latest:%Y-%m}", held, latest), held, latest)
         month_topic = topics.meter_topic(self.base, pdl, kind, "month")
         if self.store.get_retained(month_topic) != topics.dumps(month):
             self.retained(month_topic, month)
@@ -177,10 +183,63 @@ class Publisher:
             if not hourly.hours:
                 continue
             payload = topics.hour_payload(pdl, hourly)
+            labels = self.pricing.hour_labels(pdl, kind, day) if self.pricing else None
+            if labels:
+                for point, hour in zip(payload["points"], hourly.hours, strict=True):
+                    point.update(labels.get(hour.start, {}))
             entries.append((topic, day.isoformat(), topics.dumps(payload)))
         self.store.add_pending_batches(entries)
         for _, key, body in entries:
             self._send(topic, body, retain=False, on_ack=_acker(self.store, topic, key, body))
+
+    def _day_split(self, pdl: str, kind: Kind, payload: dict[str, Any], day: date,
+                   wh: float) -> dict[str, Any]:
+        b = self.pricing.day(pdl, kind, day, wh) if self.pricing else None
+        return payload if b is None else {**payload, **split_fields(b)}
+
+    def _month_split(self, pdl: str, kind: Kind, payload: dict[str, Any],
+                     daily: dict[date, float], upto: date) -> dict[str, Any]:
+        if self.pricing is None or not self.pricing.priced(pdl, kind):
+            return payload
+        b = self.pricing.month(pdl, kind, {d: v for d, v in daily.items() if d <= upto})
+        return payload if b is None else {**payload, **split_fields(b, month=True)}
+
+    def split_changed(self, pdl: str, kind: Kind, days: Iterable[date]) -> None:
+        """The split of ``days`` may have changed (their load curve arrived, a Tempo colour
+        became known): republish the retained day if it is one of them, and their months."""
+        days = sorted(set(days))
+        if not days or self.pricing is None or not self.pricing.priced(pdl, kind):
+            return
+        day_topic = topics.meter_topic(self.base, pdl, kind, "day")
+        body = self.store.get_retained(day_topic)
+        if body:
+            try:
+                payload = json.loads(body)
+                day = date.fromisoformat(payload["date"])
+            except (ValueError, KeyError, TypeError):
+                payload, day = None, None
+            if payload is not None and day in days:
+                values = self.store.daily_values(pdl, kind, day, day + timedelta(days=1))
+                if day in values:
+                    self.retained(day_topic, self._day_split(pdl, kind, payload, day,
+                                                             values[day]))
+        latest = self.store.latest_daily_day(pdl, kind)
+        if latest is None:
+            return
+        month_topic = topics.meter_topic(self.base, pdl, kind, "month")
+        for y, m in sorted({(d.year, d.month) for d in days if d <= latest}):
+            month = f"{y:04d}-{m:02d}"
+            first, nxt = topics.month_bounds(month)
+            upto = min(latest, nxt - timedelta(days=1))
+            values = self.store.daily_values(pdl, kind, first, nxt)
+            if not values:
+                continue
+            payload = self._month_split(pdl, kind, topics.month_payload(
+                pdl, month, values, upto), values, upto)
+            if (y, m) == (latest.year, latest.month):
+                self.retained(month_topic, payload)
+            else:
+                self._send(month_topic, topics.dumps(payload), retain=False)
 
     def _publish_max_power(self, pdl: str, day: date) -> None:
         got = self.store.max_power_values(pdl, day, day + timedelta(days=1)).get(day)

@@ -18,7 +18,9 @@ Tables (schema version in ``PRAGMA user_version``, upgraded at open by ``MIGRATI
 * ``repairs``         days to fetch once more: when a store written before version 4 is
                       opened, every stored DST-change day whose load curve does not tile
                       the day exactly (interval count and instants), and every day holding
-                      a value no meter produces, is listed here.
+                      a value no meter produces, is listed here;
+* ``tempo_days``      Tempo colours by the date their 06:00-06:00 day starts (NULL: not
+                      known yet, asked again; a known colour is never replaced by NULL).
 
 Every :mod:`sqlite3` failure (disk full, read-only file, locked, corrupt) surfaces as a
 :class:`StoreError` naming the file; a failed write is rolled back, never half-applied.
@@ -135,6 +137,15 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     # 5: drop meter_status (created by 2, never read: the status lives in the retained
     # topics)
     ("DROP TABLE IF EXISTS meter_status",),
+    # 6: Tempo colours (NULL: not known yet; never taken as blue)
+    (
+        """CREATE TABLE tempo_days (
+            day TEXT PRIMARY KEY,
+            colour TEXT,
+            source TEXT,
+            fetched_at REAL NOT NULL
+        ) WITHOUT ROWID""",
+    ),
 )
 # A store older than this may hold DST days with a missing or misplaced interval.
 DST_CHECK_BEFORE = 4
@@ -694,6 +705,31 @@ class Store:
             return complete
 
         return self._read(scan)
+
+    # -- Tempo ------------------------------------------------------------------------
+
+    def save_tempo_days(self, days: dict[date, tuple[str | None, str]], at: float) -> list[date]:
+        """Store ``{day: (colour or None, source)}``; the days whose known colour is new or
+        changed (an unknown answer never replaces a known colour)."""
+        changed: list[date] = []
+        with self._write() as c:
+            for day, (colour, source) in sorted(days.items()):
+                row = c.execute("SELECT colour FROM tempo_days WHERE day = ?",
+                                (day.isoformat(),)).fetchone()
+                if colour is None and row is not None and row[0] is not None:
+                    continue
+                if colour is not None and (row is None or row[0] != colour):
+                    changed.append(day)
+                c.execute("INSERT OR REPLACE INTO tempo_days (day, colour, source, fetched_at)"
+                          " VALUES (?, ?, ?, ?)", (day.isoformat(), colour, source, at))
+        return changed
+
+    def tempo_days(self, start: date, end: date) -> dict[date, tuple[str | None, str | None]]:
+        """``{day: (colour or None, source)}`` of the stored days in ``[start, end)``."""
+        sql = "SELECT day, colour, source FROM tempo_days WHERE day >= ? AND day < ?"
+        rows = self._read(lambda c: c.execute(sql, (start.isoformat(), end.isoformat()))
+                          .fetchall())
+        return {date.fromisoformat(d): (colour, source) for d, colour, source in rows}
 
     # -- repairs ---------------------------------------------------------------------
 

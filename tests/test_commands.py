@@ -133,7 +133,7 @@ REJECTIONS: list[tuple[str, object, str]] = [
         "read",
         read_body(strat="2026-11-01"),
         'unknown key "strat" for command read; '
-        "known keys: pdl, kind, step, start, end, transaction",
+        "known keys: pdl, kind, step, start, end, split, cost, transaction",
     ),
     (
         "info",

@@ -733,7 +733,8 @@ def _deep_merge(into: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-CONFIG_KEYS = {"mqtt", "homeassistant", "store", "log", "commands", "poll_window", "accounts"}
+CONFIG_KEYS = {"mqtt", "homeassistant", "store", "log", "commands", "poll_window", "accounts",
+               "tempo"}
 
 
 def test_readme_yaml_blocks_are_valid(tmp_path: Path) -> None:
@@ -747,6 +748,7 @@ def test_readme_yaml_blocks_are_valid(tmp_path: Path) -> None:
     for name in ("conso_token", "mqtt_password", "dc_secret", "ha_token"):
         (tmp_path / "secrets" / name).write_text("file-SECRET\n")
     env = {"CONSO_TOKEN": TOKEN, "MQTT_PASSWORD": "p", "DC_CLIENT_ID": "i",
+           "RTE_CLIENT_ID": "r", "RTE_CLIENT_SECRET": "rs",
            "DC_CLIENT_SECRET": "s", "HA_TOKEN": "h", "MED_TOKEN": "m",
            "DATACONNECT_CLIENT_ID": "i", "DATACONNECT_CLIENT_SECRET": "s"}
     (tmp_path / "data").mkdir()
@@ -831,7 +833,8 @@ def test_redacted_shape() -> None:
     assert b["meters"] == [{"pdl": PDL1, "name": "Home", "steps": ["day", "month", "hour"],
                             "consumption": True, "production": False, "max_power": False,
                             "refresh": 86400,
-                            "backfill_days": {"day": 365, "hour": 30}, "enabled": True}]
+                            "backfill_days": {"day": 365, "hour": 30}, "tariffs": None,
+                            "offpeak_hours": None, "enabled": True}]
     assert c["enabled"] is False
     assert json.loads(json.dumps(r)) == r
 
@@ -849,6 +852,7 @@ def test_summary_text() -> None:
         "Log: info, text",
         "Commands: on",
         "Poll window: 08:00-10:00 (Europe/Paris)",
+        "Tempo colours: api-couleur-tempo.fr (used by tempo tariffs only)",
         "Accounts: 3",
         "  a: conso (token ***; public URL)",
         "    budget: per_12h 50",

@@ -70,7 +70,8 @@ def test_every_field_is_a_key_or_derived_from_one() -> None:
 def test_meter_defaults_are_the_inherited_meter_settings() -> None:
     inherited = [k.name for k in declared(MeterConfig) if k.inherited]
     assert inherited == ["steps", "consumption", "production", "max_power", "refresh",
-                         "backfill_days.day", "backfill_days.hour"]
+                         "backfill_days.day", "backfill_days.hour", "tariffs",
+                         "offpeak_hours"]
 
 
 def test_example_file_shows_every_declared_key() -> None:

@@ -135,3 +135,41 @@ def test_read_request_is_accepted_by_the_bridge(flow: list[dict[str, Any]]) -> N
     assert isinstance(parsed, commands.ReadRequest), parsed
     assert (parsed.kind, parsed.step, parsed.transaction) == (Kind.CONSUMPTION, Step.HOUR,
                                                               "node-red-1")
+
+
+def _day_text(flow: list[dict[str, Any]], payloads: list[dict[str, Any]]) -> list[Any]:
+    day_in = next(n for n in by_type(flow, "mqtt in")
+                  if n["topic"] == topics.meter_topic(B, PDL, Kind.CONSUMPTION, Step.DAY))
+    (fn,) = [n for n in flow if n["id"] in day_in["wires"][0]]
+    assert fn["type"] == "function"
+    ui = [n for n in flow if any(n["id"] in w for w in fn["wires"]) and n["type"] == "ui-text"]
+    # Dashboard 2.0 ignores a "value (date)" format: the flow builds the whole text
+    assert ui and ui[0]["format"] == "{{msg.payload}}"
+    script = (
+        "const node = {warn() {}, log() {}, status() {}};"
+        f"const f = function(msg) {{ {fn['func']} }};"
+        f"const out = {json.dumps(payloads)}.map(p => f({{payload: p}}));"
+        "console.log(JSON.stringify(out.map(m => m && m.payload)));"
+    )
+    run = subprocess.run(["node", "-e", script], capture_output=True, text=True, timeout=30,
+                         check=True)
+    texts: list[Any] = json.loads(run.stdout)
+    return texts
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node (Node.js) is not installed")
+def test_day_text_says_which_day_and_the_split(flow: list[dict[str, Any]]) -> None:
+    plain = {"pdl": PDL, "date": "2026-11-28", "value": 17.216, "unit": "kWh"}
+    split = {**plain, "periods": {"hp": 11.0412, "hc": 6.1748},
+             "cost": {"value": 4.47, "currency": "EUR", "periods": {"hp": 2.36, "hc": 0.98},
+                      "subscription": 0.53, "complete": True}}
+    tempo = {**plain, "periods": {"hc_blue": 2.0, "hp_red": 10.0, "unknown": 5.216},
+             "cost": {"value": 7.9, "currency": "EUR", "periods": {}, "subscription": 0.5,
+                      "complete": False}}
+    assert _day_text(flow, [plain, split, tempo, {"value": "x"}]) == [
+        "17.216 kWh on Sat, 28 Nov 2026",
+        "HP 11.041 kWh · HC 6.175 kWh · €4.47 on Sat, 28 Nov 2026",
+        "HC BLUE 2.000 kWh · HP RED 10.000 kWh · UNKNOWN 5.216 kWh · €7.90 (incomplete) "
+        "on Sat, 28 Nov 2026",
+        None,
+    ]

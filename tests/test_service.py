@@ -330,7 +330,7 @@ def test_every_malformed_request_gets_an_error_with_its_transaction(env: Env) ->
     cases: list[tuple[str, dict[str, Any], str]] = [
         ("read", {**_read_body(), "strat": "x"},
          'unknown key "strat" for command read; known keys: pdl, kind, step, start, end, '
-         "transaction"),
+         "split, cost, transaction"),
         ("read", {k: v for k, v in _read_body().items() if k != "pdl"}, '"pdl" is required'),
         ("read", _read_body(pdl=12655648759651), '"pdl" must be a string of 14 digits'),
         ("read", _read_body(pdl="1234"), '"pdl" must be 14 digits, got "1234"'),

@@ -16,7 +16,8 @@ import pytest
 
 from linky2mqtt.clock import FastClock
 from linky2mqtt.simulator.server import ServerThread
-from linky2mqtt.simulator.tempo import TempoStandIn, colour_of, serve
+from linky2mqtt.simulator.server import serve_tempo as serve
+from linky2mqtt.simulator.tempo import TempoStandIn, colour_of
 from linky2mqtt.tariffs import PARIS, Colour
 from linky2mqtt.tempo import (
     COMMUNITY,
@@ -328,22 +329,11 @@ def test_stand_in_colours_follow_the_tempo_rules() -> None:
     assert 10 <= sum(c is Colour.RED for c in colours.values()) <= 40
 
 
-def test_the_mount_hook_beside_the_enedis_routes() -> None:
-    """The hook the simulator's App.handle needs (docs/_pending/tariffs.md, plan item 10):
-    Tempo paths answered by the stand-in, everything else (``/api/`` is the Conso API) by
-    the App as before."""
+def test_the_simulator_serves_tempo_beside_the_enedis_routes() -> None:
+    """The simulator's App mounts the stand-in (``App.tempo``): Tempo paths answered by
+    it, everything else (``/api/`` is the Conso API) by the App as before."""
     from linky2mqtt.simulator import SimOptions
-    from linky2mqtt.simulator.app import App, Request, Response
-
-    class MountedApp(App):
-        def __init__(self, options: SimOptions) -> None:
-            super().__init__(options)
-            self.tempo = TempoStandIn(options.clock, options.client_id, options.client_secret)
-
-        def handle(self, req: Request) -> Response:
-            if (tempo := self.tempo.handle(req)) is not None:
-                return tempo
-            return super().handle(req)
+    from linky2mqtt.simulator.app import App as MountedApp
 
     clock = FastClock(datetime(2026, 12, 1, 12, 0, tzinfo=PARIS))
     app = MountedApp(SimOptions(clock=clock))
@@ -359,5 +349,13 @@ def test_the_mount_hook_beside_the_enedis_routes() -> None:
                 is Colour.RED  # after 10:30: tomorrow is published
             conso = http.get(f"{url}/api/daily_consumption", params={"prm": "12345678901234"})
             assert conso.status_code == 401  # still the Conso API, asking for its token
+            # the control endpoint: a day answered unknown, a colour forced
+            ok = http.post(f"{url}/_sim/tempo", json={"unknown": ["2026-11-30"],
+                                                      "set_colour": {"2026-11-27": "white"}})
+            assert ok.status_code == 200
+            community = CommunityTempo(http, base_url=url)
+            assert community.day(date(2026, 11, 30)).colour is None
+            assert community.day(date(2026, 11, 27)).colour is Colour.WHITE
+            assert http.post(f"{url}/_sim/tempo", json={"unknown": ["x"]}).status_code == 400
     finally:
         server.stop()

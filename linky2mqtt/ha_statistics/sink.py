@@ -37,6 +37,11 @@ EPOCH_SEARCH = datetime(2000, 1, 1, tzinfo=UTC)
 
 HoursSource = Callable[[str, Kind, datetime, datetime], list[tuple[datetime, float]]]
 NameFor = Callable[[str, Kind], str]
+# Tariff parts of a series (``hp``, ``hc``, ``cost_hp``...; see statistic_id) and their
+# hourly values, in thousandths of the unit (Wh for energy, thousandths of EUR for costs)
+PartsFor = Callable[[str, Kind], tuple[str, ...]]
+PartsSource = Callable[[str, Kind, str, datetime, datetime], list[tuple[datetime, float]]]
+COST = "cost_"
 
 
 class SyncState(Protocol):
@@ -86,11 +91,14 @@ class SyncReport:
         return self.error is None and not self.pending
 
 
-def statistic_id(pdl: str, kind: Kind) -> str:
-    """``linky2mqtt:<pdl>_consumption`` (Home Assistant: ``<source>:<object_id>``)."""
+def statistic_id(pdl: str, kind: Kind, part: str = "") -> str:
+    """``linky2mqtt:<pdl>_consumption`` (Home Assistant: ``<source>:<object_id>``); a tariff
+    period's energy ``linky2mqtt:<pdl>_consumption_hc``, its cost ``linky2mqtt:<pdl>_cost_hc``."""
     if kind not in (Kind.CONSUMPTION, Kind.PRODUCTION):
         raise ValueError(f"no energy statistic for {kind}")
-    return f"{SOURCE}:{pdl}_{kind.value}"
+    if part.startswith(COST):
+        return f"{SOURCE}:{pdl}_{part}"
+    return f"{SOURCE}:{pdl}_{kind.value}" + (f"_{part}" if part else "")
 
 
 def default_name(pdl: str, kind: Kind) -> str:
@@ -155,6 +163,8 @@ class StatisticsSink:
         timeout: float = 30.0,
         confirm_timeout: float = 30.0,
         backoff: Sequence[float] = (5.0, 30.0, 120.0, 600.0),
+        parts_for: PartsFor | None = None,
+        parts_source: PartsSource | None = None,
     ) -> None:
         if chunk_size < 1:
             raise ValueError("chunk_size must be at least 1")
@@ -172,7 +182,9 @@ class StatisticsSink:
         self._backoff = tuple(backoff) or (0.0,)
         self._lock = threading.Lock()  # guards _series and _recent
         self._sync_lock = threading.Lock()  # one sync at a time
-        self._series: dict[str, tuple[str, Kind]] = {}
+        self._parts_for = parts_for
+        self._parts = parts_source
+        self._series: dict[str, tuple[str, Kind, str]] = {}
         self._recent: dict[str, datetime] = {}  # notified while a sync runs
         self._conn: HAConnection | None = None
         self._failures = 0
@@ -182,22 +194,27 @@ class StatisticsSink:
 
     # -- bridge side -------------------------------------------------------------------
 
-    def track(self, pdl: str, kind: Kind) -> str:
-        sid = statistic_id(pdl, kind)
+    def track(self, pdl: str, kind: Kind) -> list[str]:
+        """Follow a series (and its tariff parts); its statistic ids."""
+        parts = self._parts_for(pdl, kind) if self._parts_for and self._parts else ()
+        sids = []
         with self._lock:
-            self._series[sid] = (pdl, kind)
-        return sid
+            for part in ("", *parts):
+                sid = statistic_id(pdl, kind, part)
+                self._series[sid] = (pdl, kind, part)
+                sids.append(sid)
+        return sids
 
     def notify(self, pdl: str, kind: Kind, since: datetime) -> None:
         """New or changed hourly data from ``since`` on: rewrite from there at next sync."""
         if since.tzinfo is None:
             raise ValueError("since must be an aware datetime")
-        sid = self.track(pdl, kind)
         start = floor_hour(since)
-        with self._lock:
-            self._state.stats_mark_dirty(sid, start)
-            old = self._recent.get(sid)
-            self._recent[sid] = start if old is None else min(old, start)
+        for sid in self.track(pdl, kind):
+            with self._lock:
+                self._state.stats_mark_dirty(sid, start)
+                old = self._recent.get(sid)
+                self._recent[sid] = start if old is None else min(old, start)
 
     def close(self) -> None:
         with self._sync_lock:
@@ -227,7 +244,7 @@ class StatisticsSink:
         calls = 0
         error: str | None = None
         for sid in dirty:
-            pdl, kind = self._series[sid]
+            pdl, kind, part = self._series[sid]
             with self._lock:  # from here on, a notify() is remembered in _recent
                 self._recent.pop(sid, None)
                 marked = self._state.stats_dirty_since(sid)
@@ -237,7 +254,7 @@ class StatisticsSink:
             while True:
                 reused = self._conn is not None  # may have died while idle: retry once
                 try:
-                    written, sent = self._import_one(sid, pdl, kind, since)
+                    written, sent = self._import_one(sid, pdl, kind, since, part)
                     break
                 except HAUnavailable as err:
                     self._disconnect()
@@ -266,18 +283,28 @@ class StatisticsSink:
             log.info("statistics: %s: %d rows written from %s", sid, written, local_iso(since))
         return SyncReport(rows=rows_done, calls=calls, pending=self._pending(), error=error)
 
-    def _import_one(self, sid: str, pdl: str, kind: Kind, since: datetime) -> tuple[int, int]:
+    def _import_one(self, sid: str, pdl: str, kind: Kind, since: datetime,
+                    part: str = "") -> tuple[int, int]:
         conn = self._connection()
         end = floor_hour(self._clock.now()) + HOUR
-        hours = self._hours(pdl, kind, since, end) if since < end else []
+        source = self._hours
+        if part and self._parts is not None:
+            parts = self._parts
+            source = lambda p, k, s, e: parts(p, k, part, s, e)  # noqa: E731
+        hours = source(pdl, kind, since, end) if since < end else []
         base = self._sum_before(conn, sid, since)
         rows = build_rows(hours, since, base)
+        cost = part.startswith(COST)
+        name = self._name_for(pdl, kind)
+        if part:
+            label = part[len(COST):] if cost else part
+            name = f"{name} {label.upper().replace('_', ' ')}" + (" (costs)" if cost else "")
         metadata = {
             "source": SOURCE,
             "statistic_id": sid,
-            "name": self._name_for(pdl, kind),
-            "unit_of_measurement": "kWh",
-            "unit_class": "energy",
+            "name": name,
+            "unit_of_measurement": "EUR" if cost else "kWh",
+            "unit_class": None if cost else "energy",
             "has_mean": False,
             "mean_type": 0,
             "has_sum": True,

@@ -14,8 +14,8 @@ import json
 import re
 import threading
 from collections import Counter
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 from urllib.parse import parse_qs
@@ -23,6 +23,7 @@ from urllib.parse import parse_qs
 from linky2mqtt.model import PARIS, PDL_RE, Kind
 from linky2mqtt.simulator import auth, bodies, data
 from linky2mqtt.simulator.faults import FaultBook
+from linky2mqtt.simulator.http import UNKNOWN, Request, Response, json_response
 from linky2mqtt.simulator.options import SimOptions
 from linky2mqtt.simulator.quota import HOUR, SECOND, TWELVE_HOURS, Quota, threshold_text
 from linky2mqtt.simulator.rules import (
@@ -36,11 +37,12 @@ from linky2mqtt.simulator.rules import (
     served_days,
     technical,
 )
+from linky2mqtt.simulator.tempo import TempoStandIn
+from linky2mqtt.tariffs import Colour
 
 CONSO = "conso"
 DATACONNECT = "dataconnect"
 MED = "myelectricaldata"
-UNKNOWN = "unknown"
 
 TYPES_2026: dict[str, tuple[Kind, Series]] = {
     "consommation_quotidienne": (Kind.CONSUMPTION, Series.DAILY),
@@ -82,47 +84,6 @@ _MED_DATA = re.compile(
 )
 _MED_INFO = re.compile(r"^/(contracts|valid_access|addresses)/([^/]+)(/cache)?/?$")
 _V5 = re.compile(r"^/metering_data_([a-z]+)/v5/([a-z_]+)/?$")
-
-
-@dataclass(frozen=True)
-class Request:
-    method: str
-    target: str  # path and query as sent
-    headers: Mapping[str, str]  # lower-case names
-    body: bytes = b""
-    path: str = field(init=False)
-    query: dict[str, list[str]] = field(init=False)
-
-    def __post_init__(self) -> None:
-        path, _, query = self.target.partition("?")
-        object.__setattr__(self, "path", path)
-        object.__setattr__(self, "query", parse_qs(query, keep_blank_values=True))
-
-    def param(self, *names: str) -> str | None:
-        for name in names:
-            values = self.query.get(name)
-            if values:
-                return values[0]
-        return None
-
-
-@dataclass
-class Response:
-    status: int
-    body: bytes = b""
-    content_type: str = "application/json"
-    drop: bool = False
-    delay: float = 0.0  # real seconds to wait before answering
-    trickle: float = 0.0  # > 0: write the body one byte every ``trickle`` real seconds
-    provider: str = UNKNOWN
-    endpoint: str = UNKNOWN
-    pdl: str | None = None
-    counted: bool = True
-    headers: dict[str, str] = field(default_factory=dict)  # extra response headers
-
-
-def json_response(status: int, payload: Any) -> Response:
-    return Response(status, json.dumps(payload, ensure_ascii=False).encode())
 
 
 @dataclass(frozen=True)
@@ -211,6 +172,7 @@ class App:
         self.dst_stamps = data.WALL_CLOCK
         self.client_id = options.client_id
         self.client_secret = options.client_secret
+        self.tempo = TempoStandIn(options.clock, options.client_id, options.client_secret)
         self.configure_defaults()
 
     # ----- configuration -------------------------------------------------------------
@@ -226,6 +188,7 @@ class App:
         self.stats.reset()
         self.faults.clear()
         self.quota.clear()
+        self.tempo.reset()
         with self._lock:
             self._hides.clear()
         self.configure_defaults()
@@ -306,6 +269,11 @@ class App:
     # ----- entry point ---------------------------------------------------------------
 
     def handle(self, req: Request) -> Response:
+        if (tempo := self.tempo.handle(req)) is not None:  # before /api/ (the Conso API)
+            tempo.delay += self.latency
+            self.stats.record(tempo.provider, None, tempo.endpoint,
+                              0 if tempo.drop else tempo.status)
+            return tempo
         if req.path.startswith("/_sim/"):
             resp = self._control(req)
             resp.counted = False
@@ -597,6 +565,22 @@ class App:
     def make_conso_token(self, pdls: list[str], lifetime: float = auth.CONSO_LIFETIME) -> str:
         return auth.make_conso_token(pdls, self.clock.time(), lifetime)
 
+    def _tempo_control(self, payload: Any) -> dict[str, Any]:
+        """``POST /_sim/tempo``: ``{"set_colour": {"YYYY-MM-DD": "red"}, "unknown":
+        ["YYYY-MM-DD", ...], "unknown_at": "rte"|"community", "script": {"rte": [...]}}``."""
+        if not isinstance(payload, dict):
+            raise ValueError("expected a JSON object")
+        unknown_keys = set(payload) - {"set_colour", "unknown", "unknown_at", "script"}
+        if unknown_keys:
+            raise ValueError(f"unknown keys: {', '.join(sorted(unknown_keys))}")
+        for day, colour in dict(payload.get("set_colour") or {}).items():
+            self.tempo.set_colour(date.fromisoformat(day), Colour(colour))
+        for day in payload.get("unknown") or []:
+            self.tempo.unknown(date.fromisoformat(day), payload.get("unknown_at"))
+        for source, faults in dict(payload.get("script") or {}).items():
+            self.tempo.script(source, list(faults))
+        return {"ok": True}
+
     def _control(self, req: Request) -> Response:
         name = req.path[len("/_sim/"):].strip("/")
         try:
@@ -624,6 +608,8 @@ class App:
                     raise ValueError("expected a JSON object")
                 self.set(**payload)
                 return json_response(200, self.config())
+            if name == "tempo" and req.method == "POST":
+                return json_response(200, self._tempo_control(payload))
             if name == "conso_token" and req.method == "GET":
                 pdls = [p for v in req.query.get("pdl", []) for p in v.split(",") if p]
                 return json_response(200, {"token": self.make_conso_token(pdls)})

@@ -16,9 +16,11 @@ import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, cast
 
-from linky2mqtt.simulator.app import App, Request, Response
+from linky2mqtt.simulator.app import App
+from linky2mqtt.simulator.http import Request, Response
+from linky2mqtt.simulator.tempo import TempoStandIn
 
 log = logging.getLogger("linky2mqtt.simulator")
 
@@ -160,3 +162,26 @@ class ServerThread:
         self.httpd.server_close()
         self.httpd.close_connections()
         self._thread.join(timeout=5)
+
+
+class _Alone:
+    """Serves only the stand-in (unknown paths: 404), for :func:`serve_tempo`."""
+
+    def __init__(self, stand_in: TempoStandIn) -> None:
+        self.stand_in = stand_in
+
+    def handle(self, req: Request) -> Response:
+        resp = self.stand_in.handle(req)
+        if resp is None:
+            return Response(404, b'{"error": "not_found"}')
+        return resp
+
+
+def serve_tempo(stand_in: TempoStandIn, host: str = "127.0.0.1", port: int = 0) -> ServerThread:
+    """Start the stand-in alone on ``host:port`` (0: a free port); ``.stop()`` it after.
+
+    The simulator's HTTP layer only calls ``app.handle(request)``, which ``_Alone`` has.
+    """
+    server = ServerThread(cast(App, _Alone(stand_in)), host, port)
+    server.start()
+    return server

@@ -26,7 +26,8 @@ weekdays, white never on Sunday), overridable with :meth:`TempoStandIn.set_colou
 
 Mounting: :meth:`TempoStandIn.handle` takes the simulator's :class:`Request` and returns
 a :class:`Response`, or None when the path is not a Tempo one, so the simulator's
-``App.handle`` can ask it first. :func:`serve` runs it alone on its own port.
+``App.handle`` asks it first (``App.tempo``). ``simulator.server.serve_tempo`` runs
+it alone on its own port.
 """
 
 from __future__ import annotations
@@ -40,16 +41,15 @@ import secrets
 import threading
 from collections import Counter, deque
 from datetime import date, datetime, timedelta
-from typing import Any, cast
+from typing import Any
 from urllib.parse import parse_qs
 
 from linky2mqtt.clock import SYSTEM_CLOCK, Clock
-from linky2mqtt.simulator.app import App, Request, Response
-from linky2mqtt.simulator.server import ServerThread
+from linky2mqtt.simulator.http import Request, Response
 from linky2mqtt.tariffs import PARIS, Colour
 from linky2mqtt.tempo import RTE_CALENDAR_PATH, RTE_MAX_DAYS, RTE_TOKEN_PATH, season_of
 
-__all__ = ["RTE_TOKEN_LIFETIME", "TempoStandIn", "colour_of", "serve"]
+__all__ = ["RTE_TOKEN_LIFETIME", "TempoStandIn", "colour_of"]
 
 RTE_TOKEN_LIFETIME = 7200
 SOURCES = ("rte", "community")
@@ -297,26 +297,3 @@ class TempoStandIn:
                 days.append(self._day_body(day))
             day += timedelta(days=1)
         return _json(200, days, "tempo-community", "joursTempo")
-
-
-class _Alone:
-    """Serves only the stand-in (unknown paths: 404), for :func:`serve`."""
-
-    def __init__(self, stand_in: TempoStandIn) -> None:
-        self.stand_in = stand_in
-
-    def handle(self, req: Request) -> Response:
-        resp = self.stand_in.handle(req)
-        if resp is None:
-            return Response(404, b'{"error": "not_found"}')
-        return resp
-
-
-def serve(stand_in: TempoStandIn, host: str = "127.0.0.1", port: int = 0) -> ServerThread:
-    """Start the stand-in alone on ``host:port`` (0: a free port); ``.stop()`` it after.
-
-    The simulator's HTTP layer only calls ``app.handle(request)``, which ``_Alone`` has.
-    """
-    server = ServerThread(cast(App, _Alone(stand_in)), host, port)
-    server.start()
-    return server

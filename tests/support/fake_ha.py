@@ -240,8 +240,10 @@ class FakeHA:
             ("name", lambda v: isinstance(v, str) and bool(v)),
             ("source", lambda v: isinstance(v, str)),
             ("statistic_id", lambda v: isinstance(v, str)),
-            ("unit_class", lambda v: v == "energy"),
-            ("unit_of_measurement", lambda v: v in ENERGY_UNITS),
+            # an energy sum, or a cost (EUR) without unit class, as Home Assistant takes it
+            ("unit_class", lambda v: v in ("energy", None)),
+            ("unit_of_measurement", lambda v: v in ENERGY_UNITS if metadata.get(
+                "unit_class") == "energy" else isinstance(v, str) and bool(v)),
         ]
         for key, check in checks:
             if key not in metadata:
@@ -348,10 +350,12 @@ class FakeHA:
             stat = self.statistics.get(sid)
             if stat is None:
                 continue
-            factor = (
-                ENERGY_UNITS[stat.metadata["unit_of_measurement"]]
-                / ENERGY_UNITS[units.get("energy", stat.metadata["unit_of_measurement"])]
-            )
+            factor = 1.0  # a cost (no unit class) is never converted
+            if stat.metadata["unit_class"] == "energy":
+                factor = (
+                    ENERGY_UNITS[stat.metadata["unit_of_measurement"]]
+                    / ENERGY_UNITS[units.get("energy", stat.metadata["unit_of_measurement"])]
+                )
             hourly = [
                 (ts, row)
                 for ts, row in sorted(stat.rows.items())
