@@ -58,6 +58,7 @@ def run(quick: bool) -> list[Row]:
                 for pdl in meters:
                     store.set_retained(topics.contract_topic(cfg.mqtt.base_topic, pdl),
                                        b'{"pdl":"%s"}' % pdl.encode())
+                    store.set_contract_check(pdl, SYSTEM_CLOCK.time(), True)
             bridge = Bridge(cfg)  # default stagger, as in production
             t0 = time.monotonic()
             bridge.start()

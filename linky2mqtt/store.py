@@ -133,6 +133,18 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             PRIMARY KEY (pdl, kind, series, day)
         ) WITHOUT ROWID""",
     ),
+    # 5: when each meter's contract was last asked, and whether there was one (a contract
+    # stored by an earlier version counts as asked when it was stored)
+    (
+        """CREATE TABLE contract_checks (
+            pdl TEXT PRIMARY KEY,
+            at REAL NOT NULL,
+            found INTEGER NOT NULL
+        ) WITHOUT ROWID""",
+        """INSERT OR REPLACE INTO contract_checks (pdl, at, found)
+            SELECT substr(topic, length(topic) - 22, 14), updated, 1 FROM retained
+            WHERE topic LIKE '%/contract'""",
+    ),
 )
 # A store older than this may hold DST days with a missing or misplaced interval.
 DST_CHECK_BEFORE = 4
@@ -887,6 +899,19 @@ class Store:
     def delete_retained(self, topic: str) -> None:
         with self._write() as conn:
             conn.execute("DELETE FROM retained WHERE topic = ?", (topic,))
+
+    # -- contract checks -------------------------------------------------------------------
+
+    def contract_checks(self) -> dict[str, tuple[float, bool]]:
+        """PDL -> (when its contract was last asked, epoch seconds; whether there was one)."""
+        rows = self._read(lambda c: c.execute(
+            "SELECT pdl, at, found FROM contract_checks").fetchall())
+        return {str(p): (float(at), bool(found)) for p, at, found in rows}
+
+    def set_contract_check(self, pdl: str, at: float, found: bool) -> None:
+        with self._write() as conn:
+            conn.execute("INSERT OR REPLACE INTO contract_checks (pdl, at, found) "
+                         "VALUES (?, ?, ?)", (pdl, at, int(found)))
 
     # -- Home Assistant announcements -----------------------------------------------------
 
