@@ -61,8 +61,10 @@ from linky2mqtt.store import Store, StoreError
 
 log = logging.getLogger(__name__)
 
-# The first polls of an account's meters are spread over this many seconds at most.
-START_SPREAD = 30.0
+# From this many meters on, an account's first polls are not spread: they are all due at
+# once and the request budget paces them at the quota's own rate (a spread on top of the
+# pacing only made a small fleet wait). Fewer meters keep ``stagger`` between them.
+PACED_FROM = 10
 # A contract that could not be asked (upstream down...) is asked again this much later.
 CONTRACT_RETRY = 3600.0
 # Contracts are asked when the budget allows one within this many seconds (at BACKFILL
@@ -133,10 +135,9 @@ class AccountRunner:
                 self.contract_checks[m.pdl] = (now, True)
         self.contract_retry: dict[str, float] = {}
         self.contracts_after = 0.0
-        # First polls are spread ``stagger`` apart, over START_SPREAD seconds at most: the
-        # budget paces a big fleet anyway, and 2 s per meter would hold 1,000 meters back
-        # for over half an hour.
-        step = min(stagger, START_SPREAD / len(meters)) if meters else stagger
+        # First polls ``stagger`` apart for a few meters; from PACED_FROM on, the budget
+        # alone paces them (2 s per meter would hold 1,000 meters back for half an hour).
+        step = stagger if len(meters) < PACED_FROM else 0.0
         for i, m in enumerate(meters):
             poller = MeterPoller(m, client, self.store, account=account.name)
             poller.before_commit = functools.partial(self._mark_curve_to_publish, m.pdl)
