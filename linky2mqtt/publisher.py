@@ -46,6 +46,11 @@ class Publisher:
         self.base = base_topic
         self.on_publish = on_publish
         self._lock = threading.Lock()
+        # batches the broker acknowledged, forgotten in the store in one transaction
+        # after each lot of PUBACKs (MqttLink.after_acks)
+        self._acked: list[tuple[str, str, bytes]] = []
+        self._acked_lock = threading.Lock()
+        link.after_acks = self._forget_acked
 
     # ---- low level -------------------------------------------------------------------
 
@@ -59,7 +64,19 @@ class Publisher:
         """Publish an hourly batch; it stays pending in the store until acknowledged."""
         body = topics.dumps(payload)
         self.store.add_pending_batch(topic, key, body)
-        self._send(topic, body, retain=False, on_ack=_acker(self.store, topic, key, body))
+        self._send(topic, body, retain=False, on_ack=self._acker(topic, key, body))
+
+    def _acker(self, topic: str, key: str, body: bytes) -> Callable[[], None]:
+        """On PUBACK: this exact batch is to be forgotten (pending until then)."""
+        def acked() -> None:
+            with self._acked_lock:
+                self._acked.append((topic, key, body))
+        return acked
+
+    def _forget_acked(self) -> None:
+        with self._acked_lock:
+            entries, self._acked = self._acked, []
+        self.store.ack_batches(entries)
 
     def _send(self, topic: str, body: bytes, *, retain: bool,
               on_ack: Callable[[], None] | None = None) -> None:
@@ -78,7 +95,7 @@ class Publisher:
                 self._publish_marked(topic, key)
                 continue
             self._send(topic, body, retain=False,
-                       on_ack=_acker(self.store, topic, key, body))
+                       on_ack=self._acker(topic, key, body))
         log.info("republished %d retained topics and %d pending hourly batches",
                  len(retained), len(pending))
 
@@ -176,14 +193,14 @@ class Publisher:
         a backfill's batches go out at the broker's pace rather than the disk's."""
         topic = topics.meter_topic(self.base, pdl, kind, "hour")
         entries: list[tuple[str, str, bytes]] = []
-        for day, hourly in sorted(self.store.hourly_days(pdl, kind, days).items()):
+        for day, hourly in sorted(self.store.hour_totals(pdl, kind, days).items()):
             if not hourly.hours:
                 continue
             payload = topics.hour_payload(pdl, hourly)
             entries.append((topic, day.isoformat(), topics.dumps(payload)))
         self.store.add_pending_batches(entries)
         for _, key, body in entries:
-            self._send(topic, body, retain=False, on_ack=_acker(self.store, topic, key, body))
+            self._send(topic, body, retain=False, on_ack=self._acker(topic, key, body))
 
     def _publish_max_power(self, pdl: str, day: date) -> None:
         got = self.store.max_power_values(pdl, day, day + timedelta(days=1)).get(day)
@@ -214,7 +231,3 @@ class Publisher:
             log.info("meter %s is no longer configured: clearing its discovery", pdl)
             self._send(homeassistant.removal(prefix, pdl), b"", retain=True)
             self.store.set_announced(pdl, False)
-
-
-def _acker(store: Store, topic: str, key: str, body: bytes) -> Callable[[], None]:
-    return lambda: store.ack_batch(topic, key, body)

@@ -46,8 +46,8 @@ from linky2mqtt.errors import Linky2MqttError
 from linky2mqtt.model import (
     DAILY,
     PARIS,
-    Hour,
     HourlyDay,
+    HourTotals,
     Kind,
     Reading,
     Series,
@@ -176,7 +176,7 @@ _SELECT_CURVE_POINTS = _SELECT_CURVE.replace(
 _CURVE_SECONDS: dict[str, int] = {}
 
 
-def _hourly(rows: list[tuple[str, int, float]], day: date, lo: int, hi: int) -> HourlyDay:
+def _hour_totals(rows: list[tuple[str, int, float]], day: date, lo: int, hi: int) -> HourTotals:
     """:func:`aggregate_hours` of one day's curve rows (resolution, start, value), ordered
     by start: an interval counts in the hour holding its start, a start counts once."""
     count = (hi - lo) // 3600
@@ -195,11 +195,9 @@ def _hourly(rows: list[tuple[str, int, float]], day: date, lo: int, hi: int) -> 
         seen[i] = True
         wh[i] += value
         covered[i] += seconds
-    hours = [Hour(start=_utc(lo + 3600 * i), end=_utc(lo + 3600 * (i + 1)),
-                  wh=round(wh[i], 6), complete=covered[i] >= 3600)
-             for i in range(count) if seen[i]]
-    complete = len(hours) == count and all(h.complete for h in hours)
-    return HourlyDay(day=day, hours=hours, complete=complete)
+    hours = [(i, round(wh[i], 6), covered[i] >= 3600) for i in range(count) if seen[i]]
+    complete = len(hours) == count and all(full for _, _, full in hours)
+    return HourTotals(day=day, lo=lo, count=count, hours=hours, complete=complete)
 
 
 class StoreError(Linky2MqttError):
@@ -567,6 +565,10 @@ class Store:
         Aggregated straight from the rows (epoch seconds, no :class:`Reading` objects):
         the same result as :func:`~linky2mqtt.model.aggregate_hours` of the
         day's readings, at a fraction of the cost (the live path of a backfill)."""
+        return {d: t.hourly_day() for d, t in self.hour_totals(pdl, kind, days).items()}
+
+    def hour_totals(self, pdl: str, kind: Kind, days: Iterable[date]) -> dict[date, HourTotals]:
+        """:meth:`hourly_days` without datetimes (what an hourly batch is built from)."""
         wanted = sorted(set(days))
         if not wanted:
             return {}
@@ -574,7 +576,7 @@ class Store:
             spans = [[d] for d in wanted]
         else:
             spans = [wanted]
-        out: dict[date, HourlyDay] = {}
+        out: dict[date, HourTotals] = {}
         for span in spans:
             bounds: list[tuple[date, int, int]] = []
             for d in span:
@@ -584,7 +586,7 @@ class Store:
             starts = [r[1] for r in rows]
             for d, lo, hi in bounds:
                 part = rows[bisect.bisect_left(starts, lo):bisect.bisect_left(starts, hi)]
-                out[d] = _hourly(part, d, lo, hi)
+                out[d] = _hour_totals(part, d, lo, hi)
         return out
 
     def _curve_points(self, pdl: str, kind: Kind, lo: int, hi: int) -> list[tuple[str, int, float]]:
