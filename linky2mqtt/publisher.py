@@ -47,9 +47,14 @@ class Publisher:
         self.on_publish = on_publish
         self._lock = threading.Lock()
         # batches the broker acknowledged, forgotten in the store in one transaction
-        # after each lot of PUBACKs (MqttLink.after_acks)
-        self._acked: list[tuple[str, str, bytes]] = []
+        # after each lot of PUBACKs (MqttLink.after_acks); a marked day's batch is pending
+        # as its mark (no second write of the body), and the ack of a batch forgets the
+        # mark only if no newer mark of that day was written since it was sent
+        # (``_marks``: (topic, day) -> how many times marked; ``_acked_lock`` makes the
+        # check and the delete one step against a new mark)
+        self._acked: list[tuple[str, str, bytes, int | None]] = []
         self._acked_lock = threading.Lock()
+        self._marks: dict[tuple[str, str], int] = {}
         link.after_acks = self._forget_acked
 
     # ---- low level -------------------------------------------------------------------
@@ -66,17 +71,26 @@ class Publisher:
         self.store.add_pending_batch(topic, key, body)
         self._send(topic, body, retain=False, on_ack=self._acker(topic, key, body))
 
-    def _acker(self, topic: str, key: str, body: bytes) -> Callable[[], None]:
-        """On PUBACK: this exact batch is to be forgotten (pending until then)."""
+    def _acker(self, topic: str, key: str, body: bytes,
+               mark: int | None = None) -> Callable[[], None]:
+        """On PUBACK: this exact batch (or, ``mark`` given, its day's mark as it was when
+        the batch was sent) is to be forgotten: pending until then."""
         def acked() -> None:
             with self._acked_lock:
-                self._acked.append((topic, key, body))
+                self._acked.append((topic, key, body, mark))
         return acked
 
     def _forget_acked(self) -> None:
         with self._acked_lock:
             entries, self._acked = self._acked, []
-        self.store.ack_batches(entries)
+            forget: list[tuple[str, str, bytes]] = []
+            for topic, key, body, mark in entries:
+                if mark is None:
+                    forget.append((topic, key, body))
+                elif self._marks.get((topic, key)) == mark:  # not marked again since
+                    forget.append((topic, key, TO_PUBLISH))
+                    del self._marks[(topic, key)]
+            self.store.ack_batches(forget)
 
     def _send(self, topic: str, body: bytes, *, retain: bool,
               on_ack: Callable[[], None] | None = None) -> None:
@@ -144,17 +158,23 @@ class Publisher:
         to be published, so that a crash between the commit and the publication loses
         nothing (:meth:`republish_all` builds them from the store)."""
         topic = topics.meter_topic(self.base, pdl, kind, "hour")
-        self.store.add_pending_batches(
-            (topic, day.isoformat(), TO_PUBLISH) for day in sorted(set(days)))
+        keys = [day.isoformat() for day in sorted(set(days))]
+        with self._acked_lock:
+            for key in keys:
+                self._marks[(topic, key)] = self._marks.get((topic, key), 0) + 1
+            self.store.add_pending_batches((topic, key, TO_PUBLISH) for key in keys)
 
     def curve_stored(self, pdl: str, kind: Kind, fetched: Iterable[date],
                      changed: Iterable[date]) -> None:
         """After the commit: publish the days that changed, drop the other marks."""
         changed = set(changed)
-        self.curve_changed(pdl, kind, changed)
+        self.curve_changed(pdl, kind, changed, marked=True)
         topic = topics.meter_topic(self.base, pdl, kind, "hour")
-        self.store.ack_batches(
-            (topic, day.isoformat(), TO_PUBLISH) for day in sorted(set(fetched) - changed))
+        unchanged = [day.isoformat() for day in sorted(set(fetched) - changed)]
+        with self._acked_lock:
+            for key in unchanged:
+                self._marks.pop((topic, key), None)
+            self.store.ack_batches((topic, key, TO_PUBLISH) for key in unchanged)
 
     def _publish_marked(self, topic: str, key: str) -> None:
         pdl, kind_name = topic[len(self.base) + 1:].split("/")[:2]
@@ -185,22 +205,37 @@ class Publisher:
         if self.store.get_retained(month_topic) != topics.dumps(month):
             self.retained(month_topic, month)
 
-    def curve_changed(self, pdl: str, kind: Kind, days: Iterable[date]) -> None:
+    def curve_changed(self, pdl: str, kind: Kind, days: Iterable[date], *,
+                      marked: bool = False) -> None:
         """Curve points of ``days`` were stored: one hourly batch per day, oldest first.
 
         The days (a backfill window: up to 7 contiguous days) are read back in one query
         and their batches kept pending in one transaction before the first is sent, so
-        a backfill's batches go out at the broker's pace rather than the disk's."""
+        a backfill's batches go out at the broker's pace rather than the disk's. Days
+        ``marked`` by :meth:`mark_curve` are pending already: their mark stays until
+        the broker acknowledges the batch (after a crash the batch is built again)."""
         topic = topics.meter_topic(self.base, pdl, kind, "hour")
+        days = set(days)
         entries: list[tuple[str, str, bytes]] = []
         for day, hourly in sorted(self.store.hour_totals(pdl, kind, days).items()):
             if not hourly.hours:
                 continue
             payload = topics.hour_payload(pdl, hourly)
             entries.append((topic, day.isoformat(), topics.dumps(payload)))
-        self.store.add_pending_batches(entries)
-        for _, key, body in entries:
-            self._send(topic, body, retain=False, on_ack=self._acker(topic, key, body))
+        marks: list[int | None] = [None] * len(entries)
+        if marked:
+            with self._acked_lock:
+                marks = [self._marks.get((topic, key)) for _, key, _ in entries]
+                sent = {key for _, key, _ in entries}
+                for day in days:  # a day without hours: its mark stays in the store
+                    if day.isoformat() not in sent:
+                        self._marks.pop((topic, day.isoformat()), None)
+        # a day not marked (or marked=False) is kept pending with its body
+        self.store.add_pending_batches(e for e, m in zip(entries, marks, strict=True)
+                                       if m is None)
+        for (_, key, body), mark in zip(entries, marks, strict=True):
+            self._send(topic, body, retain=False,
+                       on_ack=self._acker(topic, key, body, mark))
 
     def _publish_max_power(self, pdl: str, day: date) -> None:
         got = self.store.max_power_values(pdl, day, day + timedelta(days=1)).get(day)

@@ -592,8 +592,10 @@ class Store:
     def _curve_points(self, pdl: str, kind: Kind, lo: int, hi: int) -> list[tuple[str, int, float]]:
         """(resolution, start epoch, value) of the curve rows starting in [lo, hi)."""
         args = (pdl, str(kind), lo, hi, DAILY)
-        rows = self._read(lambda c: self._counted(c.execute(_SELECT_CURVE_POINTS, args).fetchall()))
-        return [(str(r), int(t), float(v)) for r, t, v in rows]
+        # (TEXT, INTEGER, REAL columns: sqlite3 gives str, int, float already)
+        rows: list[tuple[str, int, float]] = self._read(
+            lambda c: self._counted(c.execute(_SELECT_CURVE_POINTS, args).fetchall()))
+        return rows
 
     def _counted(self, rows: list[T]) -> list[T]:
         self.reading_rows_read += len(rows)  # the lock is held
