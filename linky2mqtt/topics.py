@@ -142,9 +142,12 @@ def status_topic(base: str, pdl: str) -> str:
 # -- serialisation -----------------------------------------------------------------------
 
 
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))  # one, not one a call
+
+
 def dumps(payload: Mapping[str, Any]) -> bytes:
     """Compact UTF-8 JSON, non-ASCII kept as is."""
-    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return _ENCODER.encode(payload).encode("utf-8")
 
 
 def _iso(moment: datetime | None) -> str | None:
