@@ -330,12 +330,7 @@ class AccountRunner:
             return held  # upstream is down for the whole account
         if self.schedule.streak:
             return None  # polls are failing: the next successful one comes first
-        refresh = self.parts.contract_refresh
-        due: dict[str, float] = {}
-        for pdl in self.meters:
-            checked = self.contract_checks.get(pdl)
-            due[pdl] = max(checked[0] + refresh if checked else 0.0,
-                           self.contract_retry.get(pdl, 0.0), self.contracts_after)
+        due = {pdl: self._contract_due(pdl) for pdl in self.meters}
         found = False
         try:
             for pdl in sorted(due, key=due.__getitem__):
@@ -351,10 +346,17 @@ class AccountRunner:
                 found |= self._ask_contract(pdl)
                 if self.contracts_after > self.clock.time():
                     return self.contracts_after
-            return None
+            # every contract asked: the next refresh, or the retry of a failed one
+            return min((self._contract_due(p) for p in self.meters), default=None)
         finally:
             if found:
                 self.parts.contract_found()
+
+    def _contract_due(self, pdl: str) -> float:
+        """When ``pdl``'s contract is to be asked (again)."""
+        checked = self.contract_checks.get(pdl)
+        return max(checked[0] + self.parts.contract_refresh if checked else 0.0,
+                   self.contract_retry.get(pdl, 0.0), self.contracts_after)
 
     def _ask_contract(self, pdl: str) -> bool:
         """Ask one meter's contract; True when one was found (and published)."""
