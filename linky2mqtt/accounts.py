@@ -376,7 +376,7 @@ class AccountRunner:
                 self._checked(pdl, found=False)
             return False
         if contract is None:  # 404, or a provider without contracts
-            log.info("account %s: PDL %s: no contract upstream; asked again in %.0f days",
+            log.debug("account %s: PDL %s: no contract upstream; asked again in %.0f days",
                      name, pdl, self.parts.contract_refresh / 86400)
             self._checked(pdl, found=False)
             return False

@@ -19,7 +19,10 @@ Tables (schema version in ``PRAGMA user_version``, upgraded at open by ``MIGRATI
 * ``repairs``         days to fetch once more: when a store written before version 4 is
                       opened, every stored DST-change day whose load curve does not tile
                       the day exactly (interval count and instants), and every day holding
-                      a value no meter produces, is listed here.
+                      a value no meter produces, is listed here;
+* ``contract_checks`` when each meter's contract was last asked and whether there was
+                      one (a 404 is remembered too: asked again after
+                      ``contract_refresh_days``).
 
 Every :mod:`sqlite3` failure (disk full, read-only file, locked, corrupt) surfaces as a
 :class:`StoreError` naming the file; a failed write is rolled back, never half-applied.
