@@ -7,7 +7,9 @@ any restart. The clock is the run's pinned clock (``--at``); a cycle after which
 holds the latest day is not a figure: it raises :class:`bench.common.FetchedNothing`. The
 figure is the wall time from ``Bridge.start()`` until every meter holds yesterday,
 against the limit: requests served / 5 per second. Ratio = limit / wall time (1.00:
-exactly as fast as the quota allows); goal >= 0.9 with no 429 answer.
+exactly as fast as the quota allows); goal >= 1/1.1 (the cycle within 1.1 x the quota's
+time) with no 429 answer. Two sizes: 10 meters (a small fleet: no start-up spread on top
+of the budget's pacing) and N (100 quick, 1,000 full).
 
 The account's hourly budget is raised to 10,000 (Data Connect v5's figure): the default
 1,000/h would make a cycle of 1,000 meters (2,000 requests) wait an hour by design.
@@ -42,7 +44,11 @@ LATENCY = 0.1
 
 
 def run(quick: bool) -> list[Row]:
-    n = 100 if quick else 1000
+    """A small fleet (10 meters: no start-up spread on top of the pacing) and a big one."""
+    return [_cycle(10), _cycle(100 if quick else 1000)]
+
+
+def _cycle(n: int) -> Row:
     meters = pdls(n, "8")
     backfill, latest = steady_window(SYSTEM_CLOCK.now())
     nxt = latest + timedelta(days=1)
@@ -58,6 +64,7 @@ def run(quick: bool) -> list[Row]:
                 for pdl in meters:
                     store.set_retained(topics.contract_topic(cfg.mqtt.base_topic, pdl),
                                        b'{"pdl":"%s"}' % pdl.encode())
+                    store.set_contract_check(pdl, SYSTEM_CLOCK.time(), True)
             bridge = Bridge(cfg)  # default stagger, as in production
             t0 = time.monotonic()
             bridge.start()
@@ -87,8 +94,7 @@ def run(quick: bool) -> list[Row]:
     served = total - refused
     limit = served / RATE
     ratio = limit / wall
-    return [
-        Row(f"fleet: first cycle, {n} meters @5 req/s", f"{wall:.1f} s",
-            f"{limit:.1f} s ({served} req / 5/s)", ratio, ">= 0.90, no 429",
-            ratio >= 0.9 and refused == 0, note=f"{refused} answers 429"),
-    ]
+    return Row(f"fleet: first cycle, {n} meters @5 req/s", f"{wall:.1f} s",
+               f"{limit:.1f} s ({served} req / 5/s)", ratio,
+               ">= 0.91 (wall <= 1.1 x limit), no 429", ratio >= 1 / 1.1 and refused == 0,
+               note=f"{refused} answers 429")

@@ -39,6 +39,7 @@ from linky2mqtt.config import AccountConfig, MeterConfig
 from linky2mqtt.enedis import (
     Budget,
     EnedisClient,
+    Priority,
     errors,
     is_transient,
     scopes_for,
@@ -61,8 +62,15 @@ from linky2mqtt.tariffs import OPTION_PERIODS, Option, Tariff
 
 log = logging.getLogger(__name__)
 
-# The first polls of an account's meters are spread over this many seconds at most.
-START_SPREAD = 30.0
+# From this many meters on, an account's first polls are not spread: they are all due at
+# once and the request budget paces them at the quota's own rate (a spread on top of the
+# pacing only made a small fleet wait). Fewer meters keep ``stagger`` between them.
+PACED_FROM = 10
+# A contract that could not be asked (upstream down...) is asked again this much later.
+CONTRACT_RETRY = 3600.0
+# Contracts are asked when the budget allows one within this many seconds (at BACKFILL
+# priority: what the day's data leaves); else later, when it does.
+CONTRACT_SLACK = 1.0
 
 @dataclass
 class MeterState:
@@ -94,6 +102,8 @@ class AccountParts:
     curve_changed: Callable[[str, Kind, date], None]
     # a contract became known after discovery went out: discovery adds its sensor
     contract_found: Callable[[], None]
+    # a meter's contract (or its absence) is asked again after this many seconds
+    contract_refresh: float = 7 * 86400.0
 
 
 class AccountRunner:
@@ -114,10 +124,21 @@ class AccountRunner:
         self.probe_retry = dataclasses.replace(client.retry, attempts=1)
         now = self.clock.time()
         self.meters: dict[str, MeterState] = {}
-        # First polls are spread ``stagger`` apart, over START_SPREAD seconds at most: the
-        # budget paces a big fleet anyway, and 2 s per meter would hold 1,000 meters back
-        # for over half an hour.
-        step = min(stagger, START_SPREAD / len(meters)) if meters else stagger
+        # contracts (:meth:`_contracts`): when each was asked, and when to ask again after
+        # a failure (per meter; ``contracts_after`` for the whole account)
+        checks = self.store.contract_checks()
+        self.contract_checks: dict[str, tuple[float, bool]] = {}
+        for m in meters:
+            if m.pdl in checks:
+                self.contract_checks[m.pdl] = checks[m.pdl]
+            elif self.store.get_retained(topics.contract_topic(parts.base, m.pdl)):
+                # stored without its check (written by other means): counts as asked now
+                self.contract_checks[m.pdl] = (now, True)
+        self.contract_retry: dict[str, float] = {}
+        self.contracts_after = 0.0
+        # First polls ``stagger`` apart for a few meters; from PACED_FROM on, the budget
+        # alone paces them (2 s per meter would hold 1,000 meters back for half an hour).
+        step = stagger if len(meters) < PACED_FROM else 0.0
         for i, m in enumerate(meters):
             poller = MeterPoller(m, client, self.store, account=account.name)
             poller.before_commit = functools.partial(self._mark_curve_to_publish, m.pdl)
@@ -181,7 +202,15 @@ class AccountRunner:
                     log.exception("account %s: a command failed", self.account.name)
             if stop.is_set():
                 break
+            try:
+                contracts_at = self._contracts()
+            except StoreError as exc:
+                log.error("account %s: contracts stopped by a store error, retried later: %s",
+                          self.account.name, exc)
+                contracts_at = self.contracts_after = self.clock.time() + CONTRACT_RETRY
             nxt = min((s.next_due for s in self.meters.values()), default=None)
+            if contracts_at is not None:
+                nxt = contracts_at if nxt is None else min(nxt, contracts_at)
             wait = 3600.0 if nxt is None else max(0.0, nxt - self.clock.time())
             if self.jobs.empty():
                 self.clock.wait(self.wake, min(wait, 6 * 3600.0))
@@ -272,7 +301,8 @@ class AccountRunner:
         return "no meter" if pdl is None else budget_text(self.budget_view(pdl))
 
     def _introduce(self) -> None:
-        """Log which PDLs the credentials cover and the contract details, once at start."""
+        """Log which PDLs the credentials cover, once at start (contracts come after the
+        data: :meth:`_contracts`)."""
         name = self.account.name
         covered = self.client.covered_pdls()
         if covered is not None:
@@ -283,33 +313,87 @@ class AccountRunner:
                     state = self.meters[pdl]
                     state.last_error = "PDL not covered by the account's token"
                     self.publish_status(state)
+
+    # -- contracts: after the day's data, within what the budget leaves ------------------
+
+    def _contracts(self) -> float | None:
+        """Ask the contracts not known, or asked ``contract_refresh`` ago or more (a 404 or
+        a provider without contracts is remembered as long), once the data is polled.
+
+        Only when no meter is due or waiting for the budget or the provider's quota, at
+        BACKFILL priority, and only while the budget allows a request now: a contract never
+        holds data back. Returns when to come back (None: when the meters say).
+        """
+        now = self.clock.time()
+        if any(s.next_due <= now or s.waiting_until is not None
+               for s in self.meters.values()):
+            return None  # data first: the loop comes back after the polls
+        held = self.schedule.held_until
+        if held is not None and held > now:
+            return held  # upstream is down for the whole account
+        if self.schedule.streak:
+            return None  # polls are failing: the next successful one comes first
+        due = {pdl: self._contract_due(pdl) for pdl in self.meters}
         found = False
-        for pdl in self.meters:
-            if self.parts.stopping.is_set():
-                return
-            known = self.store.get_retained(topics.contract_topic(self.parts.base, pdl))
-            if known:
-                continue
-            try:
-                contract = self.client.contract(pdl)
-            except errors.EnedisError as exc:
-                log.warning("account %s: PDL %s: contract not available: %s", name, pdl, exc)
-                if exc.account_wide and is_transient(exc):
-                    # the token endpoint is down: no meter of the account can be asked now
-                    self._schedule(self.meters[pdl], PollResult(
-                        Result.FAILED, account_wide=True, ended=self.clock.time()),
-                        self.clock.now())
-                    break
-                continue
-            if contract is None:
-                continue
-            payload = topics.contract_payload(pdl, contract)
-            log.info("account %s: contract found: PDL %s - %s kVA, tariff %s", name, pdl,
-                     payload.get("subscribed_power_kva", "?"), payload.get("tariff", "?"))
-            self.publisher.retained(topics.contract_topic(self.parts.base, pdl), payload)
-            found = True
-        if found:
-            self.parts.contract_found()
+        try:
+            for pdl in sorted(due, key=due.__getitem__):
+                now = self.clock.time()
+                if due[pdl] > now:
+                    return due[pdl]
+                if (self.parts.stopping.is_set() or not self.jobs.empty()
+                        or any(s.next_due <= now for s in self.meters.values())):
+                    return now  # a poll or a command came due: it goes first
+                allowed = self.client.next_allowed(pdl, Priority.BACKFILL)
+                if allowed > now + CONTRACT_SLACK:
+                    return allowed
+                found |= self._ask_contract(pdl)
+                if self.contracts_after > self.clock.time():
+                    return self.contracts_after
+            # every contract asked: the next refresh, or the retry of a failed one
+            return min((self._contract_due(p) for p in self.meters), default=None)
+        finally:
+            if found:
+                self.parts.contract_found()
+
+    def _contract_due(self, pdl: str) -> float:
+        """When ``pdl``'s contract is to be asked (again)."""
+        checked = self.contract_checks.get(pdl)
+        return max(checked[0] + self.parts.contract_refresh if checked else 0.0,
+                   self.contract_retry.get(pdl, 0.0), self.contracts_after)
+
+    def _ask_contract(self, pdl: str) -> bool:
+        """Ask one meter's contract; True when one was found (and published)."""
+        name = self.account.name
+        try:
+            contract = self.client.contract(pdl, Priority.BACKFILL)
+        except errors.BudgetExhausted as exc:
+            self.contract_retry[pdl] = exc.retry_at
+            return False
+        except errors.EnedisError as exc:
+            log.warning("account %s: PDL %s: contract not available: %s", name, pdl, exc)
+            if exc.account_wide:  # the token endpoint, the credentials: no meter can ask
+                self.contracts_after = self.clock.time() + CONTRACT_RETRY
+            elif is_transient(exc):
+                self.contract_retry[pdl] = self.clock.time() + CONTRACT_RETRY
+            else:  # refused for this meter: asked again after contract_refresh
+                self._checked(pdl, found=False)
+            return False
+        if contract is None:  # 404, or a provider without contracts
+            log.debug("account %s: PDL %s: no contract upstream; asked again in %.0f days",
+                     name, pdl, self.parts.contract_refresh / 86400)
+            self._checked(pdl, found=False)
+            return False
+        payload = topics.contract_payload(pdl, contract)
+        log.info("account %s: contract found: PDL %s - %s kVA, tariff %s", name, pdl,
+                 payload.get("subscribed_power_kva", "?"), payload.get("tariff", "?"))
+        self.publisher.retained(topics.contract_topic(self.parts.base, pdl), payload)
+        self._checked(pdl, found=True)
+        return True
+
+    def _checked(self, pdl: str, *, found: bool) -> None:
+        at = self.clock.time()
+        self.store.set_contract_check(pdl, at, found)
+        self.contract_checks[pdl] = (at, found)
 
     # -- one poll ---------------------------------------------------------------------
 

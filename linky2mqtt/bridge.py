@@ -120,7 +120,8 @@ class Bridge:
         parts = AccountParts(
             store=self.store, publisher=self.publisher, budget=self.budget, clock=clock,
             stopping=self.stopping, rng=self.rng, base=self.base, poll_window=cfg.poll_window,
-            curve_changed=self._curve_changed, contract_found=self._contract_found)
+            curve_changed=self._curve_changed, contract_found=self._contract_found,
+            contract_refresh=cfg.contract_refresh_days * 86400.0)
         self.fleet = Fleet(parts, redacted(cfg), stagger=stagger)
         for account in cfg.accounts:
             if account.enabled:

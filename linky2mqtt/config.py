@@ -1045,6 +1045,10 @@ class Config:
         _custom(_poll_window, '`"HH:MM-HH:MM"`'), "Europe/Paris window; the first poll of "
         "each day falls at a random minute in it; start before end", (time(8, 0), time(10, 0)),
         show=_window_shown, default_doc='`"08:00-10:00"`')
+    contract_refresh_days: int = key(
+        _integer(1, 365, unit=" days"), "days before a meter's contract is asked again, and "
+        "before a meter without one (404, a provider that has none) is asked again; "
+        "contracts are asked after the day's data, within what the budget leaves", 7)
     accounts: tuple[AccountConfig, ...] = key(
         _custom(_accounts, "list"), "at least one account", (), required=True,
         section=AccountConfig, many=True)

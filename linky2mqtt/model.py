@@ -135,6 +135,25 @@ class HourlyDay:
     complete: bool  # every interval of the day is present
 
 
+@dataclass(frozen=True, slots=True)
+class HourTotals:
+    """One local day's clock hours by number from the day's start, as the store adds them
+    up (no datetimes: a backfill's batches are built at the broker's pace); the same facts
+    as :class:`HourlyDay`."""
+
+    day: date
+    lo: int  # epoch seconds of the day's start (UTC)
+    count: int  # clock hours in the day: 23, 24 or 25
+    hours: list[tuple[int, float, bool]]  # (hour number, Wh, every interval present)
+    complete: bool
+
+    def hourly_day(self) -> HourlyDay:
+        utc = datetime.fromtimestamp
+        return HourlyDay(day=self.day, hours=[
+            Hour(start=utc(self.lo + 3600 * i, UTC), end=utc(self.lo + 3600 * (i + 1), UTC),
+                 wh=wh, complete=full) for i, wh, full in self.hours], complete=self.complete)
+
+
 def aggregate_hours(readings: Iterable[Reading], day: date) -> HourlyDay:
     """Hourly energy of local ``day`` from curve readings (daily readings are ignored)."""
     day_start, day_end = day_bounds(day)

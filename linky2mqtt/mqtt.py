@@ -207,6 +207,12 @@ class MqttLink:
 
         self._lock = threading.Lock()
         self._acks: dict[int, Callable[[], None]] = {}
+        # PUBACKed mids the worker has not resolved yet (network thread -> worker), and a
+        # hook run once after each lot of acks (the publisher writes their store side in
+        # one transaction: a backfill's acks do not cost a commit each)
+        self._acked: list[int] = []
+        self._acked_lock = threading.Lock()
+        self.after_acks: Callable[[], None] | None = None
         self._subscriptions: dict[str, int] = {}
         self._connected = threading.Event()
         self._pending_subacks: dict[int, str] = {}  # network thread only
@@ -352,11 +358,20 @@ class MqttLink:
             except Exception:
                 log.exception("MQTT callback failed")
 
-    def _run_ack(self, mid: int) -> None:
+    def _run_acks(self) -> None:
+        """The callbacks of every PUBACK received so far, then :attr:`after_acks` once."""
+        with self._acked_lock:
+            mids, self._acked = self._acked, []
         with self._lock:
-            callback = self._acks.pop(mid, None)
-        if callback is not None:
-            callback()
+            callbacks = [self._acks.pop(mid, None) for mid in mids]
+        for callback in callbacks:
+            if callback is not None:
+                try:
+                    callback()
+                except Exception:
+                    log.exception("MQTT ack callback failed")
+        if self.after_acks is not None:
+            self.after_acks()
 
     # -- paho callbacks: network thread, nothing slow here -------------------------------
 
@@ -534,7 +549,11 @@ class MqttLink:
     ) -> None:
         # Resolved on the worker: publish() registers the mid under self._lock right after
         # paho returns it, and the PUBACK may arrive before that.
-        self._dispatch(lambda: self._run_ack(mid))
+        with self._acked_lock:
+            first = not self._acked
+            self._acked.append(mid)
+        if first:  # one task for every ack that arrives before the worker gets to it
+            self._dispatch(self._run_acks)
 
 
 def _no_delay(_client: mqtt.Client, _userdata: Any, sock: Any) -> None:

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections.abc import Callable, Iterable
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from linky2mqtt import homeassistant, topics
@@ -46,6 +47,16 @@ class Publisher:
         self.on_publish = on_publish
         # tariffs: the split and cost added to day/month payloads and hourly points
         self.pricing: Pricing | None = None
+        # batches the broker acknowledged, forgotten in the store in one transaction
+        # after each lot of PUBACKs (MqttLink.after_acks); a marked day's batch is pending
+        # as its mark (no second write of the body), and the ack of a batch forgets the
+        # mark only if no newer mark of that day was written since it was sent
+        # (``_marks``: (topic, day) -> how many times marked; ``_acked_lock`` makes the
+        # check and the delete one step against a new mark)
+        self._acked: list[tuple[str, str, bytes, int | None]] = []
+        self._acked_lock = threading.Lock()
+        self._marks: dict[tuple[str, str], int] = {}
+        link.after_acks = self._forget_acked
 
     # ---- low level -------------------------------------------------------------------
 
@@ -59,7 +70,28 @@ class Publisher:
         """Publish an hourly batch; it stays pending in the store until acknowledged."""
         body = topics.dumps(payload)
         self.store.add_pending_batch(topic, key, body)
-        self._send(topic, body, retain=False, on_ack=_acker(self.store, topic, key, body))
+        self._send(topic, body, retain=False, on_ack=self._acker(topic, key, body))
+
+    def _acker(self, topic: str, key: str, body: bytes,
+               mark: int | None = None) -> Callable[[], None]:
+        """On PUBACK: this exact batch (or, ``mark`` given, its day's mark as it was when
+        the batch was sent) is to be forgotten: pending until then."""
+        def acked() -> None:
+            with self._acked_lock:
+                self._acked.append((topic, key, body, mark))
+        return acked
+
+    def _forget_acked(self) -> None:
+        with self._acked_lock:
+            entries, self._acked = self._acked, []
+            forget: list[tuple[str, str, bytes]] = []
+            for topic, key, body, mark in entries:
+                if mark is None:
+                    forget.append((topic, key, body))
+                elif self._marks.get((topic, key)) == mark:  # not marked again since
+                    forget.append((topic, key, TO_PUBLISH))
+                    del self._marks[(topic, key)]
+            self.store.ack_batches(forget)
 
     def _send(self, topic: str, body: bytes, *, retain: bool,
               on_ack: Callable[[], None] | None = None) -> None:
@@ -78,7 +110,7 @@ class Publisher:
                 self._publish_marked(topic, key)
                 continue
             self._send(topic, body, retain=False,
-                       on_ack=_acker(self.store, topic, key, body))
+                       on_ack=self._acker(topic, key, body))
         log.info("republished %d retained topics and %d pending hourly batches",
                  len(retained), len(pending))
 
@@ -128,18 +160,24 @@ class Publisher:
         to be published, so that a crash between the commit and the publication loses
         nothing (:meth:`republish_all` builds them from the store)."""
         topic = topics.meter_topic(self.base, pdl, kind, "hour")
-        self.store.add_pending_batches(
-            (topic, day.isoformat(), TO_PUBLISH) for day in sorted(set(days)))
+        keys = [day.isoformat() for day in sorted(set(days))]
+        with self._acked_lock:
+            for key in keys:
+                self._marks[(topic, key)] = self._marks.get((topic, key), 0) + 1
+            self.store.add_pending_batches((topic, key, TO_PUBLISH) for key in keys)
 
     def curve_stored(self, pdl: str, kind: Kind, fetched: Iterable[date],
                      changed: Iterable[date]) -> None:
         """After the commit: publish the days that changed, drop the other marks."""
         changed = set(changed)
-        self.curve_changed(pdl, kind, changed)
+        self.curve_changed(pdl, kind, changed, marked=True)
         self.split_changed(pdl, kind, changed)
         topic = topics.meter_topic(self.base, pdl, kind, "hour")
-        self.store.ack_batches(
-            (topic, day.isoformat(), TO_PUBLISH) for day in sorted(set(fetched) - changed))
+        unchanged = [day.isoformat() for day in sorted(set(fetched) - changed)]
+        with self._acked_lock:
+            for key in unchanged:
+                self._marks.pop((topic, key), None)
+            self.store.ack_batches((topic, key, TO_PUBLISH) for key in unchanged)
 
     def _publish_marked(self, topic: str, key: str) -> None:
         pdl, kind_name = topic[len(self.base) + 1:].split("/")[:2]
@@ -171,26 +209,43 @@ class Publisher:
         if self.store.get_retained(month_topic) != topics.dumps(month):
             self.retained(month_topic, month)
 
-    def curve_changed(self, pdl: str, kind: Kind, days: Iterable[date]) -> None:
+    def curve_changed(self, pdl: str, kind: Kind, days: Iterable[date], *,
+                      marked: bool = False) -> None:
         """Curve points of ``days`` were stored: one hourly batch per day, oldest first.
 
         The days (a backfill window: up to 7 contiguous days) are read back in one query
         and their batches kept pending in one transaction before the first is sent, so
-        a backfill's batches go out at the broker's pace rather than the disk's."""
+        a backfill's batches go out at the broker's pace rather than the disk's. Days
+        ``marked`` by :meth:`mark_curve` are pending already: their mark stays until
+        the broker acknowledges the batch (after a crash the batch is built again)."""
         topic = topics.meter_topic(self.base, pdl, kind, "hour")
+        days = set(days)
         entries: list[tuple[str, str, bytes]] = []
-        for day, hourly in sorted(self.store.hourly_days(pdl, kind, days).items()):
+        for day, hourly in sorted(self.store.hour_totals(pdl, kind, days).items()):
             if not hourly.hours:
                 continue
             payload = topics.hour_payload(pdl, hourly)
             labels = self.pricing.hour_labels(pdl, kind, day) if self.pricing else None
             if labels:
-                for point, hour in zip(payload["points"], hourly.hours, strict=True):
-                    point.update(labels.get(hour.start, {}))
+                for point, (number, _, _) in zip(payload["points"], hourly.hours,
+                                                 strict=True):
+                    start = datetime.fromtimestamp(hourly.lo + 3600 * number, UTC)
+                    point.update(labels.get(start, {}))
             entries.append((topic, day.isoformat(), topics.dumps(payload)))
-        self.store.add_pending_batches(entries)
-        for _, key, body in entries:
-            self._send(topic, body, retain=False, on_ack=_acker(self.store, topic, key, body))
+        marks: list[int | None] = [None] * len(entries)
+        if marked:
+            with self._acked_lock:
+                marks = [self._marks.get((topic, key)) for _, key, _ in entries]
+                sent = {key for _, key, _ in entries}
+                for day in days:  # a day without hours: its mark stays in the store
+                    if day.isoformat() not in sent:
+                        self._marks.pop((topic, day.isoformat()), None)
+        # a day not marked (or marked=False) is kept pending with its body
+        self.store.add_pending_batches(e for e, m in zip(entries, marks, strict=True)
+                                       if m is None)
+        for (_, key, body), mark in zip(entries, marks, strict=True):
+            self._send(topic, body, retain=False,
+                       on_ack=self._acker(topic, key, body, mark))
 
     def _day_split(self, pdl: str, kind: Kind, payload: dict[str, Any], day: date,
                    wh: float) -> dict[str, Any]:
@@ -270,7 +325,3 @@ class Publisher:
             log.info("meter %s is no longer configured: clearing its discovery", pdl)
             self._send(homeassistant.removal(prefix, pdl), b"", retain=True)
             self.store.set_announced(pdl, False)
-
-
-def _acker(store: Store, topic: str, key: str, body: bytes) -> Callable[[], None]:
-    return lambda: store.ack_batch(topic, key, body)

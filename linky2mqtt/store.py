@@ -21,6 +21,9 @@ Tables (schema version in ``PRAGMA user_version``, upgraded at open by ``MIGRATI
                       a value no meter produces, is listed here;
 * ``tempo_days``      Tempo colours by the date their 06:00-06:00 day starts (NULL: not
                       known yet, asked again; a known colour is never replaced by NULL).
+* ``contract_checks`` when each meter's contract was last asked and whether there was
+                      one (a 404 is remembered too: asked again after
+                      ``contract_refresh_days``).
 
 Every :mod:`sqlite3` failure (disk full, read-only file, locked, corrupt) surfaces as a
 :class:`StoreError` naming the file; a failed write is rolled back, never half-applied.
@@ -47,8 +50,8 @@ from linky2mqtt.errors import Linky2MqttError
 from linky2mqtt.model import (
     DAILY,
     PARIS,
-    Hour,
     HourlyDay,
+    HourTotals,
     Kind,
     Reading,
     Series,
@@ -146,6 +149,18 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             fetched_at REAL NOT NULL
         ) WITHOUT ROWID""",
     ),
+    # 7: when each meter's contract was last asked, and whether there was one (a contract
+    # stored by an earlier version counts as asked when it was stored)
+    (
+        """CREATE TABLE contract_checks (
+            pdl TEXT PRIMARY KEY,
+            at REAL NOT NULL,
+            found INTEGER NOT NULL
+        ) WITHOUT ROWID""",
+        """INSERT OR REPLACE INTO contract_checks (pdl, at, found)
+            SELECT substr(topic, length(topic) - 22, 14), updated, 1 FROM retained
+            WHERE topic LIKE '%/contract'""",
+    ),
 )
 # A store older than this may hold DST days with a missing or misplaced interval.
 DST_CHECK_BEFORE = 4
@@ -177,7 +192,7 @@ _SELECT_CURVE_POINTS = _SELECT_CURVE.replace(
 _CURVE_SECONDS: dict[str, int] = {}
 
 
-def _hourly(rows: list[tuple[str, int, float]], day: date, lo: int, hi: int) -> HourlyDay:
+def _hour_totals(rows: list[tuple[str, int, float]], day: date, lo: int, hi: int) -> HourTotals:
     """:func:`aggregate_hours` of one day's curve rows (resolution, start, value), ordered
     by start: an interval counts in the hour holding its start, a start counts once."""
     count = (hi - lo) // 3600
@@ -196,11 +211,9 @@ def _hourly(rows: list[tuple[str, int, float]], day: date, lo: int, hi: int) -> 
         seen[i] = True
         wh[i] += value
         covered[i] += seconds
-    hours = [Hour(start=_utc(lo + 3600 * i), end=_utc(lo + 3600 * (i + 1)),
-                  wh=round(wh[i], 6), complete=covered[i] >= 3600)
-             for i in range(count) if seen[i]]
-    complete = len(hours) == count and all(h.complete for h in hours)
-    return HourlyDay(day=day, hours=hours, complete=complete)
+    hours = [(i, round(wh[i], 6), covered[i] >= 3600) for i in range(count) if seen[i]]
+    complete = len(hours) == count and all(full for _, _, full in hours)
+    return HourTotals(day=day, lo=lo, count=count, hours=hours, complete=complete)
 
 
 class StoreError(Linky2MqttError):
@@ -568,6 +581,10 @@ class Store:
         Aggregated straight from the rows (epoch seconds, no :class:`Reading` objects):
         the same result as :func:`~linky2mqtt.model.aggregate_hours` of the
         day's readings, at a fraction of the cost (the live path of a backfill)."""
+        return {d: t.hourly_day() for d, t in self.hour_totals(pdl, kind, days).items()}
+
+    def hour_totals(self, pdl: str, kind: Kind, days: Iterable[date]) -> dict[date, HourTotals]:
+        """:meth:`hourly_days` without datetimes (what an hourly batch is built from)."""
         wanted = sorted(set(days))
         if not wanted:
             return {}
@@ -575,7 +592,7 @@ class Store:
             spans = [[d] for d in wanted]
         else:
             spans = [wanted]
-        out: dict[date, HourlyDay] = {}
+        out: dict[date, HourTotals] = {}
         for span in spans:
             bounds: list[tuple[date, int, int]] = []
             for d in span:
@@ -585,14 +602,16 @@ class Store:
             starts = [r[1] for r in rows]
             for d, lo, hi in bounds:
                 part = rows[bisect.bisect_left(starts, lo):bisect.bisect_left(starts, hi)]
-                out[d] = _hourly(part, d, lo, hi)
+                out[d] = _hour_totals(part, d, lo, hi)
         return out
 
     def _curve_points(self, pdl: str, kind: Kind, lo: int, hi: int) -> list[tuple[str, int, float]]:
         """(resolution, start epoch, value) of the curve rows starting in [lo, hi)."""
         args = (pdl, str(kind), lo, hi, DAILY)
-        rows = self._read(lambda c: self._counted(c.execute(_SELECT_CURVE_POINTS, args).fetchall()))
-        return [(str(r), int(t), float(v)) for r, t, v in rows]
+        # (TEXT, INTEGER, REAL columns: sqlite3 gives str, int, float already)
+        rows: list[tuple[str, int, float]] = self._read(
+            lambda c: self._counted(c.execute(_SELECT_CURVE_POINTS, args).fetchall()))
+        return rows
 
     def _counted(self, rows: list[T]) -> list[T]:
         self.reading_rows_read += len(rows)  # the lock is held
@@ -908,6 +927,19 @@ class Store:
         sql = "SELECT topic, payload FROM retained ORDER BY topic"
         rows = self._read(lambda c: c.execute(sql).fetchall())
         return [(str(t), bytes(p)) for t, p in rows if str(t).startswith(prefix)]
+
+    # -- contract checks -------------------------------------------------------------------
+
+    def contract_checks(self) -> dict[str, tuple[float, bool]]:
+        """PDL -> (when its contract was last asked, epoch seconds; whether there was one)."""
+        rows = self._read(lambda c: c.execute(
+            "SELECT pdl, at, found FROM contract_checks").fetchall())
+        return {str(p): (float(at), bool(found)) for p, at, found in rows}
+
+    def set_contract_check(self, pdl: str, at: float, found: bool) -> None:
+        with self._write() as conn:
+            conn.execute("INSERT OR REPLACE INTO contract_checks (pdl, at, found) "
+                         "VALUES (?, ?, ?)", (pdl, at, int(found)))
 
     # -- Home Assistant announcements -----------------------------------------------------
 

@@ -25,12 +25,12 @@ from __future__ import annotations
 import calendar
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
-from datetime import date, datetime, timedelta
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from linky2mqtt.enedis.contract import Contract, parse_contract
-from linky2mqtt.model import HourlyDay, Kind, Step, day_bounds, kwh, local_iso
+from linky2mqtt.model import HourlyDay, HourTotals, Kind, Step, day_bounds, kwh, local_iso
 
 __all__ = [
     "OFFLINE",
@@ -130,9 +130,12 @@ def status_topic(base: str, pdl: str) -> str:
 # -- serialisation -----------------------------------------------------------------------
 
 
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))  # one, not one a call
+
+
 def dumps(payload: Mapping[str, Any]) -> bytes:
     """Compact UTF-8 JSON, non-ASCII kept as is."""
-    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return _ENCODER.encode(payload).encode("utf-8")
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -243,10 +246,16 @@ def month_payload(
     }
 
 
-def hour_payload(pdl: str, hourly: HourlyDay) -> dict[str, Any]:
+def hour_payload(pdl: str, hourly: HourlyDay | HourTotals) -> dict[str, Any]:
     """``B/<pdl>/<kind>/hour``: one local day's clock hours (23, 24 or 25 points)."""
-    points = [{"start": local_iso(h.start), "end": local_iso(h.end), "value": kwh(h.wh)}
-              for h in hourly.hours]
+    if isinstance(hourly, HourTotals):
+        texts = _boundaries(hourly.day, hourly.lo, hourly.count)
+        points = [{"start": texts[i], "end": texts[i + 1], "value": kwh(wh)}
+                  for i, wh, _ in hourly.hours]
+    else:
+        iso = _hour_strings(hourly)
+        points = [{"start": iso(h.start), "end": iso(h.end), "value": kwh(h.wh)}
+                  for h in hourly.hours]
     return {
         "pdl": pdl,
         "date": hourly.day.isoformat(),
@@ -255,6 +264,42 @@ def hour_payload(pdl: str, hourly: HourlyDay) -> dict[str, Any]:
         "complete": hourly.complete,
         "points": points,
     }
+
+
+def _boundaries(day: date, lo: int, count: int) -> list[str]:
+    """:func:`local_iso` of the ``count + 1`` hour boundaries of ``day`` (starting at epoch
+    ``lo``): from the hour number on a day of one UTC offset, else one by one (DST)."""
+    start = datetime.fromtimestamp(lo, UTC)
+    offset = local_iso(start)[-6:]
+    end = datetime.fromtimestamp(lo + 3600 * count, UTC)
+    if count != 24 or local_iso(end)[-6:] != offset:
+        return [local_iso(datetime.fromtimestamp(lo + 3600 * i, UTC)) for i in range(count + 1)]
+    text = day.isoformat()
+    texts = [f"{text}T{i:02d}:00:00{offset}" for i in range(24)]
+    texts.append(f"{(day + timedelta(days=1)).isoformat()}T00:00:00{offset}")
+    return texts
+
+
+def _hour_strings(hourly: HourlyDay) -> Callable[[datetime], str]:
+    """:func:`local_iso` for the hour boundaries of one day, cheaply: a day of 24 hours
+    has one UTC offset, so its boundaries are written from their hour number (a
+    backfill's batches are built at the broker's pace). A DST day asks :func:`local_iso`."""
+    start, end = day_bounds(hourly.day)
+    offset = local_iso(start)[-6:]
+    if end - start != timedelta(hours=24) or local_iso(end)[-6:] != offset:
+        return local_iso
+    first = start.timestamp()
+    day, after = hourly.day.isoformat(), (hourly.day + timedelta(days=1)).isoformat()
+    texts = [f"{day}T{i:02d}:00:00{offset}" for i in range(24)]
+    texts.append(f"{after}T00:00:00{offset}")
+
+    def iso(moment: datetime) -> str:
+        seconds = moment.timestamp() - first
+        i = int(seconds // 3600)
+        if seconds % 3600 or not 0 <= i <= 24:
+            return local_iso(moment)  # not a boundary of the day: never in a batch
+        return texts[i]
+    return iso
 
 
 def max_power_payload(pdl: str, day: date, va: float, peak_at: datetime | None) -> dict[str, Any]:

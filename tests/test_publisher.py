@@ -15,6 +15,7 @@ from linky2mqtt.model import DAILY, Kind, Reading, day_bounds
 from linky2mqtt.mqtt import MqttLink
 from linky2mqtt.publisher import Publisher
 from linky2mqtt.store import Store
+from tests.support.bridge import wait_until
 from tests.support.broker import Mosquitto
 from tests.support.clock import SUITE_CLOCK
 from tests.support.mqtt_client import Collector, Message
@@ -127,3 +128,30 @@ def test_partial_curve_day_goes_out_incomplete_then_complete(
     assert sum(p["value"] for p in points) == pytest.approx(sum(r.value for r in full) / 1000)
     # acknowledged by the broker: nothing left pending
     col.wait_for(lambda ms: not store.pending_batches(), what="batches acknowledged")
+
+
+def test_a_marked_day_stays_pending_until_its_batch_is_acknowledged_and_a_newer_mark_survives_an_older_ack(  # noqa: E501
+        rig: tuple[Publisher, Store, Collector]) -> None:
+    pub, store, collector = rig
+    day = date(2026, 11, 20)
+    topic, key = f"{BASE}/{PDL}/consumption/hour", day.isoformat()
+    store.save_readings(curve(day))
+    pub.mark_curve(PDL, Kind.CONSUMPTION, [day])
+    assert store.pending_batch_entries() == [(topic, key, b"")]
+    # the broker acknowledges a batch sent before the day was marked again: the newer
+    # mark stays (its own batch is still to be acknowledged)
+    older_ack = pub._acker(topic, key, b"unused", 1)
+    pub.mark_curve(PDL, Kind.CONSUMPTION, [day])
+    older_ack()
+    pub._forget_acked()
+    assert store.pending_batch_entries() == [(topic, key, b"")]
+    # the batch of the newer mark goes out; its PUBACK forgets the mark
+    pub.curve_stored(PDL, Kind.CONSUMPTION, [day], [day])
+    got = collector.wait_topic(topic)
+    points = _json(got)["points"]
+    assert isinstance(points, list) and len(points) == 24
+    assert points[0] == {"start": "2026-11-20T00:00:00+01:00",
+                         "end": "2026-11-20T01:00:00+01:00", "value": 0.201}  # 100 + 101 Wh
+    wait_until(lambda: not store.pending_batch_entries(), 10, "the mark forgotten on PUBACK",
+               period=0.01)
+    assert pub._marks == {}

@@ -486,7 +486,8 @@ def test_version_5_drops_the_unused_meter_status_table(tmp_path: Path) -> None:
     with Store(path) as s:
         s.set_retained("b/bridge/info", b"{}")
     raw = sqlite3.connect(path)
-    raw.execute("DROP TABLE tempo_days")  # version 6's: a version 4 store has none
+    for table in ("tempo_days", "contract_checks"):  # versions 6 and 7: not in version 4
+        raw.execute(f"DROP TABLE {table}")
     raw.execute("CREATE TABLE meter_status (pdl TEXT PRIMARY KEY, status TEXT NOT NULL, "
                 "updated REAL NOT NULL) WITHOUT ROWID")
     raw.execute("INSERT INTO meter_status VALUES ('12345678901234', '{}', 0)")
@@ -494,7 +495,7 @@ def test_version_5_drops_the_unused_meter_status_table(tmp_path: Path) -> None:
     raw.commit()
     raw.close()
     with Store(path) as s:
-        assert s.schema_version == SCHEMA_VERSION == 6
+        assert s.schema_version == SCHEMA_VERSION == 7
         assert s.get_retained("b/bridge/info") is not None
     raw = sqlite3.connect(path)
     tables = {r[0] for r in raw.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
