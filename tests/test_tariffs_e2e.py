@@ -28,7 +28,6 @@ from typing import Any
 import httpx
 
 from linky2mqtt.bridge import Bridge
-from linky2mqtt.clock import SYSTEM_CLOCK
 from linky2mqtt.config import load_text
 from linky2mqtt.model import PARIS, Kind
 from linky2mqtt.simulator import Simulator
@@ -41,6 +40,7 @@ from tests.support.bridge import (
     wait_until,
 )
 from tests.support.broker import Mosquitto
+from tests.support.clock import SUITE_CLOCK
 from tests.support.fake_ha import FakeHA
 from tests.support.mqtt_client import Collector, Message
 
@@ -230,7 +230,7 @@ def test_periods_and_costs_match_an_independent_computation(
     ha = FakeHA().start()
     cfg = load_text(_config(simulator, broker, tmp_path, ha))
     watch = Collector(broker.host, broker.port, ["l2m/#"])
-    bridge = Bridge(cfg, stagger=0.2)
+    bridge = Bridge(cfg, stagger=0.2, clock=SUITE_CLOCK)
     bridge.start()
     totals = {pdl: _expected(simulator, pdl, DAYS) for pdl in (HPHC, TEMPO)}
     try:
@@ -338,7 +338,7 @@ def test_periods_and_costs_match_an_independent_computation(
     finally:
         late.close()
     # the price in force when the bridge stopped (the suite's clock runs at real speed)
-    stopped = SYSTEM_CLOCK.now().astimezone(PARIS)
+    stopped = SUITE_CLOCK.now().astimezone(PARIS)
     period = _hphc_class(stopped)
     assert got[f"l2m/{HPHC}/price"].json() == {
         "period": period, "price": float(NOV_PRICES[period]), "unit": "EUR/kWh"}
