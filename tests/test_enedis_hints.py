@@ -14,7 +14,6 @@ Expected values are computed by hand in the comments, never by the code under te
 
 from __future__ import annotations
 
-import threading
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Any
@@ -40,27 +39,10 @@ from linky2mqtt.enedis.providers import (
     threshold_seconds,
 )
 from linky2mqtt.model import Kind
+from tests.support.clock import SteppedClock
 
 PDL = "12345678901234"
 NOW = datetime(2026, 7, 18, 4, 51, tzinfo=UTC)  # 06:51 in Paris
-
-
-class Clock:
-    def __init__(self, moment: datetime) -> None:
-        self.t = moment.timestamp()
-
-    def time(self) -> float:
-        return self.t
-
-    def now(self) -> datetime:
-        return datetime.fromtimestamp(self.t, UTC)
-
-    def sleep(self, seconds: float) -> None:
-        self.t += max(0.0, seconds)
-
-    def wait(self, event: threading.Event, seconds: float) -> bool:
-        self.sleep(seconds)
-        return event.is_set()
 
 
 @pytest.mark.parametrize(("text", "seconds"), [
@@ -105,7 +87,7 @@ def test_retry_hint_from_bodies() -> None:
 
 
 def _client(response: httpx.Response) -> EnedisClient:
-    clock = Clock(NOW)
+    clock = SteppedClock(NOW)
     return EnedisClient(
         ProviderSettings(provider="myelectricaldata", token="tok", base_url="http://up.test"),
         budget=Budget(default_windows("myelectricaldata"), MemoryLedger(), clock),

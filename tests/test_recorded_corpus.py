@@ -16,10 +16,9 @@ from __future__ import annotations
 
 import base64
 import json
-import threading
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +39,7 @@ from linky2mqtt.enedis import (
     subscribed_kva,
 )
 from linky2mqtt.model import PARIS, Kind, aggregate_hours
+from tests.support.clock import SteppedClock
 
 HERE = Path(__file__).parent / "fixtures" / "recorded"
 INDEX: dict[str, Any] = json.loads((HERE / "INDEX.json").read_text("utf-8"))
@@ -49,28 +49,6 @@ PDL = "12345678901234"
 ATTEMPTS = 4
 KINDS = {"consumption": Kind.CONSUMPTION, "production": Kind.PRODUCTION,
          "max_power": Kind.MAX_POWER}
-
-
-class FixedClock:
-    """Time moves only when slept on (the request budget's pacing); the retry policy does
-    not sleep at all."""
-
-    def __init__(self, moment: datetime) -> None:
-        self.t = moment.timestamp()
-
-    def time(self) -> float:
-        return self.t
-
-    def now(self) -> datetime:
-        return datetime.fromtimestamp(self.t, UTC)
-
-    def sleep(self, seconds: float) -> None:
-        self.t += max(0.0, seconds)
-
-    def wait(self, event: threading.Event, seconds: float) -> bool:
-        if not event.is_set():
-            self.sleep(seconds)
-        return event.is_set()
 
 
 def _jwt(sub: list[str]) -> str:
@@ -97,7 +75,7 @@ class Served:
 
 
 def _client(answer: dict[str, Any], provider: str) -> tuple[EnedisClient, Served]:
-    clock = FixedClock(datetime.fromisoformat(answer.get("clock", INDEX["default_clock"])))
+    clock = SteppedClock(datetime.fromisoformat(answer.get("clock", INDEX["default_clock"])))
     served = Served(answer)
     settings = ProviderSettings(
         provider=provider,

@@ -14,8 +14,9 @@ option (``bridge_command()`` fills it) builds the same anchored clock in the chi
 from __future__ import annotations
 
 import sys
+import threading
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 
 from linky2mqtt.clock import FastClock
 
@@ -39,3 +40,25 @@ def bridge_command(*argv: str, start: datetime = SUITE_START, anchor: float = SU
     if speed != 1.0:
         cmd += ["--speed", repr(speed)]
     return [*cmd, *argv]
+
+
+class SteppedClock:
+    """A clock that moves only when slept on (the request budget's pacing, a retry's
+    wait), never by itself: a test's waits cost no real time."""
+
+    def __init__(self, moment: datetime) -> None:
+        self.t = moment.timestamp()
+
+    def time(self) -> float:
+        return self.t
+
+    def now(self) -> datetime:
+        return datetime.fromtimestamp(self.t, UTC)
+
+    def sleep(self, seconds: float) -> None:
+        self.t += max(0.0, seconds)
+
+    def wait(self, event: threading.Event, seconds: float) -> bool:
+        if not event.is_set():
+            self.sleep(seconds)
+        return event.is_set()
