@@ -49,7 +49,9 @@ class Collector:
         )
         self.topics = topics or ["#"]
         self.client.on_connect = self._on_connect
+        self.client.on_subscribe = self._on_subscribe
         self.client.on_message = self._on_message
+        self._unacked: set[int] = set()  # SUBSCRIBEs the broker has not acknowledged yet
         if username is not None:
             self.client.username_pw_set(username, password)
         self.client.connect(host, port)
@@ -59,9 +61,16 @@ class Collector:
 
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any,
                     props: Any = None) -> None:
-        for t in self.topics:
-            client.subscribe(t, qos=1)
-        self._connected.set()
+        # ready once the broker acknowledged every subscription (SUBACK): a message
+        # published right after the constructor returns is then never missed
+        mids = (client.subscribe(t, qos=1)[1] for t in self.topics)
+        self._unacked = {mid for mid in mids if mid is not None}
+
+    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reason_codes: Any,
+                      props: Any = None) -> None:
+        self._unacked.discard(mid)
+        if not self._unacked:
+            self._connected.set()
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         props = getattr(msg, "properties", None)
