@@ -204,3 +204,39 @@ def test_threads_never_exceed_the_window() -> None:
         t.join(timeout=10)
     assert len(ok) == 50
     assert len(refused) == 110
+
+
+def test_a_request_counts_from_its_answer_so_the_next_window_opens_after_the_upstreams() -> None:
+    # Upstream counts a request when it arrives: somewhere between the budget's record and
+    # the answer. 1/s, the first request answered 0.4 s after it was recorded: the second
+    # may go 1 s after the answer (1.4 s), not 1 s after the record (1.0 s), whatever the
+    # delay between record and arrival was.
+    clock = ManualClock()
+    budget = Budget({"x": [Window(1, 1)]}, MemoryLedger(), clock, max_wait=5)
+    t0 = clock.t
+    sent = budget.acquire(["x"])
+    assert sent == t0
+    clock.advance(0.4)
+    budget.settle(["x"], sent)
+    assert budget.next_allowed(["x"]) == pytest.approx(t0 + 1.4)
+    budget.acquire(["x"])
+    assert clock.t == pytest.approx(t0 + 1.4)
+    assert budget.used("x", 1.0) == 1
+
+
+def test_settling_keeps_the_window_ordered_among_concurrent_requests() -> None:
+    # two requests in flight at 2/s: the first answered after the second; the third
+    # waits for the earlier of the two answers, a window later
+    clock = ManualClock()
+    budget = Budget({"x": [Window(1, 2)]}, MemoryLedger(), clock, max_wait=5)
+    t0 = clock.t
+    first = budget.acquire(["x"])
+    clock.advance(0.1)
+    second = budget.acquire(["x"])
+    clock.advance(0.1)
+    budget.settle(["x"], second)  # answered at t0 + 0.2
+    clock.advance(0.3)
+    budget.settle(["x"], first)  # answered at t0 + 0.5
+    assert budget.next_allowed(["x"]) == pytest.approx(t0 + 1.2)
+    budget.settle(["x"], first)  # settling twice (or an unknown stamp) changes nothing
+    assert budget.next_allowed(["x"]) == pytest.approx(t0 + 1.2)

@@ -643,3 +643,28 @@ def test_no_secret_in_logs_errors_or_reprs(provider: str, caplog: pytest.LogCapt
     for req in fake.requests:  # and never in a URL
         for secret in secrets:
             assert secret not in str(req.url)
+
+
+def test_requests_reach_the_upstream_a_whole_window_apart_whatever_the_delay_before_arrival(
+) -> None:
+    # The Conso API allows 1 request a second, counted when a request arrives. The first
+    # request arrives 0.3 s after the budget recorded it (a stalled thread, a slow link),
+    # the next ones at once: each must still arrive a second or more after the previous.
+    clock = ManualClock(NOW)
+    delays = [0.3, 0.0, 0.2, 0.0]
+    arrivals: list[float] = []
+    fake = Fake()
+    answer = fake.default
+
+    def late(request: httpx.Request) -> httpx.Response:
+        clock.advance(delays[len(arrivals)])
+        arrivals.append(clock.t)
+        return answer(request)
+
+    fake.handler = late
+    client, _, _ = make("conso", fake, clock=clock)
+    for day in range(1, 5):
+        client.daily(PDL, Kind.CONSUMPTION, date(2026, 11, day), date(2026, 11, day + 1))
+    gaps = [b - a for a, b in zip(arrivals, arrivals[1:], strict=False)]
+    assert len(arrivals) == 4
+    assert min(gaps) >= 1.0, gaps

@@ -18,6 +18,7 @@ ledger once per scope at first use and then keeps an in-memory copy, writing thr
 
 from __future__ import annotations
 
+import bisect
 import math
 import threading
 from collections import deque
@@ -172,8 +173,11 @@ class Budget:
         with self._lock:
             return self._allowed_at(scopes, priority, self.clock.time())
 
-    def acquire(self, scopes: Iterable[str], priority: Priority = Priority.FRESH) -> None:
-        """Record one request now, waiting up to ``max_wait``; else raise BudgetExhausted."""
+    def acquire(self, scopes: Iterable[str], priority: Priority = Priority.FRESH) -> float:
+        """Record one request now, waiting up to ``max_wait``; else raise BudgetExhausted.
+
+        Returns the time recorded, for :meth:`settle` once the request is answered.
+        """
         scopes = list(scopes)
         while True:
             with self._lock:
@@ -183,10 +187,34 @@ class Budget:
                     for scope in scopes:
                         self._history(scope, now).append(now)
                         self.ledger.record_request(scope, now)
-                    return
+                    return now
             if at - now > self.max_wait:
                 raise BudgetExhausted(at, scope=",".join(scopes))
             self.clock.sleep(at - now)
+
+    def settle(self, scopes: Iterable[str], sent_at: float) -> None:
+        """The request recorded at ``sent_at`` has its answer (or failed): count it from now.
+
+        The upstream counts a request when it arrives, somewhere between the moment it was
+        recorded and its answer; a thread stalled between the two (a loaded machine) or a
+        slow network would otherwise let the next window open before the upstream's and
+        earn a 429. Counting from the answer, the next request in its slot always reaches
+        the upstream a whole window after this one did. Only the in-memory windows move;
+        the ledger keeps the sending time (a restart is seconds away, not milliseconds).
+        """
+        with self._lock:
+            now = self.clock.time()
+            if now <= sent_at:
+                return
+            for scope in scopes:
+                times = self._times.get(scope)
+                if not times:
+                    continue
+                for i in range(len(times) - 1, -1, -1):  # recent stamps are at the end
+                    if times[i] == sent_at:
+                        del times[i]
+                        bisect.insort(times, now)
+                        break
 
     def used(self, scope: str, seconds: float) -> int:
         """Requests recorded in ``scope`` during the last ``seconds``."""

@@ -324,7 +324,15 @@ class EnedisClient:
         priority: Priority,
     ) -> httpx.Response:
         self._check_cancel(call)
-        self.budget.acquire(scopes_for(self.provider, self.settings.account, pdl), priority)
+        scopes = scopes_for(self.provider, self.settings.account, pdl)
+        sent_at = self.budget.acquire(scopes, priority)
+        try:
+            return self._send_now(call, headers, basic)
+        finally:
+            self.budget.settle(scopes, sent_at)
+
+    def _send_now(self, call: Call, headers: dict[str, str],
+                  basic: tuple[str, str] | None) -> httpx.Response:
         self._check_cancel(call)
         url = self.settings.url + call.path
         all_headers = {"User-Agent": self.user_agent, "Accept": "application/json", **headers}
