@@ -131,11 +131,12 @@ class Bridge:
         self.pricing = Pricing(self.store, self.base, self._meter)
         self.publisher.pricing = self.pricing
         self.read_source = StoreReadSource(self.store, pricing=self.pricing)
-        self.tempo = tempo_worker.build(cfg, self.publisher, pricing=self.pricing,
-                                        pdls=self.fleet.pdls, clock=clock,
-                                        stopping=self.stopping, changed=self._curve_changed)
         self.prices = PriceWorker(self.publisher, self.pricing, self.fleet.pdls, clock,
                                   self.stopping)
+        self.tempo = tempo_worker.build(cfg, self.publisher, pricing=self.pricing,
+                                        pdls=self.fleet.pdls, clock=clock,
+                                        stopping=self.stopping, changed=self._curve_changed,
+                                        colours_changed=self.prices.poke)
         self.commands: CommandWorker | None = None
         if cfg.commands:
             self.commands = CommandWorker(

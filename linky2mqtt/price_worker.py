@@ -4,9 +4,9 @@
 this instant (Europe/Paris wall clock, Tempo colour of the Tempo day) and its price;
 ``price`` is null while unknown (a Tempo colour not published yet, an ``hphc`` meter
 without off-peak hours) and ``period`` null when no tariff period covers today. Checked
-every minute (off-peak boundaries may fall on any minute) and published when it changes,
-and once at start. Home Assistant's Energy dashboard can use the matching sensor as "an
-entity with the current price".
+every minute (off-peak boundaries may fall on any minute) and at once when a Tempo colour
+becomes known, published when it changes, and once at start. Home Assistant's Energy
+dashboard can use the matching sensor as "an entity with the current price".
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ class PriceWorker:
         self.clock = clock
         self.stopping = stopping
         self._last: dict[str, dict[str, Any]] = {}
+        self._wake = threading.Event()  # set by poke() and stop(): check before the minute
         self.thread = threading.Thread(target=self._run, name="price", daemon=True)
 
     def wanted(self) -> bool:
@@ -52,8 +53,14 @@ class PriceWorker:
         if self.wanted():
             self.thread.start()
 
+    def poke(self) -> None:
+        """Check now, not at the next minute: what a price depends on changed (a Tempo
+        colour became known)."""
+        self._wake.set()
+
     def stop(self, timeout: float) -> None:
         self.stopping.set()
+        self._wake.set()
         if self.thread.is_alive():
             self.thread.join(timeout)
 
@@ -72,5 +79,5 @@ class PriceWorker:
                 self.step()
             except Exception:  # keep the thread alive; the next minute tries again
                 log.exception("current price: unexpected error")
-            if self.clock.wait(self.stopping, PERIOD):
-                return
+            self.clock.wait(self._wake, PERIOD)
+            self._wake.clear()

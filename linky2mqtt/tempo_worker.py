@@ -75,7 +75,8 @@ class TempoWorker:
     def __init__(self, sources: TempoSources, http: httpx.Client, publisher: Publisher, *,
                  pricing: Pricing, pdls: Callable[[], list[str]], clock: Clock,
                  stopping: threading.Event,
-                 changed: Callable[[str, Kind, date], None] | None = None) -> None:
+                 changed: Callable[[str, Kind, date], None] | None = None,
+                 colours_changed: Callable[[], None] | None = None) -> None:
         self.sources = sources
         self.http = http  # closed by stop()
         self.publisher = publisher
@@ -84,6 +85,7 @@ class TempoWorker:
         self.clock = clock
         self.stopping = stopping
         self.changed = changed  # (pdl, kind, first day): priced hours changed
+        self.colours_changed = colours_changed  # the current price may have changed
         self.failures = 0
         self.rechecked: date | None = None  # the "tomorrow" re-checked at RECHECK_AT
         self.last_error: str | None = None
@@ -118,6 +120,8 @@ class TempoWorker:
         if changed:
             log.info("Tempo colours known: %s", ", ".join(
                 f"{d} {got[d].colour}" for d in changed))
+            if self.colours_changed is not None:
+                self.colours_changed()
             self._republish_meters(changed)
         return True
 
@@ -135,15 +139,18 @@ class TempoWorker:
         for which, day in (("today", today), ("tomorrow", today + timedelta(days=1))):
             colour, source = colours.get(day, (None, None))
             self.publisher.retained(tempo_topic(self.publisher.base, which),
-                                    self.payload(day, colour, source, tariff))
+                                    self.payload(day, colour, source, tariff, self.last_error))
 
     @staticmethod
     def payload(day: date, colour: str | None, source: str | None,
-                tariff: Tariff | None) -> dict[str, Any]:
+                tariff: Tariff | None, error: str | None = None) -> dict[str, Any]:
+        """One ``B/tempo/*`` payload; ``error`` is why the last round failed (every source
+        failed), None after a round a source answered."""
         known = None if colour is None else Colour(colour)
         prices = None if tariff is None else tempo_prices(tariff, day, known)
         return {"date": day.isoformat(), "colour": colour, "source": source,
-                "prices": None if prices is None else {k: float(v) for k, v in prices.items()}}
+                "prices": None if prices is None else {k: float(v) for k, v in prices.items()},
+                "error": error}
 
     def _shared_tariff(self) -> Tariff | None:
         tariffs = []
@@ -211,7 +218,8 @@ class TempoWorker:
 
 def build(cfg: Config, publisher: Publisher, *, pricing: Pricing,
           pdls: Callable[[], list[str]], clock: Clock, stopping: threading.Event,
-          changed: Callable[[str, Kind, date], None] | None = None) -> TempoWorker | None:
+          changed: Callable[[str, Kind, date], None] | None = None,
+          colours_changed: Callable[[], None] | None = None) -> TempoWorker | None:
     """The worker when a meter (or an account's ``meter_defaults``) has a Tempo period;
     RTE first when its credentials are configured, then the community source."""
     wanted = any(
@@ -229,4 +237,5 @@ def build(cfg: Config, publisher: Publisher, *, pricing: Pricing,
     if tempo.community:
         sources.append(CommunityTempo(http, base_url=tempo.base_url or COMMUNITY_BASE))
     return TempoWorker(TempoSources(sources), http, publisher, pricing=pricing, pdls=pdls,
-                       clock=clock, stopping=stopping, changed=changed)
+                       clock=clock, stopping=stopping, changed=changed,
+                       colours_changed=colours_changed)

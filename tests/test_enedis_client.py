@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import logging
 from collections.abc import Callable
@@ -665,6 +666,6 @@ def test_requests_reach_the_upstream_a_whole_window_apart_whatever_the_delay_bef
     client, _, _ = make("conso", fake, clock=clock)
     for day in range(1, 5):
         client.daily(PDL, Kind.CONSUMPTION, date(2026, 11, day), date(2026, 11, day + 1))
-    gaps = [b - a for a, b in zip(arrivals, arrivals[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(arrivals)]
     assert len(arrivals) == 4
     assert min(gaps) >= 1.0, gaps

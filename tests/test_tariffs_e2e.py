@@ -350,7 +350,8 @@ def test_periods_and_costs_match_an_independent_computation(
         colour = str(colour_of(day))  # the suite's clock is past 10:30: tomorrow is out
         assert doc == {"date": day.isoformat(), "colour": colour, "source": "rte",
                        "prices": {"hp": float(TEMPO_PRICES[f"hp_{colour}"]),
-                                  "hc": float(TEMPO_PRICES[f"hc_{colour}"])}}
+                                  "hc": float(TEMPO_PRICES[f"hc_{colour}"])},
+                       "error": None}
     status = [m.json() for m in msgs if m.topic == f"l2m/{HPHC}/status"][-1]
     assert status["tariff"] == {"option": "hphc", "offpeak": "22:30-06:30, 12:36-14:06",
                                 "source": "configuration", "problem": None}

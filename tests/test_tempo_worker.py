@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -106,7 +107,8 @@ def test_season_at_start_then_tomorrow_after_eleven_and_a_recheck(
     assert stored[date(2026, 12, 1)][0] == str(colour_of(date(2026, 12, 1)))
     assert stored[date(2026, 12, 2)] == (None, "api-couleur-tempo")  # not out at 09:00
     assert link.last("l2m/tempo/tomorrow") == {"date": "2026-12-02", "colour": None,
-                                               "source": "api-couleur-tempo", "prices": None}
+                                               "source": "api-couleur-tempo", "prices": None,
+                                               "error": None}
     today = link.last("l2m/tempo/today")
     colour = str(colour_of(date(2026, 12, 1)))
     assert today["date"] == "2026-12-01" and today["colour"] == colour
@@ -134,7 +136,7 @@ def test_season_at_start_then_tomorrow_after_eleven_and_a_recheck(
     worker.step(first=False)
     assert link.last("l2m/tempo/today")["colour"] == "red"
     assert link.last("l2m/tempo/tomorrow") == {"date": "2026-12-03", "colour": None,
-                                               "source": None, "prices": None}
+                                               "source": None, "prices": None, "error": None}
 
 
 def test_unknown_stays_unknown_and_failures_back_off(
@@ -151,6 +153,10 @@ def test_unknown_stays_unknown_and_failures_back_off(
     clock.at += timedelta(minutes=5)
     assert worker.step(first=False) == BACKOFF[1]
     assert worker.last_error is not None and "sim-secret" not in worker.last_error
+    # the subscriber sees why the colour is unknown, next to it
+    tomorrow = link.last("l2m/tempo/tomorrow")
+    assert tomorrow["colour"] is None and tomorrow["error"] == worker.last_error
+    assert tomorrow["error"].startswith("api-couleur-tempo /api/jourTempo/2026-12-02: no answer")
     # a source answering unknown later never erases a known colour
     known = store.tempo_days(date(2026, 11, 30), date(2026, 12, 1))[date(2026, 11, 30)]
     stand_in.unknown(date(2026, 11, 30))
@@ -190,3 +196,42 @@ def test_current_price_follows_the_tempo_day_and_its_hours(
         {"period": "unknown", "price": None, "unit": "EUR/kWh"},  # 06:00: Dec 2 unknown
     ]
     assert all(r for t, _, r in link.sent if t == topic)  # retained
+
+
+class WaitingClock(SetClock):
+    """A set clock whose waits really wait (for a worker in its own thread)."""
+
+    def wait(self, event: threading.Event, seconds: float) -> bool:
+        return event.wait(seconds)
+
+
+def test_the_current_price_follows_a_colour_as_soon_as_it_is_known(
+        setup: tuple[SetClock, TempoStandIn, TempoWorker, Link, Store]) -> None:
+    """The price worker checks every minute; a colour becoming known wakes it at once (a
+    new bridge would otherwise say "unknown" for up to a minute after its first fetch)."""
+    clock, stand_in, worker, link, _ = setup
+    stand_in.set_colour(date(2026, 12, 1), Colour.WHITE)
+    waiting = WaitingClock(clock.at)
+    prices = PriceWorker(worker.publisher, worker.pricing, lambda: [PDL], waiting,
+                         threading.Event())
+    worker.colours_changed = prices.poke
+    topic = f"l2m/{PDL}/price"
+
+    def published() -> list[Any]:
+        return [p for t, p, _ in list(link.sent) if t == topic]
+
+    def wait_for(count: int) -> list[Any]:
+        deadline = time.monotonic() + 10  # far below the worker's minute
+        while len(published()) < count:
+            assert time.monotonic() < deadline, published()
+            threading.Event().wait(0.01)
+        return published()
+
+    prices.start()
+    try:
+        assert wait_for(1) == [{"period": "unknown", "price": None, "unit": "EUR/kWh"}]
+        worker.step(first=True)  # 09:00, December 1: white, hp
+        assert wait_for(2)[1] == {"period": "hp_white", "price": 0.1921, "unit": "EUR/kWh"}
+    finally:
+        prices.stop(5)
+    assert not prices.thread.is_alive()
