@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from linky2mqtt import plausible
+from linky2mqtt.accounts import stored_subscribed_kva
 from linky2mqtt.config import MeterConfig
 from linky2mqtt.enedis import (
     Budget,
@@ -86,15 +87,18 @@ def test_zero_is_a_value() -> None:
 def test_subscribed_power_from_the_stored_contract(tmp_path: Path) -> None:
     topic = f"l2m/{PDL}/contract"
     with Store(tmp_path / "s.db") as store:
-        assert plausible.subscribed_kva(store, topic) is None  # no contract
+        assert stored_subscribed_kva(store, topic) is None  # no contract
         store.set_retained(topic, json.dumps({"pdl": PDL, "subscribed_power_kva": 12.0,
                                                "tariff": None}).encode())
-        assert plausible.subscribed_kva(store, topic) == 12.0
+        assert stored_subscribed_kva(store, topic) == 12.0
         store.set_retained(topic, json.dumps({"pdl": PDL, "subscribed_power_kva": None}
                                              ).encode())
-        assert plausible.subscribed_kva(store, topic) is None  # the contract does not say
+        assert stored_subscribed_kva(store, topic) is None  # the contract does not say
+        store.set_retained(topic, json.dumps({"pdl": PDL, "subscribed_power_kva": 0}
+                                             ).encode())
+        assert stored_subscribed_kva(store, topic) is None  # not a subscribed power
         store.set_retained(topic, b"not json")
-        assert plausible.subscribed_kva(store, topic) is None
+        assert stored_subscribed_kva(store, topic) is None
 
 
 # -- through the poller: refused, not stored, asked again ---------------------------------
