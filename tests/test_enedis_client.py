@@ -26,8 +26,7 @@ from linky2mqtt.enedis import (
     no_sleep,
 )
 from linky2mqtt.model import Kind
-from tests.support.clock import SUITE_CLOCK
-from tests.test_enedis_budget import ManualClock
+from tests.support.clock import SUITE_CLOCK, SteppedClock
 
 PDL = "12345678901234"
 NOW = datetime(2026, 11, 29, 9, 0, tzinfo=UTC)  # today in Paris: 2026-11-29
@@ -105,10 +104,10 @@ def make(
     *,
     budget: Budget | None = None,
     retry: RetryPolicy | None = None,
-    clock: ManualClock | None = None,
-) -> tuple[EnedisClient, Fake, ManualClock]:
+    clock: SteppedClock | None = None,
+) -> tuple[EnedisClient, Fake, SteppedClock]:
     fake = fake or Fake()
-    clock = clock or ManualClock(NOW)
+    clock = clock or SteppedClock(NOW)
     settings = ProviderSettings(
         provider=provider,
         token=jwt([PDL, "22516914714270"]) if provider == "conso" else TOKEN_SECRET,
@@ -247,7 +246,7 @@ def test_curve_split_per_7_days_and_daily_per_365() -> None:
 
 def test_never_asks_beyond_today_in_paris() -> None:
     # 23:30 UTC on Nov 29 is already Nov 30 in Paris
-    clock = ManualClock(datetime(2026, 11, 29, 23, 30, tzinfo=UTC))
+    clock = SteppedClock(datetime(2026, 11, 29, 23, 30, tzinfo=UTC))
     client, fake, _ = make("conso", clock=clock)
     client.curve(PDL, Kind.CONSUMPTION, date(2026, 11, 25), date(2026, 12, 10))
     (req,) = fake.requests
@@ -570,7 +569,7 @@ def test_contract_per_provider() -> None:
 
 
 def test_budget_exhausted_instead_of_sleeping() -> None:
-    clock = ManualClock(NOW)
+    clock = SteppedClock(NOW)
     budget = Budget({"conso": [Window(3600, 2)]}, MemoryLedger(), clock)
     fake = Fake()
     fake.answers = [httpx.Response(500, json={"error": "technical_error"})]

@@ -16,19 +16,11 @@ import pytest
 from linky2mqtt import plausible
 from linky2mqtt.accounts import stored_subscribed_kva
 from linky2mqtt.config import MeterConfig
-from linky2mqtt.enedis import (
-    Budget,
-    EnedisClient,
-    MemoryLedger,
-    ProviderSettings,
-    RetryPolicy,
-    default_windows,
-    no_sleep,
-)
+from linky2mqtt.enedis import ProviderSettings
 from linky2mqtt.model import Kind, Reading, Step, day_bounds
 from linky2mqtt.poller import MeterPoller
 from linky2mqtt.store import Store
-from tests.support.clock import SUITE_CLOCK
+from tests.support.upstream_client import one_try_client
 
 PDL = "12345678901234"
 DAY = date(2026, 11, 20)
@@ -118,12 +110,8 @@ def test_poller_refuses_impossible_days_and_asks_again(
         asked.append(str(request.url))
         return httpx.Response(200, json=_daily_body(answers))
 
-    settings = ProviderSettings("myelectricaldata", token="t", base_url="http://upstream.test")
-    client = EnedisClient(settings, budget=Budget(default_windows("myelectricaldata"),
-                                                  MemoryLedger()),
-                          retry=RetryPolicy(attempts=1, sleep=no_sleep),
-                          http=httpx.Client(transport=httpx.MockTransport(handler)),
-                          clock=SUITE_CLOCK)
+    client = one_try_client(ProviderSettings("myelectricaldata", token="t",
+                                             base_url="http://upstream.test"), handler=handler)
     meter = MeterConfig(PDL, "m", steps=frozenset({Step.DAY}), backfill_day=2)
     now = datetime.combine(DAY, datetime.min.time(), UTC) + timedelta(hours=10)
     caplog.set_level(logging.WARNING)

@@ -22,7 +22,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +46,7 @@ from tests.support.bridge import (
     wait_until,
 )
 from tests.support.broker import Mosquitto, auth_broker, write_passwords
-from tests.support.clock import SUITE_CLOCK
+from tests.support.clock import SUITE_CLOCK, JumpClock
 from tests.support.fake_ha import FakeHA
 from tests.support.mqtt_client import Collector, Message
 
@@ -156,29 +156,6 @@ def test_disk_full_during_a_backfill_loses_nothing_once_room_comes_back(
 
 
 # -- the wall clock jumps (NTP) ----------------------------------------------------------
-
-
-class JumpClock:
-    """The suite's clock plus an offset that a test changes at will (an NTP step)."""
-
-    def __init__(self) -> None:
-        self.offset = 0.0
-
-    def jump(self, seconds: float) -> None:
-        self.offset += seconds
-
-    def time(self) -> float:
-        return SUITE_CLOCK.time() + self.offset
-
-    def now(self) -> datetime:
-        return datetime.fromtimestamp(self.time(), UTC)
-
-    def sleep(self, seconds: float) -> None:
-        if seconds > 0:
-            time.sleep(seconds)
-
-    def wait(self, event: threading.Event, seconds: float) -> bool:
-        return event.wait(max(0.0, seconds))
 
 
 def _read_day(c: Collector, day: date) -> Any:
