@@ -280,87 +280,35 @@ def test_404_no_data_marks_every_day_of_the_chunk_missing() -> None:
 ENEDIS = "application/json"
 
 
-@pytest.mark.parametrize(
-    ("status", "body", "exc", "code", "requests"),
-    [
-        (
-            400,
-            {"error": "Invalid_request", "error_description": "x"},
-            errors.BadRequest,
-            "Invalid_request",
-            1,
-        ),
-        (
-            400,
-            {"error": "ADAM-ERR0123", "error_description": "x"},
-            errors.BadRequest,
-            "ADAM-ERR0123",
-            1,
-        ),
-        (
-            400,
-            {"error": "ADAM-DC-0016", "error_description": "x"},
-            errors.BadRequest,
-            "ADAM-DC-0016",
-            1,
-        ),
-        (
-            400,
-            {"error": "ADAM-DC-0015", "error_description": "x"},
-            errors.BadRequest,
-            "ADAM-DC-0015",
-            1,
-        ),
-        (
-            400,
-            {"error": "ADAM-ERR0069", "error_description": "x"},
-            errors.BadRequest,
-            "ADAM-ERR0069",
-            1,
-        ),
-        (
-            403,
-            {"error": "ADAM-DC-0008", "error_description": "no consent"},
-            errors.ConsentError,
-            "ADAM-DC-0008",
-            1,
-        ),
-        (
-            400,
-            {"error": "ADAM-DC-0007", "error_description": "Le client n'est pas titulaire"},
-            errors.ConsentError,
-            "ADAM-DC-0007",
-            1,
-        ),
-        (401, {"status": 401, "message": "Votre token est invalide"}, errors.AuthError, None, 1),
-        (
-            429,
-            {"error": "Quota Q3 reached", "error_description": "Call threshold allowed on 1:00:00"},
-            errors.QuotaError,
-            "Quota Q3 reached",
-            1,  # the body says "in one hour": beyond the retry bound, not retried now
-        ),
-        (
-            429,
-            {"error": "Quota Q3 reached", "error_description": "Call threshold allowed on 0:00:02"},
-            errors.QuotaError,
-            "Quota Q3 reached",
-            4,
-        ),
-        (
-            500,
-            {"error": "technical_error", "error_description": "Technical error."},
-            errors.ServerError,
-            "technical_error",
-            4,
-        ),
-        (503, None, errors.ServerError, None, 4),
-        (502, {"detail": "bad gateway"}, errors.ServerError, None, 4),
-        (200, "<html>oops</html>", errors.BadResponse, None, 4),
-        (200, {"unexpected": True}, errors.BadResponse, None, 4),
-        (409, {"detail": "conflict"}, errors.ApiError, None, 1),
-    ],
-)
+def _enedis(code: str, description: str = "x") -> dict[str, str]:
+    """An Enedis error body."""
+    return {"error": code, "error_description": description}
+
+
+Q3 = "Quota Q3 reached"
+
+
+@pytest.mark.parametrize(("status", "body", "exc", "code", "requests"), [
+    (400, _enedis("Invalid_request"), errors.BadRequest, "Invalid_request", 1),
+    (400, _enedis("ADAM-ERR0123"), errors.BadRequest, "ADAM-ERR0123", 1),
+    (400, _enedis("ADAM-DC-0016"), errors.BadRequest, "ADAM-DC-0016", 1),
+    (400, _enedis("ADAM-DC-0015"), errors.BadRequest, "ADAM-DC-0015", 1),
+    (400, _enedis("ADAM-ERR0069"), errors.BadRequest, "ADAM-ERR0069", 1),
+    (403, _enedis("ADAM-DC-0008", "no consent"), errors.ConsentError, "ADAM-DC-0008", 1),
+    (400, _enedis("ADAM-DC-0007", "Le client n'est pas titulaire"), errors.ConsentError,
+     "ADAM-DC-0007", 1),
+    (401, {"status": 401, "message": "Votre token est invalide"}, errors.AuthError, None, 1),
+    # the body says "in one hour": beyond the retry bound, not retried now
+    (429, _enedis(Q3, "Call threshold allowed on 1:00:00"), errors.QuotaError, Q3, 1),
+    (429, _enedis(Q3, "Call threshold allowed on 0:00:02"), errors.QuotaError, Q3, 4),
+    (500, _enedis("technical_error", "Technical error."), errors.ServerError,
+     "technical_error", 4),
+    (503, None, errors.ServerError, None, 4),
+    (502, {"detail": "bad gateway"}, errors.ServerError, None, 4),
+    (200, "<html>oops</html>", errors.BadResponse, None, 4),
+    (200, {"unexpected": True}, errors.BadResponse, None, 4),
+    (409, {"detail": "conflict"}, errors.ApiError, None, 1),
+])
 def test_error_table(
     status: int, body: Any, exc: type[Exception], code: str | None, requests: int
 ) -> None:
