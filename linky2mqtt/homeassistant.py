@@ -121,31 +121,30 @@ def _tariff_components(base: str, pdl: str, periods: tuple[str, ...]
     topic = topics.meter_topic(base, pdl, Kind.CONSUMPTION, Step.DAY)
     day = {"state_topic": topic, "state_class": "total",
            "last_reset_value_template": "{{ value_json.start }}"}
-    cmps: dict[str, dict[str, Any]] = {}
+
+    def day_sensor(component: str, name: str, template: str, *, money: bool
+                   ) -> dict[str, Any]:
+        return {"p": "sensor", "unique_id": _unique_id(pdl, component), "name": name,
+                "device_class": "monetary" if money else "energy",
+                "unit_of_measurement": "EUR" if money else "kWh",
+                "suggested_display_precision": 2 if money else 3, **day,
+                "value_template": template}
+
+    def label(p: str) -> str:
+        return p.upper().replace("_", " ")
+
+    cmps = {f"consumption_day_{p}": day_sensor(
+        f"consumption_day_{p}", f"Consumption day {label(p)}",
+        f"{{{{ value_json.periods.get('{p}', 0) if value_json.periods else None }}}}",
+        money=False) for p in periods}
+    cmps["cost_day"] = day_sensor(
+        "cost_day", "Cost day", "{{ value_json.cost.value if value_json.cost else None }}",
+        money=True)
     for p in periods:
-        cmps[f"consumption_day_{p}"] = {
-            "p": "sensor", "unique_id": _unique_id(pdl, f"consumption_day_{p}"),
-            "name": f"Consumption day {p.upper().replace('_', ' ')}",
-            "device_class": "energy", "unit_of_measurement": "kWh",
-            "suggested_display_precision": 3, **day,
-            "value_template": (f"{{{{ value_json.periods.get('{p}', 0) "
-                               f"if value_json.periods else None }}}}"),
-        }
-    cmps["cost_day"] = {
-        "p": "sensor", "unique_id": _unique_id(pdl, "cost_day"), "name": "Cost day",
-        "device_class": "monetary", "unit_of_measurement": "EUR",
-        "suggested_display_precision": 2, **day,
-        "value_template": "{{ value_json.cost.value if value_json.cost else None }}",
-    }
-    for p in periods:
-        cmps[f"cost_day_{p}"] = {
-            "p": "sensor", "unique_id": _unique_id(pdl, f"cost_day_{p}"),
-            "name": f"Cost day {p.upper().replace('_', ' ')}",
-            "device_class": "monetary", "unit_of_measurement": "EUR",
-            "suggested_display_precision": 2, **day,
-            "value_template": (f"{{{{ value_json.cost.periods.get('{p}', 0) "
-                               f"if value_json.cost else None }}}}"),
-        }
+        cmps[f"cost_day_{p}"] = day_sensor(
+            f"cost_day_{p}", f"Cost day {label(p)}",
+            f"{{{{ value_json.cost.periods.get('{p}', 0) if value_json.cost else None }}}}",
+            money=True)
     return cmps
 
 
