@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
-from linky2mqtt import __version__, commands, homeassistant, plausible, topics
+from linky2mqtt import __version__, commands, homeassistant, topics
 from linky2mqtt.budgets import window_name
 from linky2mqtt.clock import Clock
 from linky2mqtt.config import AccountConfig, MeterConfig
@@ -43,6 +43,7 @@ from linky2mqtt.enedis import (
     errors,
     is_transient,
     scopes_for,
+    subscribed_kva,
 )
 from linky2mqtt.model import PARIS, Kind, Series, Step
 from linky2mqtt.poller import MeterPoller, PollOutcome, meter_series
@@ -144,7 +145,7 @@ class AccountRunner:
             poller.before_commit = functools.partial(self._mark_curve_to_publish, m.pdl)
             poller.after_commit = functools.partial(self._publish_committed, m.pdl)
             poller.subscribed_kva = functools.partial(
-                plausible.subscribed_kva, self.store, topics.contract_topic(parts.base, m.pdl))
+                stored_subscribed_kva, self.store, topics.contract_topic(parts.base, m.pdl))
             self.meters[m.pdl] = MeterState(m, poller, next_due=now + i * step,
                                             last_success=self._last_success(m.pdl))
         self.thread = threading.Thread(target=self._run, name=f"account-{account.name}",
@@ -588,6 +589,18 @@ class Fleet:
                 topics.status_topic(self.parts.base, entry["pdl"]))
             entry["status"] = json.loads(body) if body else None
         return info
+
+
+def stored_subscribed_kva(store: Store, contract_topic: str) -> float | None:
+    """The subscribed power (kVA) of the contract payload stored at ``contract_topic``
+    (:func:`linky2mqtt.enedis.subscribed_kva`); None when there is no contract, or it
+    does not say, or it cannot be read. It sets the plausibility limit of the meter."""
+    try:
+        raw = store.get_retained(contract_topic)
+        payload = json.loads(raw) if raw else None
+    except Exception:
+        return None
+    return subscribed_kva(payload) if isinstance(payload, dict) else None
 
 
 def _local(epoch: float) -> str:

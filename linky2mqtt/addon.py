@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Final
 
@@ -158,6 +158,20 @@ def _unknown(raw: Mapping[str, Any], allowed: set[str], where: str,
             problems.append(f"{where}{key}: unknown option")
 
 
+def _entries(raws: list[Any], name: str, keys: Iterable[str], problems: list[str],
+             expected: str) -> Iterator[tuple[int, str, dict[str, Any]]]:
+    """(index, path, mapping) of each entry of the list option ``name`` that is a
+    mapping; the others and their unknown options are reported in ``problems``."""
+    allowed = set(keys)
+    for i, raw in enumerate(raws):
+        where = f"{name}[{i}]"
+        if not isinstance(raw, dict):
+            problems.append(f"{where}: expected {expected}")
+            continue
+        _unknown(raw, allowed, f"{where}.", problems)
+        yield i, where, raw
+
+
 def _settings(raw: Mapping[str, Any], where: str, problems: list[str]) -> dict[str, Any]:
     """Meter settings given by ``raw`` (a meter or the top level), only those set."""
     out: dict[str, Any] = {}
@@ -238,12 +252,8 @@ def options_document(options: Any, *, broker: Mapping[str, Any] | None,
         raw_meters = []
     accounts: list[dict[str, Any]] = []
     by_name: dict[str, int] = {}
-    for i, raw in enumerate(raw_accounts):
-        where = f"accounts[{i}]"
-        if not isinstance(raw, dict):
-            problems.append(f"{where}: expected an account (name, provider, token...)")
-            continue
-        _unknown(raw, set(_ACCOUNT_KEYS), f"{where}.", problems)
+    for i, where, raw in _entries(raw_accounts, "accounts", _ACCOUNT_KEYS, problems,
+                                  "an account (name, provider, token...)"):
         account: dict[str, Any] = {
             k: raw[k] for k in ("name", "provider", "token", "client_id", "client_secret",
                                 "base_url", "enabled") if _given(raw.get(k))}
@@ -265,12 +275,8 @@ def options_document(options: Any, *, broker: Mapping[str, Any] | None,
         by_name.setdefault(str(account["name"]), len(accounts))
         paths[where] = f"accounts[{i}]"
         accounts.append(account)
-    for j, raw in enumerate(raw_meters):
-        where = f"meters[{j}]"
-        if not isinstance(raw, dict):
-            problems.append(f"{where}: expected a meter (pdl, account...)")
-            continue
-        _unknown(raw, set(_METER_KEYS), f"{where}.", problems)
+    for _, where, raw in _entries(raw_meters, "meters", _METER_KEYS, problems,
+                                  "a meter (pdl, account...)"):
         owner = raw.get("account")
         if _given(owner):
             index = by_name.get(str(owner))

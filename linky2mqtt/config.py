@@ -690,32 +690,28 @@ def _steps(sec: _Section, k: Key, _: dict[str, Any]) -> frozenset[Step]:
     return frozenset(steps) if ok else default
 
 
-def _tariff(sec: _Section, k: Key, _: dict[str, Any]) -> Tariff | None:
-    """``tariffs``: dated price periods (:func:`linky2mqtt.tariffs.parse_tariff`)."""
-    raw = sec.get(k.name)
-    if raw is _MISSING or raw is _BAD:
-        return cast("Tariff | None", k.default)
-    if raw is None:
-        return None
-    try:
-        return parse_tariff(raw, sec.at(k.name))
-    except TariffError as exc:
-        sec.ctx.problems.extend(exc.problems)
-        return cast("Tariff | None", k.default)
+def _parsed(parse: Callable[[Any, str], Any],
+            error: type[TariffError] | type[OffpeakError]) -> Reader:
+    """A key whose value a parser of its own reads (``parse(raw, path)``): null stays
+    None, the parser's ``problems`` join the file's, and a bad value keeps the default."""
+    def read(sec: _Section, k: Key, _: dict[str, Any]) -> Any:
+        raw = sec.get(k.name)
+        if raw is _MISSING or raw is _BAD:
+            return k.default
+        if raw is None:
+            return None
+        try:
+            return parse(raw, sec.at(k.name))
+        except error as exc:
+            sec.ctx.problems.extend(exc.problems)
+            return k.default
+    return read
 
 
-def _offpeak(sec: _Section, k: Key, _: dict[str, Any]) -> OffpeakSchedule | None:
-    """``offpeak_hours``: ranges, or ``{summer, winter}``; wins over the contract's."""
-    raw = sec.get(k.name)
-    if raw is _MISSING or raw is _BAD:
-        return cast("OffpeakSchedule | None", k.default)
-    if raw is None:
-        return None
-    try:
-        return parse_offpeak_config(raw, sec.at(k.name))
-    except OffpeakError as exc:
-        sec.ctx.problems.extend(exc.problems)
-        return cast("OffpeakSchedule | None", k.default)
+# ``tariffs``: dated price periods (:func:`linky2mqtt.tariffs.parse_tariff`).
+_tariff = _parsed(parse_tariff, TariffError)
+# ``offpeak_hours``: ranges, or ``{summer, winter}``; wins over the contract's.
+_offpeak = _parsed(parse_offpeak_config, OffpeakError)
 
 
 def _tariff_shown(value: Any, _: Any) -> Any:

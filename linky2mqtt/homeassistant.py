@@ -85,21 +85,25 @@ def _unique_id(pdl: str, component: str) -> str:
     return f"{device_id(pdl)}_{component}"
 
 
+def _sensor(pdl: str, component: str, name: str, topic: str, template: str, *,
+            attributes: bool = True, **fields: Any) -> dict[str, Any]:
+    """One sensor of the device: its ``fields`` (device class, unit, icon...) between the
+    name and the state topic; the JSON payload as attributes unless ``attributes`` is
+    false. The key order is the golden files'."""
+    sensor: dict[str, Any] = {"p": "sensor", "unique_id": _unique_id(pdl, component),
+                              "name": name, **fields, "state_topic": topic,
+                              "value_template": template}
+    if attributes:
+        sensor["json_attributes_topic"] = topic
+    return sensor
+
+
 def _energy(
     base: str, pdl: str, kind: Kind, step: Step, name: str, *, daily: bool
 ) -> dict[str, Any]:
-    topic = topics.meter_topic(base, pdl, kind, step)
-    component: dict[str, Any] = {
-        "p": "sensor",
-        "unique_id": _unique_id(pdl, f"{kind}_{step}"),
-        "name": name,
-        "device_class": "energy",
-        "unit_of_measurement": "kWh",
-        "suggested_display_precision": 3,
-        "state_topic": topic,
-        "value_template": "{{ value_json.value }}",
-        "json_attributes_topic": topic,
-    }
+    component = _sensor(pdl, f"{kind}_{step}", name, topics.meter_topic(base, pdl, kind, step),
+                        "{{ value_json.value }}", device_class="energy",
+                        unit_of_measurement="kWh", suggested_display_precision=3)
     if daily:
         component["state_class"] = "total"
         component["last_reset_value_template"] = "{{ value_json.start }}"
@@ -117,31 +121,30 @@ def _tariff_components(base: str, pdl: str, periods: tuple[str, ...]
     topic = topics.meter_topic(base, pdl, Kind.CONSUMPTION, Step.DAY)
     day = {"state_topic": topic, "state_class": "total",
            "last_reset_value_template": "{{ value_json.start }}"}
-    cmps: dict[str, dict[str, Any]] = {}
+
+    def day_sensor(component: str, name: str, template: str, *, money: bool
+                   ) -> dict[str, Any]:
+        return {"p": "sensor", "unique_id": _unique_id(pdl, component), "name": name,
+                "device_class": "monetary" if money else "energy",
+                "unit_of_measurement": "EUR" if money else "kWh",
+                "suggested_display_precision": 2 if money else 3, **day,
+                "value_template": template}
+
+    def label(p: str) -> str:
+        return p.upper().replace("_", " ")
+
+    cmps = {f"consumption_day_{p}": day_sensor(
+        f"consumption_day_{p}", f"Consumption day {label(p)}",
+        f"{{{{ value_json.periods.get('{p}', 0) if value_json.periods else None }}}}",
+        money=False) for p in periods}
+    cmps["cost_day"] = day_sensor(
+        "cost_day", "Cost day", "{{ value_json.cost.value if value_json.cost else None }}",
+        money=True)
     for p in periods:
-        cmps[f"consumption_day_{p}"] = {
-            "p": "sensor", "unique_id": _unique_id(pdl, f"consumption_day_{p}"),
-            "name": f"Consumption day {p.upper().replace('_', ' ')}",
-            "device_class": "energy", "unit_of_measurement": "kWh",
-            "suggested_display_precision": 3, **day,
-            "value_template": (f"{{{{ value_json.periods.get('{p}', 0) "
-                               f"if value_json.periods else None }}}}"),
-        }
-    cmps["cost_day"] = {
-        "p": "sensor", "unique_id": _unique_id(pdl, "cost_day"), "name": "Cost day",
-        "device_class": "monetary", "unit_of_measurement": "EUR",
-        "suggested_display_precision": 2, **day,
-        "value_template": "{{ value_json.cost.value if value_json.cost else None }}",
-    }
-    for p in periods:
-        cmps[f"cost_day_{p}"] = {
-            "p": "sensor", "unique_id": _unique_id(pdl, f"cost_day_{p}"),
-            "name": f"Cost day {p.upper().replace('_', ' ')}",
-            "device_class": "monetary", "unit_of_measurement": "EUR",
-            "suggested_display_precision": 2, **day,
-            "value_template": (f"{{{{ value_json.cost.periods.get('{p}', 0) "
-                               f"if value_json.cost else None }}}}"),
-        }
+        cmps[f"cost_day_{p}"] = day_sensor(
+            f"cost_day_{p}", f"Cost day {label(p)}",
+            f"{{{{ value_json.cost.periods.get('{p}', 0) if value_json.cost else None }}}}",
+            money=True)
     return cmps
 
 
@@ -161,88 +164,45 @@ def _components(base: str, meter: MeterInfo) -> dict[str, dict[str, Any]]:
     if meter.periods and meter.consumption and Step.DAY in meter.steps:
         cmps.update(_tariff_components(base, pdl, meter.periods))
     if meter.periods and meter.consumption:
-        topic = f"{base}/{pdl}/price"  # price_worker.price_topic
-        cmps["current_price"] = {
-            "p": "sensor",
-            "unique_id": _unique_id(pdl, "current_price"),
-            "name": "Current price",
-            "unit_of_measurement": "EUR/kWh",
-            "state_class": "measurement",
-            "suggested_display_precision": 4,
-            "icon": "mdi:cash",
-            "state_topic": topic,
-            "value_template": "{{ value_json.price if value_json.price is not none "
-                              "else None }}",
-            "json_attributes_topic": topic,
-        }
+        cmps["current_price"] = _sensor(
+            pdl, "current_price", "Current price", f"{base}/{pdl}/price",  # price_topic
+            "{{ value_json.price if value_json.price is not none else None }}",
+            unit_of_measurement="EUR/kWh", state_class="measurement",
+            suggested_display_precision=4, icon="mdi:cash")
     if meter.tempo:
         for which in ("today", "tomorrow"):
-            topic = f"{base}/tempo/{which}"
-            cmps[f"tempo_{which}"] = {
-                "p": "sensor",
-                "unique_id": _unique_id(pdl, f"tempo_{which}"),
-                "name": f"Tempo {which}",
-                "device_class": "enum",
-                "options": ["blue", "white", "red"],
-                "icon": "mdi:palette",
-                "state_topic": topic,
+            cmps[f"tempo_{which}"] = _sensor(
+                pdl, f"tempo_{which}", f"Tempo {which}", f"{base}/tempo/{which}",
                 # unknown stays unknown (never blue): "None" is HA's "no value"
-                "value_template": "{{ value_json.colour if value_json.colour else None }}",
-                "json_attributes_topic": topic,
-            }
+                "{{ value_json.colour if value_json.colour else None }}",
+                device_class="enum", options=["blue", "white", "red"], icon="mdi:palette")
     if meter.max_power:
-        topic = topics.max_power_topic(base, pdl)
-        cmps["max_power"] = {
-            "p": "sensor",
-            "unique_id": _unique_id(pdl, "max_power"),
-            "name": "Max power",
-            "device_class": "apparent_power",
-            "unit_of_measurement": "VA",
-            "state_class": "measurement",
-            "state_topic": topic,
-            "value_template": "{{ value_json.value }}",
-            "json_attributes_topic": topic,
-        }
+        cmps["max_power"] = _sensor(
+            pdl, "max_power", "Max power", topics.max_power_topic(base, pdl),
+            "{{ value_json.value }}", device_class="apparent_power",
+            unit_of_measurement="VA", state_class="measurement")
     if meter.has_contract:
-        topic = topics.contract_topic(base, pdl)
         # No device class: apparent_power's accepted units vary across HA versions and
         # kVA is what the contract says. Without a device class HA takes the unit as is.
         cmps["subscribed_power"] = {
-            "p": "sensor",
-            "unique_id": _unique_id(pdl, "subscribed_power"),
-            "name": "Subscribed power",
-            "unit_of_measurement": "kVA",
-            "icon": "mdi:gauge",
-            "entity_category": "diagnostic",
-            "state_topic": topic,
-            "value_template": "{{ value_json.subscribed_power_kva }}",
-            "json_attributes_topic": topic,
+            **_sensor(pdl, "subscribed_power", "Subscribed power",
+                      topics.contract_topic(base, pdl),
+                      "{{ value_json.subscribed_power_kva }}", unit_of_measurement="kVA",
+                      icon="mdi:gauge", entity_category="diagnostic"),
             "json_attributes_template": (
                 "{{ {'tariff': value_json.tariff, 'offpeak_hours': value_json.offpeak_hours}"
                 " | tojson }}"
             ),
         }
     status = topics.status_topic(base, pdl)
-    cmps["last_success"] = {
-        "p": "sensor",
-        "unique_id": _unique_id(pdl, "last_success"),
-        "name": "Last success",
-        "device_class": "timestamp",
-        "entity_category": "diagnostic",
-        "state_topic": status,
-        "value_template": "{{ value_json.last_success }}",
-        "json_attributes_topic": status,
-    }
-    cmps["last_error"] = {
-        "p": "sensor",
-        "unique_id": _unique_id(pdl, "last_error"),
-        "name": "Last error",
-        "icon": "mdi:alert-circle-outline",
-        "entity_category": "diagnostic",
-        "state_topic": status,
-        # HA states are at most 255 characters; "none" when all is well.
-        "value_template": "{{ (value_json.last_error or 'none')[:255] }}",
-    }
+    cmps["last_success"] = _sensor(
+        pdl, "last_success", "Last success", status, "{{ value_json.last_success }}",
+        device_class="timestamp", entity_category="diagnostic")
+    # HA states are at most 255 characters; "none" when all is well.
+    cmps["last_error"] = _sensor(
+        pdl, "last_error", "Last error", status,
+        "{{ (value_json.last_error or 'none')[:255] }}", attributes=False,
+        icon="mdi:alert-circle-outline", entity_category="diagnostic")
     return cmps
 
 

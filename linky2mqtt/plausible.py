@@ -16,40 +16,18 @@ logged (PDL, day, value), not stored, and so stays missing and is asked again la
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterable
 from datetime import date
-from typing import Protocol
 
 from linky2mqtt.model import Kind, Reading, day_bounds, resolution_minutes
 
-__all__ = ["MARGIN", "NO_CONTRACT_VA", "power_limit_va", "problem", "screen", "subscribed_kva"]
+__all__ = ["MARGIN", "NO_CONTRACT_VA", "power_limit_va", "problem", "screen"]
 
 log = logging.getLogger(__name__)
 
 MARGIN = 1.5
 NO_CONTRACT_VA = 250_000.0
-
-
-class RetainedSource(Protocol):
-    def get_retained(self, topic: str) -> bytes | None: ...
-
-
-def subscribed_kva(store: RetainedSource, contract_topic: str) -> float | None:
-    """The subscribed power (kVA) of the contract held at ``contract_topic``; None when
-    there is no contract, or it does not say, or it cannot be read."""
-    try:
-        raw = store.get_retained(contract_topic)
-        if not raw:
-            return None
-        payload = json.loads(raw)
-        value = payload.get("subscribed_power_kva") if isinstance(payload, dict) else None
-    except Exception:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-        return None
-    return float(value)
 
 
 def power_limit_va(kva: float | None) -> float:

@@ -23,7 +23,8 @@ from linky2mqtt.addon import AddonOptionsError, load_addon_config
 from linky2mqtt.model import Step
 from linky2mqtt.simulator import Simulator
 from tests.support.bridge import REPO, data_requests, wait_until
-from tests.support.broker import Mosquitto, free_port
+from tests.support.broker import Mosquitto
+from tests.support.broker import auth_broker as start_auth_broker
 from tests.support.cli import run_cli, saved_root_logging
 from tests.support.clock import bridge_command
 from tests.support.fake_ha import FakeHA
@@ -214,14 +215,7 @@ def test_without_a_supervisor_the_entry_point_reads_the_yaml_as_before(tmp_path:
 @pytest.fixture
 def auth_broker(tmp_path: Path) -> Iterator[Mosquitto]:
     """A mosquitto that only lets the Supervisor's generated user in."""
-    passwd = tmp_path / "passwd"
-    subprocess.run(["mosquitto_passwd", "-b", "-c", str(passwd), MQTT_USER, MQTT_PASSWORD],
-                   check=True, capture_output=True)
-    passwd.chmod(0o600)
-    port = free_port()
-    mq = Mosquitto(tmp_path, port, extra_conf=(
-        f"listener {port} 127.0.0.1\nallow_anonymous false\npassword_file {passwd}\n"))
-    mq.start()
+    mq = start_auth_broker(tmp_path, {MQTT_USER: MQTT_PASSWORD})
     try:
         yield mq
     finally:

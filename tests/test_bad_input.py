@@ -44,9 +44,8 @@ from linky2mqtt.simulator import Simulator
 from linky2mqtt.store import Store, StoreError
 from tests.support.broker import Mosquitto
 from tests.support.cli import run_cli, saved_root_logging
-from tests.support.clock import SUITE_CLOCK, bridge_command
+from tests.support.clock import SUITE_CLOCK, SteppedClock, bridge_command
 from tests.test_config_fuzz import ENV, PROBLEM_RE, SECRET_VALUES, VALID, VALUES, paths
-from tests.test_enedis_budget import ManualClock
 from tests.test_enedis_client import jwt
 
 REPO = Path(__file__).resolve().parent.parent
@@ -171,7 +170,7 @@ def _client(provider: str, answers: list[tuple[int, str, bytes, dict[str, str]]]
                               headers={"Content-Type": ctype, **headers})
 
     calls: list[httpx.Request] = []
-    clock = ManualClock(datetime(2026, 11, 29, 9, 0, tzinfo=UTC))
+    clock = SteppedClock(datetime(2026, 11, 29, 9, 0, tzinfo=UTC))
     scopes = ["conso", "dataconnect", "dataconnect:home", "myelectricaldata",
               f"myelectricaldata:{PDL}", "myelectricaldata:account:home"]
     budget = Budget({s: [Window(1, 10**6)] for s in scopes}, MemoryLedger(), clock)

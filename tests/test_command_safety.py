@@ -18,17 +18,14 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-import subprocess
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
@@ -38,9 +35,9 @@ from linky2mqtt.config import load_text
 from linky2mqtt.model import PARIS
 from linky2mqtt.mqtt import Incoming
 from linky2mqtt.simulator import SimOptions, Simulator
-from tests.support.broker import Mosquitto
+from tests.support.broker import Mosquitto, auth_broker
 from tests.support.clock import SUITE_CLOCK
-from tests.support.mqtt_client import Message
+from tests.support.mqtt_client import Collector, Message
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(240)
@@ -71,55 +68,23 @@ LATEST = _NOW.date() - timedelta(days=1 if _NOW.hour >= 8 else 2)
 _tx = itertools.count(1)
 
 
-class Client:
+class Client(Collector):
     """An MQTT 5 client logged in as one of USERS, recording what it receives."""
 
     def __init__(self, broker: Mosquitto, user: str, topics: list[str]) -> None:
-        self.messages: list[Message] = []
-        self._cond = threading.Condition()
-        self._ready = threading.Event()
-        self.topics = topics
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5,
-                                  client_id=f"{user}-{next(_tx)}")
-        self.client.username_pw_set(user, USERS[user])
-        self.client.on_connect = self._on_connect
-        self.client.on_message = self._on_message
-        self.client.connect(broker.host, broker.port)
-        self.client.loop_start()
-        assert self._ready.wait(10), f"{user} could not connect"
+        super().__init__(broker.host, broker.port, topics, client_id=f"{user}-{next(_tx)}",
+                         username=user, password=USERS[user])
 
-    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any,
-                    props: Any = None) -> None:
-        for t in self.topics:
-            client.subscribe(t, qos=1)
-        self._ready.set()
-
-    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        with self._cond:
-            self.messages.append(Message(msg.topic, bytes(msg.payload), bool(msg.retain),
-                                         msg.qos, getattr(msg, "properties", None)))
-            self._cond.notify_all()
-
-    def publish(self, topic: str, payload: bytes | str, *, retain: bool = False,
-                response_topic: str | None = None, correlation: bytes | None = None,
-                wait: bool = True) -> None:
-        props = None
+    def publish(self, topic: str, payload: str | bytes, qos: int = 1, retain: bool = False,
+                properties: Properties | None = None, *, wait: bool = True,
+                response_topic: str | None = None, correlation: bytes | None = None) -> None:
+        """With ``response_topic`` (and ``correlation``): an MQTT 5 request."""
         if response_topic is not None:
-            props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
-            props.ResponseTopic = response_topic
+            properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+            properties.ResponseTopic = response_topic
             if correlation is not None:
-                props.CorrelationData = correlation
-        info = self.client.publish(topic, payload, qos=1, retain=retain, properties=props)
-        if wait:
-            info.wait_for_publish(10)
-
-    def wait_for(self, pred: Callable[[list[Message]], Any], timeout: float = 30.0,
-                 what: str = "condition") -> Any:
-        with self._cond:
-            ok = self._cond.wait_for(lambda: pred(list(self.messages)), timeout)
-            if not ok:
-                raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-            return pred(list(self.messages))
+                properties.CorrelationData = correlation
+        super().publish(topic, payload, qos, retain, properties, wait=wait)
 
     def answer(self, topic: str, tx: str, timeout: float = 30.0) -> dict[str, Any]:
         def pred(ms: list[Message]) -> dict[str, Any] | None:
@@ -133,14 +98,6 @@ class Client:
         got: dict[str, Any] = self.wait_for(pred, timeout, f"transaction {tx} on {topic}")
         return got
 
-    def on(self, topic: str) -> list[Message]:
-        with self._cond:
-            return [m for m in self.messages if m.topic == topic]
-
-    def close(self) -> None:
-        self.client.loop_stop()
-        self.client.disconnect()
-
 
 @dataclass
 class Env:
@@ -149,19 +106,6 @@ class Env:
     bridge: Bridge
     watcher: Client
     tmp: Path
-
-
-def acl_broker(tmp: Path) -> Mosquitto:
-    pwfile, aclfile = tmp / "passwd", tmp / "acl"
-    for i, (user, password) in enumerate(USERS.items()):
-        subprocess.run(["mosquitto_passwd", "-b", *(["-c"] if i == 0 else []), str(pwfile),
-                        user, password], check=True, capture_output=True)
-    aclfile.write_text(ACL)
-    m = Mosquitto(tmp)
-    m.extra_conf = (f"listener {m.port} 127.0.0.1\nallow_anonymous false\n"
-                    f"password_file {pwfile}\nacl_file {aclfile}\n")
-    m.start()
-    return m
 
 
 def bridge_yaml(broker: Mosquitto, sim: Simulator, *, base: str = BASE, client_id: str,
@@ -188,7 +132,7 @@ def polled(watcher: Client, base: str, pdls: tuple[str, ...]) -> None:
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     tmp = tmp_path_factory.mktemp("safety")
-    broker = acl_broker(tmp)
+    broker = auth_broker(tmp, USERS, ACL)
     sim = Simulator(SimOptions(port=0, clock=SUITE_CLOCK))
     sim.start()
     watcher = Client(broker, "watcher", ["#"])

@@ -18,18 +18,16 @@ from linky2mqtt.accounts import CONTRACT_RETRY, AccountParts, AccountRunner
 from linky2mqtt.config import AccountConfig, MeterConfig
 from linky2mqtt.enedis import (
     Budget,
-    EnedisClient,
     MemoryLedger,
     ProviderSettings,
-    RetryPolicy,
     default_windows,
-    no_sleep,
 )
 from linky2mqtt.mqtt import MqttLink
 from linky2mqtt.publisher import Publisher
 from linky2mqtt.simulator import bodies
 from linky2mqtt.store import Store
-from tests.test_enedis_budget import ManualClock
+from tests.support.clock import SteppedClock
+from tests.support.upstream_client import one_try_client
 
 FOUND, NONE, DOWN = "51000000000011", "51000000000012", "51000000000013"
 WEEK = 7 * 86400.0
@@ -55,7 +53,7 @@ class Upstream:
         return httpx.Response(200, json=bodies.situation_contrat(pdl))
 
 
-def _runner(tmp_path: Path, clock: ManualClock, upstream: Upstream,
+def _runner(tmp_path: Path, clock: SteppedClock, upstream: Upstream,
             budget: Budget) -> tuple[AccountRunner, Store]:
     store = Store(tmp_path / "s.db", clock=clock)
     link = MqttLink("127.0.0.1", 1, client_id="never-connected", will_topic="l2m/bridge/state",
@@ -68,9 +66,7 @@ def _runner(tmp_path: Path, clock: ManualClock, upstream: Upstream,
         contract_found=found.set, contract_refresh=WEEK)
     settings = ProviderSettings(provider="dataconnect", client_id="c", client_secret="s",
                                 base_url="http://upstream.test", account="firm")
-    client = EnedisClient(settings, budget=budget, clock=clock,
-                          retry=RetryPolicy(attempts=1, sleep=no_sleep),
-                          http=httpx.Client(transport=httpx.MockTransport(upstream)))
+    client = one_try_client(settings, handler=upstream, budget=budget, clock=clock)
     account = AccountConfig(name="firm", provider="dataconnect")
     meters = [MeterConfig(pdl=p, name=p) for p in (FOUND, NONE, DOWN)]
     runner = AccountRunner(parts, account, client, meters, stagger=2.0)
@@ -81,7 +77,7 @@ def _runner(tmp_path: Path, clock: ManualClock, upstream: Upstream,
 
 def test_contracts_are_asked_once_remembered_and_retried_after_a_failure(
         tmp_path: Path) -> None:
-    clock = ManualClock(datetime(2026, 11, 20, 11, 0, tzinfo=UTC))
+    clock = SteppedClock(datetime(2026, 11, 20, 11, 0, tzinfo=UTC))
     upstream = Upstream()
     budget = Budget(default_windows("dataconnect"), MemoryLedger(), clock)
     runner, store = _runner(tmp_path, clock, upstream, budget)
@@ -119,7 +115,7 @@ def test_contracts_are_asked_once_remembered_and_retried_after_a_failure(
 
 def test_no_contract_is_asked_while_data_is_due_or_the_budget_is_spent(
         tmp_path: Path) -> None:
-    clock = ManualClock(datetime(2026, 11, 20, 11, 0, tzinfo=UTC))
+    clock = SteppedClock(datetime(2026, 11, 20, 11, 0, tzinfo=UTC))
     upstream = Upstream()
     budget = Budget(default_windows("dataconnect"), MemoryLedger(), clock)
     runner, _ = _runner(tmp_path, clock, upstream, budget)

@@ -129,7 +129,7 @@ def test_a_contract_or_its_absence_is_remembered_across_restarts_for_a_week(
     store = tmp_path / "s.db"
 
     def run(start: datetime, expected: int) -> list[Seen]:
-        clock = FastClock(start, 60)
+        clock = FastClock(start, 600)
         sim = make_simulator(clock=clock)
         sim.script(f"situation_contrat_auto/v1/{without}", ["404"])
         seen = Requests(sim, clock)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import sqlite3
 import time
 import uuid
 from collections.abc import Iterator
@@ -29,7 +28,7 @@ from linky2mqtt.ha_statistics import StatisticsSink
 from linky2mqtt.ha_statistics.sink import MemorySyncState
 from linky2mqtt.model import PARIS, Kind, Reading, aggregate_hours, day_bounds, kwh, local_iso
 from linky2mqtt.simulator import Simulator
-from linky2mqtt.store import MIGRATIONS, Store
+from linky2mqtt.store import Store
 from tests.support.bridge import (
     account_yaml,
     batches_by_date,
@@ -42,6 +41,7 @@ from tests.support.broker import Mosquitto
 from tests.support.clock import SUITE_CLOCK
 from tests.support.fake_ha import FakeHA
 from tests.support.mqtt_client import Collector, Message
+from tests.support.old_store import old_store
 from tests.support.simulator import MakeSimulator
 
 CONVENTIONS = ["wall-clock", "start-offset"]
@@ -234,11 +234,6 @@ def _previous_release_store(path: Path, sim: Simulator, pdl: str, days: list[dat
     """A schema-3 store holding ``days`` of ``pdl``'s curve, ``broken`` as the previous
     release parsed the simulator's wall-clock answer (a half-hour missing, another
     misplaced), given up on after five attempts."""
-    conn = sqlite3.connect(path)
-    for statements in MIGRATIONS[:3]:
-        for sql in statements:
-            conn.execute(sql)
-    conn.execute("PRAGMA user_version = 3")
     held: list[Reading] = []
     for day in days:
         raw = sim.curve(pdl, Kind.CONSUMPTION, day)
@@ -250,14 +245,10 @@ def _previous_release_store(path: Path, sim: Simulator, pdl: str, days: list[dat
         else:
             held += [Reading(pdl, Kind.CONSUMPTION, f"PT{m}M", end - timedelta(minutes=m),
                              w * m / 60) for end, w, m in raw]
-    conn.executemany(
-        "INSERT INTO readings (pdl, kind, resolution, start_utc, value, quality, peak_at,"
-        " fetched_at) VALUES (?, ?, ?, ?, ?, NULL, NULL, 0)",
-        [(r.pdl, r.kind.value, r.resolution, int(r.start.timestamp()), r.value) for r in held])
-    conn.execute("INSERT INTO gaps (pdl, kind, series, day, attempts, last_attempt)"
-                 " VALUES (?, 'consumption', 'curve', ?, 5, 0)", (pdl, broken.isoformat()))
-    conn.commit()
-    conn.close()
+    old_store(path, 3,
+              [(r.pdl, r.kind.value, r.resolution, int(r.start.timestamp()), r.value)
+               for r in held],
+              gaps=[(pdl, "consumption", "curve", broken.isoformat(), 5)])
     return held
 
 

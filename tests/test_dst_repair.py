@@ -3,57 +3,39 @@ checked by interval count and instants, once, when a pre-version-4 store is open
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
 from linky2mqtt.config import MeterConfig
-from linky2mqtt.enedis import (
-    Budget,
-    EnedisClient,
-    MemoryLedger,
-    ProviderSettings,
-    RetryPolicy,
-    default_windows,
-    no_sleep,
-)
+from linky2mqtt.enedis import ProviderSettings
 from linky2mqtt.model import PARIS, Kind, Step, day_bounds
 from linky2mqtt.poller import MeterPoller
 from linky2mqtt.simulator import Simulator
-from linky2mqtt.store import MIGRATIONS, SCHEMA_VERSION, Store
+from linky2mqtt.store import SCHEMA_VERSION, Store
 from tests.support.bridge import data_requests
-from tests.support.clock import SUITE_CLOCK
+from tests.support.old_store import ReadingRow, old_store
+from tests.support.upstream_client import one_try_client
 
 PDL = "12345678901234"
 MARCH, OCTOBER, NORMAL = date(2026, 3, 29), date(2026, 10, 25), date(2026, 7, 14)
 
 
-def _old_store(path: Path, days: dict[date, list[int]], minutes: int = 30) -> None:
-    """A schema-3 store holding, for each day, the intervals at those indexes (UTC starts
-    every ``minutes`` from the local midnight); an index may repeat or be out of the day."""
-    conn = sqlite3.connect(path)
-    for statements in MIGRATIONS[:3]:
-        for sql in statements:
-            conn.execute(sql)
-    conn.execute("PRAGMA user_version = 3")
-    for day, indexes in days.items():
-        start = day_bounds(day)[0]
-        for i in set(indexes):
-            at = start + timedelta(minutes=minutes * i)
-            conn.execute("INSERT INTO readings VALUES (?, 'consumption', ?, ?, 100.0, NULL,"
-                         " NULL, 0)", (PDL, f"PT{minutes}M", int(at.timestamp())))
-    conn.commit()
-    conn.close()
+def _grid(days: dict[date, list[int]], minutes: int = 30) -> list[ReadingRow]:
+    """For each day, the intervals at those indexes (UTC starts every ``minutes`` from the
+    local midnight); an index may repeat (stored once) or be out of the day."""
+    return [(PDL, "consumption", f"PT{minutes}M",
+             int((day_bounds(day)[0] + timedelta(minutes=minutes * i)).timestamp()), 100.0)
+            for day, indexes in days.items() for i in sorted(set(indexes))]
 
 
 def test_broken_dst_days_are_listed_well_formed_ones_are_not(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
-    _old_store(path, {
+    old_store(path, 3, _grid({
         MARCH: [i for i in range(46) if i != 3],  # a half-hour lost
         OCTOBER: list(range(50)),  # whole
         date(2025, 10, 26): list(range(49)),  # the last half-hour lost
         NORMAL: list(range(40)),  # not a DST day: the poller's usual business
-    })
+    }))
     with Store(path) as store:
         assert store.schema_version == SCHEMA_VERSION
         listed = store.repair_days(PDL, Kind.CONSUMPTION, "curve")
@@ -63,20 +45,16 @@ def test_broken_dst_days_are_listed_well_formed_ones_are_not(tmp_path: Path) -> 
 
 def test_misplaced_interval_off_the_grid_is_listed(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
-    _old_store(path, {OCTOBER: list(range(50))})
-    conn = sqlite3.connect(path)
     start = day_bounds(OCTOBER)[0] + timedelta(minutes=45)  # between two half-hours
-    conn.execute("INSERT INTO readings VALUES (?, 'consumption', 'PT30M', ?, 1.0, NULL, NULL,"
-                 " 0)", (PDL, int(start.timestamp())))
-    conn.commit()
-    conn.close()
+    old_store(path, 3, [*_grid({OCTOBER: list(range(50))}),
+                        (PDL, "consumption", "PT30M", int(start.timestamp()), 1.0)])
     with Store(path) as store:
         assert set(store.repair_days(PDL, Kind.CONSUMPTION, "curve")) == {OCTOBER}
 
 
 def test_the_check_runs_once_and_a_new_store_has_nothing_to_repair(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
-    _old_store(path, {MARCH: list(range(45))})
+    old_store(path, 3, _grid({MARCH: list(range(45))}))
     with Store(path) as store:
         assert set(store.repair_days(PDL, Kind.CONSUMPTION, "curve")) == {MARCH}
         store.clear_repair(PDL, Kind.CONSUMPTION, "curve", MARCH)
@@ -94,22 +72,15 @@ def test_poll_fetches_a_listed_day_once_and_drops_what_was_misplaced(
     raw = simulator.curve(pdl, Kind.CONSUMPTION, OCTOBER)
     assert raw is not None
     path = tmp_path / "old.db"
-    _old_store(path, {})
-    conn = sqlite3.connect(path)
-    rows = [(pdl, "PT30M", int((end - timedelta(minutes=30)).timestamp()), w / 2)
-            for end, w, _ in raw[:-1]]  # the last half-hour lost
-    rows.append((pdl, "PT30M", int((day_bounds(OCTOBER)[0] + timedelta(minutes=45))
-                                   .timestamp()), 999.0))  # and one off the grid
-    conn.executemany("INSERT INTO readings VALUES (?, 'consumption', ?, ?, ?, NULL, NULL, 0)",
-                     rows)
-    conn.execute("INSERT INTO gaps VALUES (?, 'consumption', 'curve', ?, 5, 0)",
-                 (pdl, OCTOBER.isoformat()))
-    conn.commit()
-    conn.close()
-    settings = ProviderSettings("myelectricaldata", token="t", base_url=simulator.url)
-    client = EnedisClient(settings, budget=Budget(default_windows("myelectricaldata"),
-                                                  MemoryLedger()),
-                          retry=RetryPolicy(attempts=1, sleep=no_sleep), clock=SUITE_CLOCK)
+    rows: list[ReadingRow] = [
+        (pdl, "consumption", "PT30M", int((end - timedelta(minutes=30)).timestamp()), w / 2)
+        for end, w, _ in raw[:-1]]  # the last half-hour lost
+    rows.append((pdl, "consumption", "PT30M", int((day_bounds(OCTOBER)[0]
+                                                   + timedelta(minutes=45)).timestamp()),
+                 999.0))  # and one off the grid
+    old_store(path, 3, rows, gaps=[(pdl, "consumption", "curve", OCTOBER.isoformat(), 5)])
+    client = one_try_client(
+        ProviderSettings("myelectricaldata", token="t", base_url=simulator.url))
     meter = MeterConfig(pdl, "m", steps=frozenset({Step.HOUR}), backfill_hour=1)
     now = datetime(2026, 11, 29, 10, 0, tzinfo=PARIS)
     with Store(path) as store:
@@ -137,30 +108,22 @@ def test_impossible_values_an_earlier_version_stored_are_fetched_again(
     pdl = "11111111111120"
     negative, absurd, hour_day = date(2026, 11, 20), date(2026, 11, 21), date(2026, 11, 22)
     path = tmp_path / "old.db"
-    _old_store(path, {})
-    conn = sqlite3.connect(path)
     days = [negative, absurd, hour_day]
     good = [d for d in (date(2026, 11, 19) + timedelta(days=i) for i in range(10))
             if d not in days]
-    rows = [(pdl, "P1D", int(day_bounds(d)[0].timestamp()),
-             float(simulator.daily_wh(pdl, Kind.CONSUMPTION, d) or 0)) for d in good]
-    rows += [(pdl, "P1D", int(day_bounds(negative)[0].timestamp()), -18654.0),
-             (pdl, "P1D", int(day_bounds(absurd)[0].timestamp()), 1e12),
-             (pdl, "P1D", int(day_bounds(hour_day)[0].timestamp()),
-              float(simulator.daily_wh(pdl, Kind.CONSUMPTION, hour_day) or 0))]
+    daily = [(d, float(simulator.daily_wh(pdl, Kind.CONSUMPTION, d) or 0)) for d in good]
+    daily += [(negative, -18654.0), (absurd, 1e12),
+              (hour_day, float(simulator.daily_wh(pdl, Kind.CONSUMPTION, hour_day) or 0))]
+    rows: list[ReadingRow] = [(pdl, "consumption", "P1D", int(day_bounds(d)[0].timestamp()),
+                               wh) for d, wh in daily]
     raw = simulator.curve(pdl, Kind.CONSUMPTION, hour_day)
     assert raw is not None
     curve = [(end - timedelta(minutes=30), w / 2) for end, w, _ in raw]
-    rows += [(pdl, "PT30M", int(t.timestamp()), -v if i == 7 else v)
+    rows += [(pdl, "consumption", "PT30M", int(t.timestamp()), -v if i == 7 else v)
              for i, (t, v) in enumerate(curve)]
-    conn.executemany("INSERT INTO readings VALUES (?, 'consumption', ?, ?, ?, NULL, NULL, 0)",
-                     rows)
-    conn.commit()
-    conn.close()
-    settings = ProviderSettings("myelectricaldata", token="t", base_url=simulator.url)
-    client = EnedisClient(settings, budget=Budget(default_windows("myelectricaldata"),
-                                                  MemoryLedger()),
-                          retry=RetryPolicy(attempts=1, sleep=no_sleep), clock=SUITE_CLOCK)
+    old_store(path, 3, rows)
+    client = one_try_client(
+        ProviderSettings("myelectricaldata", token="t", base_url=simulator.url))
     meter = MeterConfig(pdl, "m", steps=frozenset({Step.DAY, Step.HOUR}), backfill_day=10,
                         backfill_hour=1)
     now = datetime(2026, 11, 29, 10, 0, tzinfo=PARIS)

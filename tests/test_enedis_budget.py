@@ -16,37 +16,9 @@ from linky2mqtt.enedis import (
     scopes_for,
 )
 from linky2mqtt.enedis.errors import BudgetExhausted
+from tests.support.clock import SteppedClock
 
 T0 = datetime(2026, 11, 29, 6, 0, tzinfo=UTC)
-
-
-class ManualClock:
-    """A clock that only moves when slept on (or told to)."""
-
-    def __init__(self, start: datetime = T0) -> None:
-        self.t = start.timestamp()
-        self.slept: list[float] = []
-        self._lock = threading.Lock()
-
-    def time(self) -> float:
-        return self.t
-
-    def now(self) -> datetime:
-        return datetime.fromtimestamp(self.t, UTC)
-
-    def sleep(self, seconds: float) -> None:
-        with self._lock:
-            self.slept.append(seconds)
-            self.t += max(0.0, seconds)
-
-    def wait(self, event: threading.Event, seconds: float) -> bool:
-        if event.is_set():
-            return True
-        self.sleep(seconds)
-        return event.is_set()
-
-    def advance(self, seconds: float) -> None:
-        self.t += seconds
 
 
 def test_defaults_and_scopes() -> None:
@@ -69,7 +41,7 @@ def test_defaults_and_scopes() -> None:
 
 
 def test_per_second_window_waits_on_the_clock() -> None:
-    clock = ManualClock()
+    clock = SteppedClock(T0)
     budget = Budget(default_windows("conso"), MemoryLedger(), clock)
     for _ in range(3):
         budget.acquire(["conso"])
@@ -78,7 +50,7 @@ def test_per_second_window_waits_on_the_clock() -> None:
 
 
 def test_conso_80_per_12h_then_exhausted_until_the_first_leaves() -> None:
-    clock = ManualClock()
+    clock = SteppedClock(T0)
     ledger = MemoryLedger()
     budget = Budget(default_windows("conso"), ledger, clock)
     first = clock.time()
@@ -103,7 +75,7 @@ def test_conso_80_per_12h_then_exhausted_until_the_first_leaves() -> None:
     ("priority", "allowed"), [(Priority.BACKFILL, 64), (Priority.COMMAND, 72), (Priority.FRESH, 80)]
 )
 def test_priorities_keep_a_share_of_long_windows(priority: Priority, allowed: int) -> None:
-    clock = ManualClock()
+    clock = SteppedClock(T0)
     budget = Budget(default_windows("conso"), MemoryLedger(), clock)
     count = 0
     with pytest.raises(BudgetExhausted):
@@ -115,7 +87,7 @@ def test_priorities_keep_a_share_of_long_windows(priority: Priority, allowed: in
 
 
 def test_backfill_exhausted_leaves_room_for_fresh() -> None:
-    clock = ManualClock()
+    clock = SteppedClock(T0)
     budget = Budget({"x": [Window(3600, 10)]}, MemoryLedger(), clock)
     for _ in range(8):
         budget.acquire(["x"], Priority.BACKFILL)
@@ -128,7 +100,7 @@ def test_backfill_exhausted_leaves_room_for_fresh() -> None:
 
 
 def test_account_override_by_exact_scope_and_callable_spec() -> None:
-    clock = ManualClock()
+    clock = SteppedClock(T0)
     spec = {"dataconnect": [Window(3600, 2)], "dataconnect:big": [Window(3600, 3)]}
     budget = Budget(spec, MemoryLedger(), clock)
     assert budget.windows("dataconnect:small") == [Window(3600, 2)]
@@ -149,7 +121,7 @@ def test_account_override_by_exact_scope_and_callable_spec() -> None:
 
 
 def test_all_scopes_must_allow_and_all_are_recorded() -> None:
-    clock = ManualClock()
+    clock = SteppedClock(T0)
     ledger = MemoryLedger()
     budget = Budget(default_windows("myelectricaldata"), ledger, clock)
     a = scopes_for("myelectricaldata", "home", "11111111111111")
@@ -172,7 +144,7 @@ def test_ledger_is_read_once_per_scope() -> None:
             self.reads += 1
             return super().request_times(scope, since)
 
-    clock = ManualClock()
+    clock = SteppedClock(T0)
     ledger = CountingLedger()
     ledger.record_request("conso", clock.time() - 50000)  # outside the 12 h window
     ledger.record_request("conso", clock.time() - 100)
@@ -184,7 +156,7 @@ def test_ledger_is_read_once_per_scope() -> None:
 
 
 def test_threads_never_exceed_the_window() -> None:
-    clock = ManualClock()
+    clock = SteppedClock(T0)
     budget = Budget({"s": [Window(3600, 50)]}, MemoryLedger(), clock, max_wait=0)
     ok: list[int] = []
     refused: list[int] = []

@@ -27,8 +27,7 @@ from linky2mqtt.enedis import (
     no_sleep,
 )
 from linky2mqtt.model import Kind
-from tests.support.clock import SUITE_CLOCK
-from tests.test_enedis_budget import ManualClock
+from tests.support.clock import SUITE_CLOCK, SteppedClock
 
 PDL = "12345678901234"
 NOW = datetime(2026, 11, 29, 9, 0, tzinfo=UTC)  # today in Paris: 2026-11-29
@@ -106,10 +105,10 @@ def make(
     *,
     budget: Budget | None = None,
     retry: RetryPolicy | None = None,
-    clock: ManualClock | None = None,
-) -> tuple[EnedisClient, Fake, ManualClock]:
+    clock: SteppedClock | None = None,
+) -> tuple[EnedisClient, Fake, SteppedClock]:
     fake = fake or Fake()
-    clock = clock or ManualClock(NOW)
+    clock = clock or SteppedClock(NOW)
     settings = ProviderSettings(
         provider=provider,
         token=jwt([PDL, "22516914714270"]) if provider == "conso" else TOKEN_SECRET,
@@ -248,7 +247,7 @@ def test_curve_split_per_7_days_and_daily_per_365() -> None:
 
 def test_never_asks_beyond_today_in_paris() -> None:
     # 23:30 UTC on Nov 29 is already Nov 30 in Paris
-    clock = ManualClock(datetime(2026, 11, 29, 23, 30, tzinfo=UTC))
+    clock = SteppedClock(datetime(2026, 11, 29, 23, 30, tzinfo=UTC))
     client, fake, _ = make("conso", clock=clock)
     client.curve(PDL, Kind.CONSUMPTION, date(2026, 11, 25), date(2026, 12, 10))
     (req,) = fake.requests
@@ -282,87 +281,35 @@ def test_404_no_data_marks_every_day_of_the_chunk_missing() -> None:
 ENEDIS = "application/json"
 
 
-@pytest.mark.parametrize(
-    ("status", "body", "exc", "code", "requests"),
-    [
-        (
-            400,
-            {"error": "Invalid_request", "error_description": "x"},
-            errors.BadRequest,
-            "Invalid_request",
-            1,
-        ),
-        (
-            400,
-            {"error": "ADAM-ERR0123", "error_description": "x"},
-            errors.BadRequest,
-            "ADAM-ERR0123",
-            1,
-        ),
-        (
-            400,
-            {"error": "ADAM-DC-0016", "error_description": "x"},
-            errors.BadRequest,
-            "ADAM-DC-0016",
-            1,
-        ),
-        (
-            400,
-            {"error": "ADAM-DC-0015", "error_description": "x"},
-            errors.BadRequest,
-            "ADAM-DC-0015",
-            1,
-        ),
-        (
-            400,
-            {"error": "ADAM-ERR0069", "error_description": "x"},
-            errors.BadRequest,
-            "ADAM-ERR0069",
-            1,
-        ),
-        (
-            403,
-            {"error": "ADAM-DC-0008", "error_description": "no consent"},
-            errors.ConsentError,
-            "ADAM-DC-0008",
-            1,
-        ),
-        (
-            400,
-            {"error": "ADAM-DC-0007", "error_description": "Le client n'est pas titulaire"},
-            errors.ConsentError,
-            "ADAM-DC-0007",
-            1,
-        ),
-        (401, {"status": 401, "message": "Votre token est invalide"}, errors.AuthError, None, 1),
-        (
-            429,
-            {"error": "Quota Q3 reached", "error_description": "Call threshold allowed on 1:00:00"},
-            errors.QuotaError,
-            "Quota Q3 reached",
-            1,  # the body says "in one hour": beyond the retry bound, not retried now
-        ),
-        (
-            429,
-            {"error": "Quota Q3 reached", "error_description": "Call threshold allowed on 0:00:02"},
-            errors.QuotaError,
-            "Quota Q3 reached",
-            4,
-        ),
-        (
-            500,
-            {"error": "technical_error", "error_description": "Technical error."},
-            errors.ServerError,
-            "technical_error",
-            4,
-        ),
-        (503, None, errors.ServerError, None, 4),
-        (502, {"detail": "bad gateway"}, errors.ServerError, None, 4),
-        (200, "<html>oops</html>", errors.BadResponse, None, 4),
-        (200, {"unexpected": True}, errors.BadResponse, None, 4),
-        (409, {"detail": "conflict"}, errors.ApiError, None, 1),
-    ],
-)
+def _enedis(code: str, description: str = "x") -> dict[str, str]:
+    """An Enedis error body."""
+    return {"error": code, "error_description": description}
+
+
+Q3 = "Quota Q3 reached"
+
+
+@pytest.mark.parametrize(("status", "body", "exc", "code", "requests"), [
+    (400, _enedis("Invalid_request"), errors.BadRequest, "Invalid_request", 1),
+    (400, _enedis("ADAM-ERR0123"), errors.BadRequest, "ADAM-ERR0123", 1),
+    (400, _enedis("ADAM-DC-0016"), errors.BadRequest, "ADAM-DC-0016", 1),
+    (400, _enedis("ADAM-DC-0015"), errors.BadRequest, "ADAM-DC-0015", 1),
+    (400, _enedis("ADAM-ERR0069"), errors.BadRequest, "ADAM-ERR0069", 1),
+    (403, _enedis("ADAM-DC-0008", "no consent"), errors.ConsentError, "ADAM-DC-0008", 1),
+    (400, _enedis("ADAM-DC-0007", "Le client n'est pas titulaire"), errors.ConsentError,
+     "ADAM-DC-0007", 1),
+    (401, {"status": 401, "message": "Votre token est invalide"}, errors.AuthError, None, 1),
+    # the body says "in one hour": beyond the retry bound, not retried now
+    (429, _enedis(Q3, "Call threshold allowed on 1:00:00"), errors.QuotaError, Q3, 1),
+    (429, _enedis(Q3, "Call threshold allowed on 0:00:02"), errors.QuotaError, Q3, 4),
+    (500, _enedis("technical_error", "Technical error."), errors.ServerError,
+     "technical_error", 4),
+    (503, None, errors.ServerError, None, 4),
+    (502, {"detail": "bad gateway"}, errors.ServerError, None, 4),
+    (200, "<html>oops</html>", errors.BadResponse, None, 4),
+    (200, {"unexpected": True}, errors.BadResponse, None, 4),
+    (409, {"detail": "conflict"}, errors.ApiError, None, 1),
+])
 def test_error_table(
     status: int, body: Any, exc: type[Exception], code: str | None, requests: int
 ) -> None:
@@ -571,7 +518,7 @@ def test_contract_per_provider() -> None:
 
 
 def test_budget_exhausted_instead_of_sleeping() -> None:
-    clock = ManualClock(NOW)
+    clock = SteppedClock(NOW)
     budget = Budget({"conso": [Window(3600, 2)]}, MemoryLedger(), clock)
     fake = Fake()
     fake.answers = [httpx.Response(500, json={"error": "technical_error"})]

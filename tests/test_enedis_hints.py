@@ -22,14 +22,9 @@ import httpx
 import pytest
 
 from linky2mqtt.enedis import (
-    Budget,
     EnedisClient,
-    MemoryLedger,
     ProviderSettings,
-    RetryPolicy,
-    default_windows,
     errors,
-    no_sleep,
 )
 from linky2mqtt.enedis.providers import (
     detail_text,
@@ -40,6 +35,7 @@ from linky2mqtt.enedis.providers import (
 )
 from linky2mqtt.model import Kind
 from tests.support.clock import SteppedClock
+from tests.support.upstream_client import one_try_client
 
 PDL = "12345678901234"
 NOW = datetime(2026, 7, 18, 4, 51, tzinfo=UTC)  # 06:51 in Paris
@@ -88,13 +84,9 @@ def test_retry_hint_from_bodies() -> None:
 
 def _client(response: httpx.Response) -> EnedisClient:
     clock = SteppedClock(NOW)
-    return EnedisClient(
+    return one_try_client(
         ProviderSettings(provider="myelectricaldata", token="tok", base_url="http://up.test"),
-        budget=Budget(default_windows("myelectricaldata"), MemoryLedger(), clock),
-        retry=RetryPolicy(attempts=1, sleep=no_sleep),
-        http=httpx.Client(transport=httpx.MockTransport(lambda r: response)),
-        clock=clock,
-    )
+        handler=lambda r: response, clock=clock)
 
 
 def _error(response: httpx.Response) -> errors.EnedisError:

@@ -27,8 +27,7 @@ from linky2mqtt.enedis import (
 )
 from linky2mqtt.model import Kind, aggregate_hours, day_bounds
 from linky2mqtt.simulator import Simulator
-from tests.support.clock import SUITE_CLOCK
-from tests.test_enedis_budget import ManualClock
+from tests.support.clock import SUITE_CLOCK, SteppedClock
 
 PROVIDERS = ["conso", "dataconnect", "myelectricaldata"]
 SELF = "12655648759651"  # consumes and produces, 30-minute curve
@@ -58,9 +57,8 @@ def make_client(simulator: Simulator) -> Any:
             settings = ProviderSettings(provider, token=token, base_url=simulator.url)
         kwargs.setdefault("retry", RetryPolicy(attempts=4, sleep=no_sleep))
         # the provider's real windows, on a clock whose 1 s waits cost no real time
-        kwargs.setdefault(
-            "budget", Budget(default_windows(provider), MemoryLedger(), ManualClock())
-        )
+        kwargs.setdefault("budget", Budget(default_windows(provider), MemoryLedger(),
+                                           SteppedClock(datetime(2026, 11, 29, 6, tzinfo=UTC))))
         client = EnedisClient(settings, **kwargs)
         made.append(client)
         return client
@@ -412,7 +410,7 @@ def test_timeout_is_retried(make_client: MakeClient, simulator: Simulator) -> No
 def test_conso_budget_80_per_12h_across_a_restart(
     make_client: MakeClient, simulator: Simulator
 ) -> None:
-    budget_clock = ManualClock(datetime(2026, 11, 29, 6, 0, tzinfo=UTC))  # 1/s waits are free
+    budget_clock = SteppedClock(datetime(2026, 11, 29, 6, 0, tzinfo=UTC))  # 1/s waits are free
     ledger = MemoryLedger()
     client = make_client("conso", budget=Budget(default_windows("conso"), ledger, budget_clock))
     simulator.reset_stats()

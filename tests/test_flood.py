@@ -19,7 +19,6 @@ import itertools
 import json
 import random
 import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -27,12 +26,11 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 
 from linky2mqtt.simulator import Simulator
 from tests.support.bridge import BridgeProcess, account_yaml, config_yaml
 from tests.support.broker import Mosquitto
-from tests.support.mqtt_client import Message
+from tests.support.mqtt_client import Collector, Message
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
@@ -59,36 +57,12 @@ def proc_status(pid: int) -> dict[str, int]:
     return out
 
 
-class Flooder:
+class Flooder(Collector):
     """A fast MQTT 5 client: QoS 1 with a wide in-flight window, recording answers."""
 
     def __init__(self, broker: Mosquitto, topics: list[str]) -> None:
-        self.messages: list[Message] = []
-        self._cond = threading.Condition()
-        self._ready = threading.Event()
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5,
-                                  client_id=f"flood-{next(_tx)}")
-        self.client.max_inflight_messages_set(200)
-        self.client.max_queued_messages_set(0)
-        self.topics = topics
-        self.client.on_connect = self._on_connect
-        self.client.on_message = self._on_message
-        self.client.on_socket_open = _no_delay  # latency measured, not Nagle's algorithm
-        self.client.connect(broker.host, broker.port)
-        self.client.loop_start()
-        assert self._ready.wait(10)
-
-    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any,
-                    props: Any = None) -> None:
-        for t in self.topics:
-            client.subscribe(t, qos=1)
-        self._ready.set()
-
-    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        with self._cond:
-            self.messages.append(Message(msg.topic, bytes(msg.payload), bool(msg.retain),
-                                         msg.qos))
-            self._cond.notify_all()
+        super().__init__(broker.host, broker.port, topics, client_id=f"flood-{next(_tx)}",
+                         configure=_fast)
 
     def flood(self, items: Iterator[tuple[str, bytes]]) -> int:
         last = None
@@ -100,11 +74,13 @@ class Flooder:
         last.wait_for_publish(300)
         return n
 
-    def wait_for(self, pred: Callable[[list[Message]], Any], timeout: float, what: str) -> Any:
+    def wait_for(self, predicate: Callable[[list[Message]], Any], timeout: float = 30.0,
+                 what: str = "condition") -> Any:
+        # the predicate reads the list itself (no copy per message: floods are long)
         with self._cond:
-            if not self._cond.wait_for(lambda: pred(self.messages), timeout):
+            if not self._cond.wait_for(lambda: predicate(self.messages), timeout):
                 raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-            return pred(self.messages)
+            return predicate(self.messages)
 
     def info(self, timeout: float = 120.0) -> float | None:
         """Seconds from publishing an ``info`` to receiving its answer (None: no answer
@@ -142,10 +118,6 @@ class Flooder:
         with self._cond:
             return sum(1 for m in self.messages if pred(m))
 
-    def close(self) -> None:
-        self.client.loop_stop()
-        self.client.disconnect()
-
 
 def ms(seconds: float | None) -> str:
     return "no answer" if seconds is None else f"{seconds * 1000:.1f} ms"
@@ -153,6 +125,12 @@ def ms(seconds: float | None) -> str:
 
 def _no_delay(client: mqtt.Client, userdata: Any, sock: Any) -> None:
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+def _fast(client: mqtt.Client) -> None:
+    client.max_inflight_messages_set(200)
+    client.max_queued_messages_set(0)
+    client.on_socket_open = _no_delay  # latency measured, not Nagle's algorithm
 
 
 def junk(n: int, seed: int = 13) -> Iterator[tuple[str, bytes]]:

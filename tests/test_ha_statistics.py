@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 
@@ -17,33 +16,12 @@ from linky2mqtt.ha_statistics import (
     websocket_url,
 )
 from linky2mqtt.model import Kind, day_bounds, local_iso
+from tests.support.clock import HeldClock
 from tests.support.fake_ha import FakeHA
 
 PDL = "12345678901234"
 SID = "linky2mqtt:12345678901234_consumption"
 TOKEN = "fake-long-lived-token"
-
-
-class ManualClock:
-    """A clock that moves only when told to."""
-
-    def __init__(self, now: datetime) -> None:
-        self._now = now
-
-    def time(self) -> float:
-        return self._now.timestamp()
-
-    def now(self) -> datetime:
-        return self._now
-
-    def sleep(self, seconds: float) -> None:
-        self._now += timedelta(seconds=seconds)
-
-    def wait(self, event: threading.Event, seconds: float) -> bool:
-        return event.is_set()
-
-    def advance(self, seconds: float) -> None:
-        self._now += timedelta(seconds=seconds)
 
 
 class Hours:
@@ -89,12 +67,12 @@ def fake_ha() -> Iterator[FakeHA]:
 
 
 @pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock(datetime(2026, 11, 29, 7, 30, tzinfo=UTC))
+def clock() -> HeldClock:
+    return HeldClock(datetime(2026, 11, 29, 7, 30, tzinfo=UTC))
 
 
 def make_sink(
-    fake: FakeHA, state: MemorySyncState, clock: ManualClock, hours: Hours, **kw: object
+    fake: FakeHA, state: MemorySyncState, clock: HeldClock, hours: Hours, **kw: object
 ) -> StatisticsSink:
     kw.setdefault("backoff", (5.0, 60.0))
     kw.setdefault("timeout", 5.0)
@@ -119,7 +97,7 @@ def assert_consistent(fake: FakeHA, hours: Hours) -> list[dict[str, object]]:
     return rows
 
 
-def test_first_import_of_seven_days(fake_ha: FakeHA, clock: ManualClock) -> None:
+def test_first_import_of_seven_days(fake_ha: FakeHA, clock: HeldClock) -> None:
     hours, state = Hours(), MemorySyncState()
     since = hours.add_days(date(2026, 11, 1), 7)
     sink = make_sink(fake_ha, state, clock, hours)
@@ -152,7 +130,7 @@ def test_first_import_of_seven_days(fake_ha: FakeHA, clock: ManualClock) -> None
     sink.close()
 
 
-def test_second_run_continues_the_sum(fake_ha: FakeHA, clock: ManualClock) -> None:
+def test_second_run_continues_the_sum(fake_ha: FakeHA, clock: HeldClock) -> None:
     hours, state = Hours(), MemorySyncState()
     sink = make_sink(fake_ha, state, clock, hours)
     sink.notify(PDL, Kind.CONSUMPTION, hours.add_days(date(2026, 11, 1), 7))
@@ -171,7 +149,7 @@ def test_second_run_continues_the_sum(fake_ha: FakeHA, clock: ManualClock) -> No
     sink.close()
 
 
-def test_restart_continues_and_picks_up_dirty_marks(fake_ha: FakeHA, clock: ManualClock) -> None:
+def test_restart_continues_and_picks_up_dirty_marks(fake_ha: FakeHA, clock: HeldClock) -> None:
     hours, state = Hours(), MemorySyncState()
     first = make_sink(fake_ha, state, clock, hours)
     first.notify(PDL, Kind.CONSUMPTION, hours.add_days(date(2026, 11, 1), 7))
@@ -191,7 +169,7 @@ def test_restart_continues_and_picks_up_dirty_marks(fake_ha: FakeHA, clock: Manu
 
 
 def test_backfill_of_older_hours_rewrites_following_rows(
-    fake_ha: FakeHA, clock: ManualClock
+    fake_ha: FakeHA, clock: HeldClock
 ) -> None:
     hours, state = Hours(), MemorySyncState()
     sink = make_sink(fake_ha, state, clock, hours)
@@ -209,7 +187,7 @@ def test_backfill_of_older_hours_rewrites_following_rows(
     assert rows[0]["sum"] == rows[0]["state"]
 
 
-def test_correction_in_the_middle_keeps_earlier_rows(fake_ha: FakeHA, clock: ManualClock) -> None:
+def test_correction_in_the_middle_keeps_earlier_rows(fake_ha: FakeHA, clock: HeldClock) -> None:
     hours, state = Hours(), MemorySyncState()
     sink = make_sink(fake_ha, state, clock, hours)
     sink.notify(PDL, Kind.CONSUMPTION, hours.add_days(date(2026, 11, 1), 7))
@@ -228,7 +206,7 @@ def test_correction_in_the_middle_keeps_earlier_rows(fake_ha: FakeHA, clock: Man
 
 
 def test_rerun_after_mark_dirty_rewrites_identical_rows(
-    fake_ha: FakeHA, clock: ManualClock
+    fake_ha: FakeHA, clock: HeldClock
 ) -> None:
     hours, state = Hours(), MemorySyncState()
     sink = make_sink(fake_ha, state, clock, hours)
@@ -249,7 +227,7 @@ def test_rerun_after_mark_dirty_rewrites_identical_rows(
     assert imports[-1]["stats"] == first_payload
 
 
-def test_dst_days_give_23_and_25_rows(fake_ha: FakeHA, clock: ManualClock) -> None:
+def test_dst_days_give_23_and_25_rows(fake_ha: FakeHA, clock: HeldClock) -> None:
     hours, state = Hours(), MemorySyncState()
     sink = make_sink(fake_ha, state, clock, hours)
     sink.notify(PDL, Kind.CONSUMPTION, hours.add_days(date(2026, 3, 28), 2))
@@ -279,7 +257,7 @@ def test_dst_days_give_23_and_25_rows(fake_ha: FakeHA, clock: ManualClock) -> No
     assert sent == starts  # what went over the wire, offsets included
 
 
-def test_nothing_dirty_sends_nothing(fake_ha: FakeHA, clock: ManualClock) -> None:
+def test_nothing_dirty_sends_nothing(fake_ha: FakeHA, clock: HeldClock) -> None:
     hours, state = Hours(), MemorySyncState()
     sink = make_sink(fake_ha, state, clock, hours, series=[(PDL, Kind.CONSUMPTION)])
     assert sink.sync().calls == 0
@@ -300,7 +278,7 @@ def test_nothing_dirty_sends_nothing(fake_ha: FakeHA, clock: ManualClock) -> Non
 
 
 def test_ha_down_keeps_dirty_then_imports(
-    fake_ha: FakeHA, clock: ManualClock, caplog: pytest.LogCaptureFixture
+    fake_ha: FakeHA, clock: HeldClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     hours, state = Hours(), MemorySyncState()
     sink = make_sink(fake_ha, state, clock, hours)
@@ -332,7 +310,7 @@ def test_ha_down_keeps_dirty_then_imports(
     assert state.stats_dirty_since(SID) is None
 
 
-def test_dropped_connection_is_reopened(fake_ha: FakeHA, clock: ManualClock) -> None:
+def test_dropped_connection_is_reopened(fake_ha: FakeHA, clock: HeldClock) -> None:
     hours, state = Hours(), MemorySyncState()
     sink = make_sink(fake_ha, state, clock, hours)
     sink.notify(PDL, Kind.CONSUMPTION, hours.add_days(date(2026, 11, 1), 7))
@@ -350,7 +328,7 @@ def test_dropped_connection_is_reopened(fake_ha: FakeHA, clock: ManualClock) -> 
 
 
 def test_auth_failure_is_clear_and_never_shows_the_token(
-    fake_ha: FakeHA, clock: ManualClock, caplog: pytest.LogCaptureFixture
+    fake_ha: FakeHA, clock: HeldClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     hours, state = Hours(), MemorySyncState()
     secret = "s3cr3t-token-value-0123456789"
@@ -376,7 +354,7 @@ def test_auth_failure_is_clear_and_never_shows_the_token(
     assert fake_ha.import_calls == []
 
 
-def test_chunked_writes(fake_ha: FakeHA, clock: ManualClock) -> None:
+def test_chunked_writes(fake_ha: FakeHA, clock: HeldClock) -> None:
     hours, state = Hours(), MemorySyncState()
     sink = make_sink(fake_ha, state, clock, hours, chunk_size=50)
     sink.notify(PDL, Kind.CONSUMPTION, hours.add_days(date(2026, 11, 1), 7))
@@ -388,7 +366,7 @@ def test_chunked_writes(fake_ha: FakeHA, clock: ManualClock) -> None:
     assert len(assert_consistent(fake_ha, hours)) == 168
 
 
-def test_sum_found_beyond_the_lookback_window(fake_ha: FakeHA, clock: ManualClock) -> None:
+def test_sum_found_beyond_the_lookback_window(fake_ha: FakeHA, clock: HeldClock) -> None:
     """A gap of weeks: the sum continues from the last row HA holds (month query)."""
     hours, state = Hours(), MemorySyncState()
     sink = make_sink(fake_ha, state, clock, hours)
@@ -405,7 +383,7 @@ def test_sum_found_beyond_the_lookback_window(fake_ha: FakeHA, clock: ManualCloc
     assert_consistent(fake_ha, hours)
 
 
-def test_sum_found_earlier_in_the_same_month(fake_ha: FakeHA, clock: ManualClock) -> None:
+def test_sum_found_earlier_in_the_same_month(fake_ha: FakeHA, clock: HeldClock) -> None:
     """HA reduces a month over all its hours: the month of ``since`` is read hour by hour."""
     hours, state = Hours(), MemorySyncState()
     sink = make_sink(fake_ha, state, clock, hours)
@@ -427,7 +405,7 @@ def test_sum_found_earlier_in_the_same_month(fake_ha: FakeHA, clock: ManualClock
     assert fake_ha.rows(SID) == rows
 
 
-def test_back_to_back_syncs_wait_for_queued_imports(clock: ManualClock) -> None:
+def test_back_to_back_syncs_wait_for_queued_imports(clock: HeldClock) -> None:
     """HA answers an import before its recorder applied it: the sink waits to see it."""
     fake = FakeHA(token=TOKEN, lag=0.3).start()
     try:
@@ -448,7 +426,7 @@ def test_back_to_back_syncs_wait_for_queued_imports(clock: ManualClock) -> None:
         fake.stop()
 
 
-def test_production_and_consumption_are_separate(fake_ha: FakeHA, clock: ManualClock) -> None:
+def test_production_and_consumption_are_separate(fake_ha: FakeHA, clock: HeldClock) -> None:
     hours, state = Hours(), MemorySyncState()
     sink = make_sink(fake_ha, state, clock, hours, name_for=lambda p, k: f"Home {k.value}")
     sink.notify(PDL, Kind.CONSUMPTION, hours.add_days(date(2026, 11, 1), 1))
@@ -462,7 +440,7 @@ def test_production_and_consumption_are_separate(fake_ha: FakeHA, clock: ManualC
     assert fake_ha.rows(prod)[-1]["sum"] == hours.total_kwh(Kind.PRODUCTION)
 
 
-def test_notify_during_sync_is_not_lost(fake_ha: FakeHA, clock: ManualClock) -> None:
+def test_notify_during_sync_is_not_lost(fake_ha: FakeHA, clock: HeldClock) -> None:
     hours, state = Hours(), MemorySyncState()
     later = day_bounds(date(2026, 11, 8))[0]
 
@@ -483,7 +461,7 @@ def test_notify_during_sync_is_not_lost(fake_ha: FakeHA, clock: ManualClock) -> 
     assert_consistent(fake_ha, hours)
 
 
-def test_list_statistic_ids_and_ping(fake_ha: FakeHA, clock: ManualClock) -> None:
+def test_list_statistic_ids_and_ping(fake_ha: FakeHA, clock: HeldClock) -> None:
     from linky2mqtt.ha_statistics import HAConnection
 
     hours, state = Hours(), MemorySyncState()

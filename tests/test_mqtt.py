@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import random
 import socket
-import subprocess
 import threading
 import time
 import uuid
@@ -20,6 +19,7 @@ from paho.mqtt.properties import Properties
 
 from linky2mqtt.mqtt import Incoming, MqttLink
 from tests.support.broker import Mosquitto, free_port
+from tests.support.broker import auth_broker as start_auth_broker
 from tests.support.mqtt_client import Collector, Message
 
 WILL_TOPIC = "l2m/bridge/state"
@@ -496,15 +496,7 @@ def test_tls_insecure_connects_and_warns(
 
 @pytest.fixture
 def auth_broker(tmp_path: Path) -> Iterator[Mosquitto]:
-    pwfile = tmp_path / "passwd"
-    subprocess.run(["mosquitto_passwd", "-b", "-c", str(pwfile), "linky", PASSWORD],
-                   check=True, capture_output=True)
-    m = Mosquitto(tmp_path)
-    m.extra_conf = (
-        f"user root\nlistener {m.port} 127.0.0.1\nallow_anonymous false\n"
-        f"password_file {pwfile}\n"
-    )
-    m.start()
+    m = start_auth_broker(tmp_path, {"linky": PASSWORD})
     yield m
     m.stop()
 

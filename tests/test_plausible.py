@@ -14,20 +14,13 @@ import httpx
 import pytest
 
 from linky2mqtt import plausible
+from linky2mqtt.accounts import stored_subscribed_kva
 from linky2mqtt.config import MeterConfig
-from linky2mqtt.enedis import (
-    Budget,
-    EnedisClient,
-    MemoryLedger,
-    ProviderSettings,
-    RetryPolicy,
-    default_windows,
-    no_sleep,
-)
+from linky2mqtt.enedis import ProviderSettings
 from linky2mqtt.model import Kind, Reading, Step, day_bounds
 from linky2mqtt.poller import MeterPoller
 from linky2mqtt.store import Store
-from tests.support.clock import SUITE_CLOCK
+from tests.support.upstream_client import one_try_client
 
 PDL = "12345678901234"
 DAY = date(2026, 11, 20)
@@ -86,15 +79,18 @@ def test_zero_is_a_value() -> None:
 def test_subscribed_power_from_the_stored_contract(tmp_path: Path) -> None:
     topic = f"l2m/{PDL}/contract"
     with Store(tmp_path / "s.db") as store:
-        assert plausible.subscribed_kva(store, topic) is None  # no contract
+        assert stored_subscribed_kva(store, topic) is None  # no contract
         store.set_retained(topic, json.dumps({"pdl": PDL, "subscribed_power_kva": 12.0,
                                                "tariff": None}).encode())
-        assert plausible.subscribed_kva(store, topic) == 12.0
+        assert stored_subscribed_kva(store, topic) == 12.0
         store.set_retained(topic, json.dumps({"pdl": PDL, "subscribed_power_kva": None}
                                              ).encode())
-        assert plausible.subscribed_kva(store, topic) is None  # the contract does not say
+        assert stored_subscribed_kva(store, topic) is None  # the contract does not say
+        store.set_retained(topic, json.dumps({"pdl": PDL, "subscribed_power_kva": 0}
+                                             ).encode())
+        assert stored_subscribed_kva(store, topic) is None  # not a subscribed power
         store.set_retained(topic, b"not json")
-        assert plausible.subscribed_kva(store, topic) is None
+        assert stored_subscribed_kva(store, topic) is None
 
 
 # -- through the poller: refused, not stored, asked again ---------------------------------
@@ -114,12 +110,8 @@ def test_poller_refuses_impossible_days_and_asks_again(
         asked.append(str(request.url))
         return httpx.Response(200, json=_daily_body(answers))
 
-    settings = ProviderSettings("myelectricaldata", token="t", base_url="http://upstream.test")
-    client = EnedisClient(settings, budget=Budget(default_windows("myelectricaldata"),
-                                                  MemoryLedger()),
-                          retry=RetryPolicy(attempts=1, sleep=no_sleep),
-                          http=httpx.Client(transport=httpx.MockTransport(handler)),
-                          clock=SUITE_CLOCK)
+    client = one_try_client(ProviderSettings("myelectricaldata", token="t",
+                                             base_url="http://upstream.test"), handler=handler)
     meter = MeterConfig(PDL, "m", steps=frozenset({Step.DAY}), backfill_day=2)
     now = datetime.combine(DAY, datetime.min.time(), UTC) + timedelta(hours=10)
     caplog.set_level(logging.WARNING)

@@ -22,7 +22,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -45,8 +45,8 @@ from tests.support.bridge import (
     truth_hours,
     wait_until,
 )
-from tests.support.broker import Mosquitto
-from tests.support.clock import SUITE_CLOCK
+from tests.support.broker import Mosquitto, auth_broker, write_passwords
+from tests.support.clock import SUITE_CLOCK, JumpClock
 from tests.support.fake_ha import FakeHA
 from tests.support.mqtt_client import Collector, Message
 
@@ -158,29 +158,6 @@ def test_disk_full_during_a_backfill_loses_nothing_once_room_comes_back(
 # -- the wall clock jumps (NTP) ----------------------------------------------------------
 
 
-class JumpClock:
-    """The suite's clock plus an offset that a test changes at will (an NTP step)."""
-
-    def __init__(self) -> None:
-        self.offset = 0.0
-
-    def jump(self, seconds: float) -> None:
-        self.offset += seconds
-
-    def time(self) -> float:
-        return SUITE_CLOCK.time() + self.offset
-
-    def now(self) -> datetime:
-        return datetime.fromtimestamp(self.time(), UTC)
-
-    def sleep(self, seconds: float) -> None:
-        if seconds > 0:
-            time.sleep(seconds)
-
-    def wait(self, event: threading.Event, seconds: float) -> bool:
-        return event.wait(max(0.0, seconds))
-
-
 def _read_day(c: Collector, day: date) -> Any:
     return _ask(c, "read", {"pdl": PDL, "kind": "consumption", "step": "day",
                             "start": day.isoformat(),
@@ -221,19 +198,10 @@ def test_the_clock_jumping_an_hour_back_and_forward_does_not_stall_upstream(
 # -- the broker refuses the password after a restart --------------------------------------
 
 
-def _passwd(path: Path, password: str) -> None:
-    subprocess.run(["mosquitto_passwd", "-b", "-c", str(path), "linky", password],
-                   check=True, capture_output=True, timeout=30)
-
-
 def test_broker_refusing_the_password_after_a_restart(
         simulator: Simulator, tmp_path: Path) -> None:
     pwfile = tmp_path / "passwd"
-    _passwd(pwfile, "right-password-1")
-    broker = Mosquitto(tmp_path)
-    broker.extra_conf = (f"listener {broker.port} 127.0.0.1\nallow_anonymous false\n"
-                         f"password_file {pwfile}\n")
-    broker.start()
+    broker = auth_broker(tmp_path, {"linky": "right-password-1"})
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text(_yaml(broker, tmp_path / "s.db", simulator, mqtt_extra=(
         "  username: linky\n  password: right-password-1\n")))
@@ -241,7 +209,8 @@ def test_broker_refusing_the_password_after_a_restart(
     try:
         wait_until(lambda: "MQTT connected to" in proc.stderr, 30, "the first connection")
         broker.stop()
-        _passwd(pwfile, "changed-password-2")  # the broker's password changed meanwhile
+        # the broker's password changed meanwhile
+        write_passwords(pwfile, {"linky": "changed-password-2"})
         broker.start()
         refused = "refused: Not authorized"
         wait_until(lambda: proc.stderr.count("MQTT retrying") >= 1
@@ -253,7 +222,7 @@ def test_broker_refusing_the_password_after_a_restart(
         assert len(lines) == 1, lines  # said once, however many attempts
         assert "right-password-1" not in proc.stderr
         broker.stop()
-        _passwd(pwfile, "right-password-1")  # put right again
+        write_passwords(pwfile, {"linky": "right-password-1"})  # put right again
         broker.start()
         wait_until(lambda: "MQTT broker accepts the connection again" in proc.stderr, 90,
                    f"the reconnection\n{proc.stderr}")

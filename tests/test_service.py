@@ -15,7 +15,6 @@ from __future__ import annotations
 import itertools
 import json
 import re
-import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -461,6 +460,10 @@ PAYLOADS = st.one_of(
 )
 
 
+# Not timed (speed belongs in bench/, e.g. bench/command_latency.py): a wall-clock bound
+# of 90 s here failed on a loaded 2-core machine (load average 12) with every answer
+# right: 103 s for the ~2,000 requests. The waits below have deadlines; the test has 360 s.
+@pytest.mark.timeout(360)
 def test_fuzz_requests_are_answered_or_ignored_and_cost_nothing(env: Env) -> None:
     sim, bridge = env.sim, env.bridge
     c = Collector(env.broker.host, env.broker.port, [f"{BASE}/bridge/response/#"])
@@ -478,7 +481,6 @@ def test_fuzz_requests_are_answered_or_ignored_and_cost_nothing(env: Env) -> Non
         sent.append((name, payload))
         c.client.publish(f"{BASE}/bridge/request/{name}", payload, qos=1)  # no wait: a flood
 
-    started = time.monotonic()
     try:
         one()
         assert len(sent) >= 1900
@@ -510,7 +512,6 @@ def test_fuzz_requests_are_answered_or_ignored_and_cost_nothing(env: Env) -> Non
         assert bridge.commands is not None and bridge.commands.thread.is_alive()
     finally:
         c.close()
-    assert time.monotonic() - started < 90
 
 
 # ----------------------------------------------------------------------------- timing

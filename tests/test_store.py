@@ -16,37 +16,20 @@ import pytest
 
 from linky2mqtt.model import DAILY, PARIS, Kind, Reading, day_bounds
 from linky2mqtt.store import MIGRATIONS, SCHEMA_VERSION, Store, StoreError
+from tests.support.clock import SteppedClock
 
 PDL = "12345678901234"
 MARCH_DST = date(2026, 3, 29)  # 23 h: 46 half-hours
 OCTOBER_DST = date(2026, 10, 25)  # 25 h: 50 half-hours
 
 
-class FixedClock:
-    def __init__(self, t: float = 1_790_000_000.0) -> None:
-        self.t = t
-
-    def time(self) -> float:
-        return self.t
-
-    def now(self) -> datetime:
-        return datetime.fromtimestamp(self.t, UTC)
-
-    def sleep(self, seconds: float) -> None:
-        self.t += seconds
-
-    def wait(self, event: threading.Event, seconds: float) -> bool:
-        self.t += seconds
-        return event.is_set()
+@pytest.fixture
+def clock() -> SteppedClock:
+    return SteppedClock(datetime.fromtimestamp(1_790_000_000.0, UTC))
 
 
 @pytest.fixture
-def clock() -> FixedClock:
-    return FixedClock()
-
-
-@pytest.fixture
-def store(tmp_path: Path, clock: FixedClock) -> Iterator[Store]:
+def store(tmp_path: Path, clock: SteppedClock) -> Iterator[Store]:
     s = Store(tmp_path / "linky2mqtt.db", clock=clock)
     yield s
     s.close()
@@ -177,7 +160,7 @@ def test_complete_curve_needs_every_interval(store: Store) -> None:
     }
 
 
-def test_save_readings_returns_only_new_or_changed(store: Store, clock: FixedClock) -> None:
+def test_save_readings_returns_only_new_or_changed(store: Store, clock: SteppedClock) -> None:
     day = curve(date(2026, 11, 28))
     assert len(store.save_readings(day)) == 48
     clock.t += 60
@@ -251,7 +234,7 @@ def _batch(day: str, value: float) -> bytes:
     return json.dumps({"pdl": PDL, "date": day, "points": [{"value": value}]}).encode()
 
 
-def test_pending_batches_replace_by_date_and_ack(tmp_path: Path, clock: FixedClock) -> None:
+def test_pending_batches_replace_by_date_and_ack(tmp_path: Path, clock: SteppedClock) -> None:
     topic = f"linky2mqtt/{PDL}/consumption/hour"
     s = Store(tmp_path / "b.db", clock=clock)
     old, new, other = _batch("2026-11-27", 1.0), _batch("2026-11-27", 2.0), _batch("2026-11-28", 3)

@@ -7,7 +7,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
 
@@ -24,25 +24,9 @@ from linky2mqtt.simulator.tempo import TempoStandIn, colour_of
 from linky2mqtt.store import Store
 from linky2mqtt.tariffs import Colour
 from linky2mqtt.tempo_worker import BACKOFF, TempoWorker, build
+from tests.support.clock import SUITE_CLOCK, HeldClock
 
 PDL = "12345678901234"
-
-
-class SetClock:
-    def __init__(self, at: datetime) -> None:
-        self.at = at
-
-    def time(self) -> float:
-        return self.at.timestamp()
-
-    def now(self) -> datetime:
-        return self.at.astimezone(UTC)
-
-    def sleep(self, seconds: float) -> None:
-        self.at += timedelta(seconds=seconds)
-
-    def wait(self, event: threading.Event, seconds: float) -> bool:
-        return event.wait(0)
 
 
 class Link:
@@ -61,8 +45,8 @@ class Link:
 
 
 @pytest.fixture
-def setup(tmp_path: Path) -> Iterator[tuple[SetClock, TempoStandIn, TempoWorker, Link, Store]]:
-    clock = SetClock(datetime(2026, 12, 1, 9, 0, tzinfo=PARIS))
+def setup(tmp_path: Path) -> Iterator[tuple[HeldClock, TempoStandIn, TempoWorker, Link, Store]]:
+    clock = HeldClock(datetime(2026, 12, 1, 9, 0, tzinfo=PARIS))
     stand_in = TempoStandIn(clock)
     server: ServerThread = serve_tempo(stand_in)
     url = f"http://127.0.0.1:{server.port}"
@@ -99,7 +83,7 @@ tempo:
 
 
 def test_season_at_start_then_tomorrow_after_eleven_and_a_recheck(
-        setup: tuple[SetClock, TempoStandIn, TempoWorker, Link, Store]) -> None:
+        setup: tuple[HeldClock, TempoStandIn, TempoWorker, Link, Store]) -> None:
     clock, stand_in, worker, link, store = setup
     wait = worker.step(first=True)
     stored = store.tempo_days(date(2026, 9, 1), date(2026, 12, 3))
@@ -140,7 +124,7 @@ def test_season_at_start_then_tomorrow_after_eleven_and_a_recheck(
 
 
 def test_unknown_stays_unknown_and_failures_back_off(
-        setup: tuple[SetClock, TempoStandIn, TempoWorker, Link, Store]) -> None:
+        setup: tuple[HeldClock, TempoStandIn, TempoWorker, Link, Store]) -> None:
     clock, stand_in, worker, link, store = setup
     clock.at = datetime(2026, 12, 1, 11, 30, tzinfo=PARIS)
     stand_in.unknown(date(2026, 12, 2))  # codeJour 0 all day (a known incident)
@@ -168,11 +152,11 @@ def test_no_worker_without_a_tempo_tariff() -> None:
     cfg = load_text('accounts:\n  - {name: a, provider: conso, token: t, meters: '
                     '[{pdl: "12345678901234"}]}\n')
     assert build(cfg, cast(Publisher, None), pricing=cast(Pricing, None), pdls=list,
-                 clock=SetClock(datetime.now(UTC)), stopping=threading.Event()) is None
+                 clock=HeldClock(SUITE_CLOCK.now()), stopping=threading.Event()) is None
 
 
 def test_current_price_follows_the_tempo_day_and_its_hours(
-        setup: tuple[SetClock, TempoStandIn, TempoWorker, Link, Store]) -> None:
+        setup: tuple[HeldClock, TempoStandIn, TempoWorker, Link, Store]) -> None:
     """``B/<pdl>/price``: the period and price now; published only when it changes; the
     hours 00:00-06:00 take the previous day's colour; unknown has no price."""
     clock, stand_in, worker, link, _ = setup

@@ -104,7 +104,8 @@ class Contract:
 def subscribed_kva(
     contract: Contract | ContractEntry | Mapping[str, Any] | list[Any] | None,
 ) -> float | None:
-    """Subscribed power in kVA of a contract (its consumer contract), or None.
+    """Subscribed power in kVA of a contract (its consumer contract), or None (also for
+    a power that is not a positive number).
 
     ``contract`` is a parsed :class:`Contract` (what ``EnedisClient.contract`` returns),
     one :class:`ContractEntry`, the ``B/<pdl>/contract`` payload the bridge keeps in its
@@ -116,13 +117,13 @@ def subscribed_kva(
         if isinstance(contract, Mapping) and "subscribed_power_kva" in contract:
             value = contract["subscribed_power_kva"]
             ok = isinstance(value, int | float) and not isinstance(value, bool)
-            return float(value) if ok else None
+            return float(value) if ok and value > 0 else None
         try:
             contract = parse_contract(contract)
         except BadResponse:
             return None
     entry = contract if isinstance(contract, ContractEntry) else contract.consumer
-    if entry is None or entry.subscribed_kva is None:
+    if entry is None or entry.subscribed_kva is None or entry.subscribed_kva <= 0:
         return None
     return float(entry.subscribed_kva)
 

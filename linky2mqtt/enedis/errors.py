@@ -31,6 +31,8 @@ bounded by attempts and total time, then the last exception is raised.
 
 from __future__ import annotations
 
+from typing import TypedDict, Unpack
+
 from linky2mqtt.errors import Linky2MqttError
 
 __all__ = [
@@ -52,6 +54,15 @@ __all__ = [
 ]
 
 
+class Where(TypedDict, total=False):
+    """Where an error comes from (each optional): the provider's name, the request path
+    (no query string, no credentials) and the provider's error code."""
+
+    provider: str | None
+    endpoint: str | None
+    code: str | None
+
+
 class EnedisError(Linky2MqttError):
     """Base class: ``str()`` is one readable line with the context."""
 
@@ -59,21 +70,14 @@ class EnedisError(Linky2MqttError):
     # endpoint failed (set by the client), so no meter of the account can be asked.
     account_wide: bool = False
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        provider: str | None = None,
-        endpoint: str | None = None,
-        status: int | None = None,
-        code: str | None = None,
-    ) -> None:
+    def __init__(self, message: str, *, status: int | None = None,
+                 **where: Unpack[Where]) -> None:
         super().__init__(message)
         self.message = message
-        self.provider = provider
-        self.endpoint = endpoint
+        self.provider = where.get("provider")
+        self.endpoint = where.get("endpoint")
         self.status = status
-        self.code = code
+        self.code = where.get("code")
 
     def __str__(self) -> str:
         where = " ".join(p for p in (self.provider, self.endpoint) if p)
@@ -100,17 +104,9 @@ class Timeout(TransportError):
 class ApiError(EnedisError):
     """An HTTP error status from the provider."""
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        provider: str | None = None,
-        endpoint: str | None = None,
-        status: int | None = None,
-        code: str | None = None,
-        retry_after: float | None = None,
-    ) -> None:
-        super().__init__(message, provider=provider, endpoint=endpoint, status=status, code=code)
+    def __init__(self, message: str, *, status: int | None = None,
+                 retry_after: float | None = None, **where: Unpack[Where]) -> None:
+        super().__init__(message, status=status, **where)
         # seconds to wait before asking again, when the answer says it (a Retry-After
         # header, a 429 body's ``nextAccessTime`` or ``Call threshold allowed on H:MM:SS``)
         self.retry_after = retry_after
@@ -166,18 +162,11 @@ class BudgetExhausted(EnedisError):
 CONSENT_CODES = frozenset({"ADAM-DC-0007", "ADAM-DC-0008", "ADAM-DC-0009"})
 
 
-def api_error(
-    status: int,
-    message: str,
-    *,
-    provider: str | None = None,
-    endpoint: str | None = None,
-    code: str | None = None,
-    retry_after: float | None = None,
-) -> ApiError:
+def api_error(status: int, message: str, *, retry_after: float | None = None,
+              **where: Unpack[Where]) -> ApiError:
     """The :class:`ApiError` subclass for an HTTP error ``status``."""
     cls: type[ApiError]
-    if code in CONSENT_CODES and 400 <= status < 500:
+    if where.get("code") in CONSENT_CODES and 400 <= status < 500:
         cls = ConsentError
     elif status == 400:
         cls = BadRequest
@@ -191,11 +180,4 @@ def api_error(
         cls = ServerError
     else:
         cls = ApiError
-    return cls(
-        message,
-        provider=provider,
-        endpoint=endpoint,
-        status=status,
-        code=code,
-        retry_after=retry_after,
-    )
+    return cls(message, status=status, retry_after=retry_after, **where)

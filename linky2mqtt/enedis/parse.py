@@ -38,7 +38,7 @@ import itertools
 import logging
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -197,12 +197,13 @@ def _in_range(day: date, start: date | None, end: date | None) -> bool:
     return (start is None or day >= start) and (end is None or day < end)
 
 
-def parse_daily(
-    body: Any, pdl: str, kind: Kind, start: date | None = None, end: date | None = None
-) -> list[Reading]:
-    """Daily energy (Wh) per local day; days outside [start, end) are dropped."""
-    points, unit, _ = series_points(body)
-    factor = _scale(unit, ENERGY_UNITS, "Wh")
+def _one_a_day(body: Any, pdl: str, start: date | None, end: date | None,
+               reading: Callable[[date, float, str], Reading], *,
+               units: Mapping[str, float], unit: str) -> list[Reading]:
+    """One reading per local day in [start, end), made by ``reading(day, value in
+    ``unit``, stamp)``; a day given two different values is refused (logged, left out)."""
+    points, got_unit, _ = series_points(body)
+    factor = _scale(got_unit, units, unit)
     by_day: dict[date, Reading] = {}
     refused: dict[date, str] = {}
     for p in points:
@@ -210,11 +211,20 @@ def parse_daily(
         day = _day(p.stamp)
         if value is None or not _in_range(day, start, end):
             continue
-        reading = Reading(pdl, kind, DAILY, day_bounds(day)[0], value * factor)
-        held = by_day.setdefault(day, reading)
-        if held.value != reading.value:
-            refused.setdefault(day, f"{held.value:g} and {reading.value:g} Wh")
+        made = reading(day, value * factor, p.stamp)
+        held = by_day.setdefault(day, made)
+        if held.value != made.value:
+            refused.setdefault(day, f"{held.value:g} and {made.value:g} {unit}")
     return [by_day[d] for d in sorted(by_day) if d not in _refuse(pdl, refused)]
+
+
+def parse_daily(
+    body: Any, pdl: str, kind: Kind, start: date | None = None, end: date | None = None
+) -> list[Reading]:
+    """Daily energy (Wh) per local day; days outside [start, end) are dropped."""
+    return _one_a_day(body, pdl, start, end,
+                      lambda day, wh, _: Reading(pdl, kind, DAILY, day_bounds(day)[0], wh),
+                      units=ENERGY_UNITS, unit="Wh")
 
 
 def _refuse(pdl: str, refused: Mapping[date, str]) -> Mapping[date, str]:
@@ -233,24 +243,11 @@ def parse_max_power(
     body: Any, pdl: str, start: date | None = None, end: date | None = None
 ) -> list[Reading]:
     """Daily max power (VA) per local day, with the UTC time of the peak."""
-    points, unit, _ = series_points(body)
-    factor = _scale(unit, APPARENT_UNITS, "VA")
-    by_day: dict[date, Reading] = {}
-    refused: dict[date, str] = {}
-    for p in points:
-        value = _number(p.value)
-        naive, has_time, aware = _parse_stamp(p.stamp)
-        day = naive.date()
-        if value is None or not _in_range(day, start, end):
-            continue
+    def reading(day: date, va: float, stamp: str) -> Reading:
+        naive, has_time, aware = _parse_stamp(stamp)
         peak = (aware or _to_utc(naive, 0)) if has_time else None
-        reading = Reading(
-            pdl, Kind.MAX_POWER, DAILY, day_bounds(day)[0], value * factor, peak_at=peak
-        )
-        held = by_day.setdefault(day, reading)
-        if held.value != reading.value:
-            refused.setdefault(day, f"{held.value:g} and {reading.value:g} VA")
-    return [by_day[d] for d in sorted(by_day) if d not in _refuse(pdl, refused)]
+        return Reading(pdl, Kind.MAX_POWER, DAILY, day_bounds(day)[0], va, peak_at=peak)
+    return _one_a_day(body, pdl, start, end, reading, units=APPARENT_UNITS, unit="VA")
 
 
 # The two ways a naive END stamp is written on the DST change days (see module docstring).

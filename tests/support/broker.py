@@ -7,7 +7,7 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -75,6 +75,29 @@ class Mosquitto:
     @property
     def url(self) -> str:
         return f"mqtt://{self.host}:{self.port}"
+
+
+def write_passwords(path: Path, users: Mapping[str, str]) -> None:
+    """A mosquitto password file with ``users`` (name: password), replacing ``path``."""
+    for i, (user, password) in enumerate(users.items()):
+        subprocess.run(["mosquitto_passwd", "-b", *(["-c"] if i == 0 else []), str(path),
+                        user, password], check=True, capture_output=True, timeout=30)
+
+
+def auth_broker(workdir: Path, users: Mapping[str, str], acl: str | None = None) -> Mosquitto:
+    """A started broker that lets in only ``users`` (name: password), under the ``acl``
+    file's text when given; stop it after use."""
+    pwfile = workdir / "passwd"
+    write_passwords(pwfile, users)
+    pwfile.chmod(0o600)
+    m = Mosquitto(workdir)
+    conf = f"listener {m.port} 127.0.0.1\nallow_anonymous false\npassword_file {pwfile}\n"
+    if acl is not None:
+        (workdir / "acl").write_text(acl)
+        conf += f"acl_file {workdir / 'acl'}\n"
+    m.extra_conf = conf
+    m.start()
+    return m
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from linky2mqtt.clock import FastClock
 
@@ -44,10 +44,13 @@ def bridge_command(*argv: str, start: datetime = SUITE_START, anchor: float = SU
 
 class SteppedClock:
     """A clock that moves only when slept on (the request budget's pacing, a retry's
-    wait), never by itself: a test's waits cost no real time."""
+    wait) or told to (``advance``), never by itself: a test's waits cost no real time.
+    ``slept`` lists every sleep asked, in order."""
 
     def __init__(self, moment: datetime) -> None:
         self.t = moment.timestamp()
+        self.slept: list[float] = []
+        self._lock = threading.Lock()
 
     def time(self) -> float:
         return self.t
@@ -56,9 +59,61 @@ class SteppedClock:
         return datetime.fromtimestamp(self.t, UTC)
 
     def sleep(self, seconds: float) -> None:
-        self.t += max(0.0, seconds)
+        with self._lock:
+            self.slept.append(seconds)
+            self.t += max(0.0, seconds)
 
     def wait(self, event: threading.Event, seconds: float) -> bool:
         if not event.is_set():
             self.sleep(seconds)
         return event.is_set()
+
+    def advance(self, seconds: float) -> None:
+        self.t += seconds
+
+
+class HeldClock:
+    """A clock that moves only when slept on or told to (``advance``); a wait on an
+    event returns at once, without moving it (a worker's idle wait is not time)."""
+
+    def __init__(self, moment: datetime) -> None:
+        self.at = moment
+
+    def time(self) -> float:
+        return self.at.timestamp()
+
+    def now(self) -> datetime:
+        return self.at.astimezone(UTC)
+
+    def sleep(self, seconds: float) -> None:
+        self.at += timedelta(seconds=seconds)
+
+    def wait(self, event: threading.Event, seconds: float) -> bool:
+        return event.is_set()
+
+    def advance(self, seconds: float) -> None:
+        self.at += timedelta(seconds=seconds)
+
+
+class JumpClock:
+    """The suite's clock plus an offset that a test changes at will (an NTP step); it
+    sleeps and waits in real time."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def jump(self, seconds: float) -> None:
+        self.offset += seconds
+
+    def time(self) -> float:
+        return SUITE_CLOCK.time() + self.offset
+
+    def now(self) -> datetime:
+        return datetime.fromtimestamp(self.time(), UTC)
+
+    def sleep(self, seconds: float) -> None:
+        if seconds > 0:
+            time.sleep(seconds)
+
+    def wait(self, event: threading.Event, seconds: float) -> bool:
+        return event.wait(max(0.0, seconds))

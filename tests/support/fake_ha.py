@@ -35,11 +35,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from linky2mqtt.model import PARIS
+from tests.support.ws_server import LoopServer
 
 HA_VERSION = "2026.2.3"
 VALID_STATISTIC_ID = re.compile(r"^(?!.+__)(?!_)[\da-z_]+(?<!_):(?!_)[\da-z_]+(?<!_)$")
@@ -69,8 +70,10 @@ class ImportCall:
     starts: tuple[str, ...]
 
 
-class FakeHA:
+class FakeHA(LoopServer):
     """A websocket server speaking Home Assistant's API on 127.0.0.1."""
+
+    _log = _SERVER_LOG
 
     def __init__(self, token: str = "fake-long-lived-token", *, lag: float = 0.0) -> None:
         self.token = token
@@ -82,60 +85,6 @@ class FakeHA:
         self.auth_failures = 0
         self.connections = 0
         self._lock = threading.Lock()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._server: Server | None = None
-
-    # -- lifecycle ---------------------------------------------------------------------
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> FakeHA:
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._thread.start()
-        self.up()
-        return self
-
-    def up(self) -> None:
-        assert self._loop is not None
-        asyncio.run_coroutine_threadsafe(self._serve(), self._loop).result(10)
-
-    def down(self) -> None:
-        """Stop listening and drop every open connection (the port stays reserved)."""
-        assert self._loop is not None
-        asyncio.run_coroutine_threadsafe(self._close(), self._loop).result(10)
-
-    def stop(self) -> None:
-        if self._loop is None:
-            return
-        self.down()
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        assert self._thread is not None
-        self._thread.join(10)
-        self._loop.close()
-        self._loop = None
-
-    async def _serve(self) -> None:
-        self._server = await serve(
-            self._handle,
-            "127.0.0.1",
-            self.port,
-            process_request=self._check_path,
-            max_size=None,
-            reuse_address=True,
-            logger=_SERVER_LOG,
-        )
-        sock = next(iter(self._server.sockets))
-        self.port = sock.getsockname()[1]
-
-    async def _close(self) -> None:
-        if self._server is not None:
-            self._server.close(close_connections=True)
-            await self._server.wait_closed()
-            self._server = None
 
     # -- assertions helpers --------------------------------------------------------------
 
@@ -161,7 +110,7 @@ class FakeHA:
 
     # -- protocol ------------------------------------------------------------------------
 
-    def _check_path(self, connection: ServerConnection, request: Request) -> Response | None:
+    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         if request.path != "/api/websocket":
             return connection.respond(404, "Not Found\n")
         return None

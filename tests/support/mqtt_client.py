@@ -39,7 +39,10 @@ class Collector:
         client_id: str = "",
         username: str | None = None,
         password: str | None = None,
+        configure: Callable[[mqtt.Client], None] | None = None,
     ) -> None:
+        """``configure`` adjusts the paho client before it connects (in-flight window,
+        socket options)."""
         self.messages: list[Message] = []
         self._cond = threading.Condition()
         self._connected = threading.Event()
@@ -54,6 +57,8 @@ class Collector:
         self._unacked: set[int] = set()  # SUBSCRIBEs the broker has not acknowledged yet
         if username is not None:
             self.client.username_pw_set(username, password)
+        if configure is not None:
+            configure(self.client)
         self.client.connect(host, port)
         self.client.loop_start()
         if not self._connected.wait(10):
@@ -117,9 +122,11 @@ class Collector:
         return result
 
     def publish(self, topic: str, payload: str | bytes, qos: int = 1, retain: bool = False,
-                properties: Properties | None = None) -> None:
+                properties: Properties | None = None, *, wait: bool = True) -> None:
+        """Publish; with ``wait``, until the broker has it (QoS 1: its PUBACK)."""
         info = self.client.publish(topic, payload, qos=qos, retain=retain, properties=properties)
-        info.wait_for_publish(10)
+        if wait:
+            info.wait_for_publish(10)
 
     def close(self) -> None:
         self.client.loop_stop()

@@ -30,10 +30,12 @@ from typing import Any
 
 import pytest
 from websockets.asyncio.client import connect
-from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.asyncio.server import ServerConnection
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
+
+from tests.support.ws_server import LoopServer
 
 _LOG = logging.getLogger("tests.supervisor")
 _LOG.setLevel(logging.INFO)  # no frame dumps: they carry tokens
@@ -57,7 +59,7 @@ class Broker:
 
 
 @dataclass
-class SupervisorStandIn:
+class SupervisorStandIn(LoopServer):
     token: str = SUPERVISOR_TOKEN
     broker: Broker | None = None
     ha_url: str | None = None  # http://127.0.0.1:port of the test's Home Assistant
@@ -66,52 +68,17 @@ class SupervisorStandIn:
     service_calls: list[tuple[str, bool]] = field(default_factory=list)
     ws_auth: list[str] = field(default_factory=list)
     relayed: list[str] = field(default_factory=list)
-    _loop: asyncio.AbstractEventLoop | None = None
-    _thread: threading.Thread | None = None
-    _server: Server | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+    _log = _LOG
 
     def env(self) -> dict[str, str]:
         """What the Supervisor gives an add-on, pointed at this stand-in."""
         return {"SUPERVISOR_TOKEN": self.token, "LINKY2MQTT_SUPERVISOR_URL": self.url}
 
-    # -- lifecycle ---------------------------------------------------------------------
-
-    def start(self) -> SupervisorStandIn:
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._serve(), self._loop).result(10)
-        return self
-
-    def stop(self) -> None:
-        if self._loop is None:
-            return
-        asyncio.run_coroutine_threadsafe(self._close(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        assert self._thread is not None
-        self._thread.join(10)
-        self._loop.close()
-        self._loop = None
-
-    async def _serve(self) -> None:
-        self._server = await serve(self._handle, "127.0.0.1", self.port,
-                                   process_request=self._http, max_size=None,
-                                   logger=_LOG)
-        self.port = next(iter(self._server.sockets)).getsockname()[1]
-
-    async def _close(self) -> None:
-        if self._server is not None:
-            self._server.close(close_connections=True)
-            await self._server.wait_closed()
-
     # -- HTTP: /services/mqtt ------------------------------------------------------------
 
-    def _http(self, connection: ServerConnection, request: Request) -> Response | None:
+    def _process_request(self, connection: ServerConnection,
+                         request: Request) -> Response | None:
         if request.path == "/core/websocket":
             return None  # the websocket handshake goes on
         auth = request.headers.get("Authorization", "")
