@@ -183,7 +183,7 @@ def test_a_request_counts_from_its_answer_so_the_next_window_opens_after_the_ups
     # the answer. 1/s, the first request answered 0.4 s after it was recorded: the second
     # may go 1 s after the answer (1.4 s), not 1 s after the record (1.0 s), whatever the
     # delay between record and arrival was.
-    clock = ManualClock()
+    clock = SteppedClock(T0)
     budget = Budget({"x": [Window(1, 1)]}, MemoryLedger(), clock, max_wait=5)
     t0 = clock.t
     sent = budget.acquire(["x"])
@@ -199,7 +199,7 @@ def test_a_request_counts_from_its_answer_so_the_next_window_opens_after_the_ups
 def test_settling_keeps_the_window_ordered_among_concurrent_requests() -> None:
     # two requests in flight at 2/s: the first answered after the second; the third
     # waits for the earlier of the two answers, a window later
-    clock = ManualClock()
+    clock = SteppedClock(T0)
     budget = Budget({"x": [Window(1, 2)]}, MemoryLedger(), clock, max_wait=5)
     t0 = clock.t
     first = budget.acquire(["x"])

@@ -598,7 +598,7 @@ def test_requests_reach_the_upstream_a_whole_window_apart_whatever_the_delay_bef
     # The Conso API allows 1 request a second, counted when a request arrives. The first
     # request arrives 0.3 s after the budget recorded it (a stalled thread, a slow link),
     # the next ones at once: each must still arrive a second or more after the previous.
-    clock = ManualClock(NOW)
+    clock = SteppedClock(NOW)
     delays = [0.3, 0.0, 0.2, 0.0]
     arrivals: list[float] = []
     fake = Fake()

@@ -182,7 +182,7 @@ def test_current_price_follows_the_tempo_day_and_its_hours(
     assert all(r for t, _, r in link.sent if t == topic)  # retained
 
 
-class WaitingClock(SetClock):
+class WaitingClock(HeldClock):
     """A set clock whose waits really wait (for a worker in its own thread)."""
 
     def wait(self, event: threading.Event, seconds: float) -> bool:
@@ -190,7 +190,7 @@ class WaitingClock(SetClock):
 
 
 def test_the_current_price_follows_a_colour_as_soon_as_it_is_known(
-        setup: tuple[SetClock, TempoStandIn, TempoWorker, Link, Store]) -> None:
+        setup: tuple[HeldClock, TempoStandIn, TempoWorker, Link, Store]) -> None:
     """The price worker checks every minute; a colour becoming known wakes it at once (a
     new bridge would otherwise say "unknown" for up to a minute after its first fetch)."""
     clock, stand_in, worker, link, _ = setup
