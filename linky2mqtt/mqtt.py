@@ -230,7 +230,10 @@ class MqttLink:
         self._refused_reason: str | None = None  # ... and the last one's reason
         self._started = False
         self._stopped = False
-        self._tasks: queue.Queue[object] = queue.Queue()
+        # C-level queue (no Python Condition per put/get: a PUBACK lot costs the network
+        # thread one cheap put); as bounded as before: a task per lot of acks, per inbox
+        # message (bounded) and per connect
+        self._tasks: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._worker = threading.Thread(
             target=self._work, name=f"mqtt-callbacks-{client_id}", daemon=True
         )

@@ -64,7 +64,7 @@ class Publisher:
         # ACK_LOT, or as soon as nothing more is awaited (a backfill's acks cost one
         # transaction per lot, not one per PUBACK); a day written pending again in the
         # meantime is taken out of the lot (_keep_pending)
-        self._forget: list[tuple[str, str, bytes]] = []
+        self._forget: dict[tuple[str, str], list[bytes]] = {}
         link.after_acks = self._forget_acked
 
     # ---- low level -------------------------------------------------------------------
@@ -100,21 +100,22 @@ class Publisher:
             forget = self._forget
             for topic, key, body, mark in entries:
                 if mark is None:
-                    forget.append((topic, key, body))
+                    forget.setdefault((topic, key), []).append(body)
                 elif self._marks.get((topic, key)) == mark:  # not marked again since
-                    forget.append((topic, key, TO_PUBLISH))
+                    forget.setdefault((topic, key), []).append(TO_PUBLISH)
                     del self._marks[(topic, key)]
             if forget and (now or len(forget) >= ACK_LOT or not self.link.awaiting_acks()):
-                self._forget = []
-                self.store.ack_batches(forget)
+                self._forget = {}
+                self.store.ack_batches((topic, key, body) for (topic, key), bodies
+                                       in forget.items() for body in bodies)
 
     def _keep_pending(self, topic: str, keys: Iterable[str]) -> None:
         """Days of ``topic`` about to be written pending again: an acknowledgement of an
         earlier batch of theirs not yet written must not forget the new row (the caller
         holds ``_acked_lock``)."""
         if self._forget:
-            again = set(keys)
-            self._forget = [e for e in self._forget if e[0] != topic or e[1] not in again]
+            for key in keys:
+                self._forget.pop((topic, key), None)
 
     def _send(self, topic: str, body: bytes, *, retain: bool,
               on_ack: Callable[[], None] | None = None) -> None:

@@ -33,7 +33,16 @@ from itertools import repeat
 from typing import Any
 
 from linky2mqtt.enedis.contract import Contract, parse_contract
-from linky2mqtt.model import HourlyDay, HourTotals, Kind, Step, day_bounds, kwh, local_iso
+from linky2mqtt.model import (
+    HourlyDay,
+    HourTotals,
+    Kind,
+    Step,
+    day_bounds,
+    half_wh,
+    kwh,
+    local_iso,
+)
 
 __all__ = [
     "OFFLINE",
@@ -276,9 +285,12 @@ def hour_body(pdl: str, hourly: HourTotals) -> bytes:
     built at the broker's pace). A day of one UTC offset fills a cached template of its
     hours (one ``%`` for all the values); tests/test_topics.py compares the result with
     the payload for every day of 2025-2026."""
-    # kwh() of each hour, with map (the same divisions and roundings)
-    values = tuple(map(round, map(operator.truediv, map(_WH, hourly.hours), repeat(1000.0)),
-                       repeat(6)))
+    day = hourly.day.isoformat()
+    whs = list(map(_WH, hourly.hours))
+    kwhs = map(operator.truediv, whs, repeat(1000.0))
+    # kwh() of each hour, with map; whole or half Wh (PT30M points are W / 2) have at
+    # most 4 decimals in kWh, so that the rounding to 6 changes nothing: skipped
+    values = tuple(kwhs if half_wh(whs) else map(round, kwhs, repeat(6)))
     offset = _one_offset(hourly)
     if offset is not None and math.isfinite(sum(values)):  # NaN, infinities: as dumps()
         numbers = tuple(map(_NUMBER, hourly.hours))
@@ -287,7 +299,7 @@ def hour_body(pdl: str, hourly: HourTotals) -> bytes:
             if len(_TEMPLATES) >= _TEMPLATES_KEPT:
                 _TEMPLATES.clear()
             template = _TEMPLATES[offset, numbers] = _points_template(offset, numbers)
-        points = (template % values).replace("\0", hourly.day.isoformat()).replace(
+        points = (template % values).replace("\0", day).replace(
             "\1", (hourly.day + timedelta(days=1)).isoformat())
     else:
         texts = _boundaries(hourly.day, hourly.lo, hourly.count)
@@ -295,7 +307,7 @@ def hour_body(pdl: str, hourly: HourTotals) -> bytes:
             f'{{"start":"{texts[i]}","end":"{texts[i + 1]}","value":{_number(value)}}}'
             for (i, _, _), value in zip(hourly.hours, values, strict=True)])
     complete = "true" if hourly.complete else "false"
-    return (f'{{"pdl":{_ENCODER.encode(pdl)},"date":"{hourly.day.isoformat()}",'
+    return (f'{{"pdl":{_ENCODER.encode(pdl)},"date":"{day}",'
             f'"interval":"PT1H","unit":"kWh","complete":{complete},"points":[{points}]}}'
             ).encode()
 

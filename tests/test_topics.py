@@ -355,6 +355,18 @@ def test_hour_body_is_the_payload_byte_for_byte_every_day_of_2025_and_2026() -> 
         day += timedelta(days=1)
         n += 1
     assert seen == {23, 24, 25} and n == 730
+    # whole and half Wh (PT30M points are W / 2): written without rounding, same bytes
+    halves = [0.0, -0.0, 0.5, 1.0, 2.5, 1e6 + 0.5, 2.0**40 - 0.5, 2.0**40, -(2.0**39) + 0.5]
+    day, n = date(2025, 1, 1), 0
+    while day <= date(2026, 12, 31):
+        lo, hi = (int(t.timestamp()) for t in day_bounds(day))
+        count = (hi - lo) // 3600
+        hours = [(i, halves[(n + i) % len(halves)] if n % 4 == 0 else 150.5 * i + n,
+                  True) for i in range(count)]
+        totals = HourTotals(day=day, lo=lo, count=count, hours=hours, complete=True)
+        assert topics.hour_body(PDL, totals) == _reference_hour_body(PDL, totals), day
+        day += timedelta(days=1)
+        n += 1
     # a delivery point identifier is written as JSON, whatever it holds
     totals = HourTotals(day=date(2026, 10, 25), lo=int(day_bounds(date(2026, 10, 25))[0]
                         .timestamp()), count=25, hours=[(3, 1.0, True)], complete=False)
