@@ -196,8 +196,9 @@ class Publisher:
                      changed: Iterable[date], readings: Iterable[Reading] | None = None
                      ) -> None:
         """After the commit: publish the days that changed, drop the other marks.
-        ``readings``: what was just stored (the batches are built from them when they are
-        all the store holds of those days, see :meth:`curve_changed`)."""
+        ``readings``: what was just stored of this meter's series (the batches are built
+        from them when they are all the store holds of those days, see
+        :meth:`curve_changed`)."""
         changed = set(changed)
         self.curve_changed(pdl, kind, changed, marked=True, readings=readings)
         self.split_changed(pdl, kind, changed)

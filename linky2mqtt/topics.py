@@ -315,7 +315,7 @@ def hour_body(pdl: str, hourly: HourTotals) -> bytes:
 # hour_body's templates by (UTC offset in seconds, hour numbers present): a few offsets,
 # and complete days share one; bounded all the same (partial days vary)
 _TEMPLATES: dict[tuple[int, tuple[int, ...]], str] = {}
-_TEMPLATES_KEPT = 256
+_TEMPLATES_KEPT = 64
 _NUMBER, _WH = operator.itemgetter(0), operator.itemgetter(1)
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 
