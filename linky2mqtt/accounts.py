@@ -45,7 +45,7 @@ from linky2mqtt.enedis import (
     scopes_for,
     subscribed_kva,
 )
-from linky2mqtt.model import PARIS, Kind, Series, Step
+from linky2mqtt.model import PARIS, Kind, Reading, Series, Step
 from linky2mqtt.poller import MeterPoller, PollOutcome, meter_series
 from linky2mqtt.progress import BackfillProgress, SeriesCount, budget_text, hint
 from linky2mqtt.publisher import Publisher
@@ -232,7 +232,7 @@ class AccountRunner:
 
     def _publish_committed(  # noqa: PLR0917 - the shape of MeterPoller.after_commit
             self, pdl: str, kind: Kind, series: Series, fetched: set[date],
-            changed: set[date], now: datetime) -> None:
+            changed: set[date], now: datetime, readings: list[Reading]) -> None:
         """Readings of one window were committed: publish what follows, at once."""
         self.progress.stored(f"{kind.value}/{'hour' if series == 'curve' else 'day'}",
                              series, fetched)
@@ -240,7 +240,7 @@ class AccountRunner:
             if changed:
                 self.publisher.daily_changed(pdl, kind, changed, now)
         else:
-            self.publisher.curve_stored(pdl, kind, fetched, changed)
+            self.publisher.curve_stored(pdl, kind, fetched, changed, readings)
             if changed:
                 self.parts.curve_changed(pdl, kind, min(changed))
 

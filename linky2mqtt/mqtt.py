@@ -116,15 +116,24 @@ _paho_logger = logging.getLogger(f"{__name__}.paho")
 _PAHO_LINE = 300
 
 
-def _paho_log(_client: mqtt.Client, _userdata: Any, level: int, buf: str) -> None:
-    # paho's lines quote topics, which clients choose: escaped, and cut when long
-    if len(buf) > _PAHO_LINE:
-        buf = f"{buf[:_PAHO_LINE]}... ({len(buf)} characters)"
-    buf = json.dumps(buf)[1:-1]
-    if level == mqtt.MQTT_LOG_ERR and buf.startswith("Caught exception"):
-        _paho_logger.error("%s", buf)
-    else:
-        _paho_logger.debug("%s", buf)
+class _PahoLog(logging.Logger):
+    """paho's own log (``enable_logger``): DEBUG, except exceptions caught in callbacks
+    (ERROR). A line is written only when its level is enabled (paho's ``on_log`` would
+    format every packet's line, a backfill's batches and PUBACKs included); paho's lines
+    quote topics, which clients choose: escaped, and cut when long."""
+
+    def __init__(self) -> None:
+        super().__init__(_paho_logger.name)
+
+    def log(self, level: int, msg: object, *args: object, **_kwargs: Any) -> None:
+        caught = level >= logging.ERROR and str(msg).startswith("Caught exception")
+        level = logging.ERROR if caught else logging.DEBUG
+        if not _paho_logger.isEnabledFor(level):
+            return
+        buf = str(msg) % args if args else str(msg)
+        if len(buf) > _PAHO_LINE:
+            buf = f"{buf[:_PAHO_LINE]}... ({len(buf)} characters)"
+        _paho_logger.log(level, "%s", json.dumps(buf)[1:-1])
 
 
 class MqttLink:
@@ -190,7 +199,7 @@ class MqttLink:
         # paho's own log goes to DEBUG (it reports every failed reconnect as an ERROR; our
         # own lines say it better), except exceptions caught in our callbacks (bugs).
         self._client.suppress_exceptions = True  # never let a callback kill the network loop
-        self._client.on_log = _paho_log
+        self._client.enable_logger(_PahoLog())
         if username is not None:
             self._client.username_pw_set(username, password)
         if use_tls:
@@ -221,7 +230,10 @@ class MqttLink:
         self._refused_reason: str | None = None  # ... and the last one's reason
         self._started = False
         self._stopped = False
-        self._tasks: queue.Queue[object] = queue.Queue()
+        # C-level queue (no Python Condition per put/get: a PUBACK lot costs the network
+        # thread one cheap put); as bounded as before: a task per lot of acks, per inbox
+        # message (bounded) and per connect
+        self._tasks: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._worker = threading.Thread(
             target=self._work, name=f"mqtt-callbacks-{client_id}", daemon=True
         )
@@ -321,6 +333,11 @@ class MqttLink:
             if on_ack is not None:
                 self._acks[info.mid] = on_ack
         return True
+
+    def awaiting_acks(self) -> int:
+        """Messages published with an ``on_ack`` whose acknowledgement is not handled yet."""
+        with self._lock:
+            return len(self._acks)
 
     def subscribe(self, topic: str, qos: int = 1) -> None:
         """Subscribe now if connected, and again after every reconnect."""

@@ -133,11 +133,11 @@ class MeterPoller:
         self._held_yesterday: dict[tuple[Kind, Series], bool] = {}
         # Hooks set by the account thread: ``before_commit(kind, series, days)`` runs before
         # fetched readings are committed (to record that they are to be published,
-        # crash-safe); ``after_commit(kind, series, days_fetched, days_changed, now)``
-        # right after (to publish them).
+        # crash-safe); ``after_commit(kind, series, days_fetched, days_changed, now,
+        # readings)`` right after (to publish them; ``readings``: what was stored).
         self.before_commit: Callable[[Kind, Series, set[date]], None] | None = None
-        self.after_commit: Callable[[Kind, Series, set[date], set[date], datetime],
-                                    None] | None = None
+        self.after_commit: Callable[[Kind, Series, set[date], set[date], datetime,
+                                     list[Reading]], None] | None = None
         # The contract's subscribed power (kVA), None when unknown: bounds what is
         # plausible (:mod:`linky2mqtt.plausible`). Set by the account thread.
         self.subscribed_kva: Callable[[], float | None] = lambda: None
@@ -304,7 +304,7 @@ class MeterPoller:
         if self.after_commit is not None and fetched_days:
             # published window by window, not at the end of a long backfill
             self.after_commit(s.kind, s.series, fetched_days, {r.local_date for r in changed},
-                              now)
+                              now, readings)
         # A day of the window that is still not complete counts as a gap attempt.
         if s.series == "daily":
             held = self.store.days_with_daily(self.pdl, s.kind, start, end)

@@ -21,7 +21,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from linky2mqtt import homeassistant, topics
-from linky2mqtt.model import Kind
+from linky2mqtt.model import HourTotals, Kind, Reading, day_bounds, readings_hour_totals
 from linky2mqtt.mqtt import MqttLink
 from linky2mqtt.pricing import Pricing, split_fields
 from linky2mqtt.store import Store
@@ -30,6 +30,10 @@ log = logging.getLogger(__name__)
 
 # Payload of a pending-batch mark: "this day's batch is to be built and published".
 TO_PUBLISH = b""
+# Acknowledged batches forgotten in the store in one transaction once this many wait
+# (or as soon as no acknowledgement is awaited): at most this many are sent again after
+# a crash (duplicates, never losses).
+ACK_LOT = 256
 
 
 class Publisher:
@@ -56,6 +60,11 @@ class Publisher:
         self._acked: list[tuple[str, str, bytes, int | None]] = []
         self._acked_lock = threading.Lock()
         self._marks: dict[tuple[str, str], int] = {}
+        # acknowledged batches not yet forgotten in the store: written in lots of
+        # ACK_LOT, or as soon as nothing more is awaited (a backfill's acks cost one
+        # transaction per lot, not one per PUBACK); a day written pending again in the
+        # meantime is taken out of the lot (_keep_pending)
+        self._forget: dict[tuple[str, str], list[bytes]] = {}
         link.after_acks = self._forget_acked
 
     # ---- low level -------------------------------------------------------------------
@@ -69,7 +78,9 @@ class Publisher:
     def batch(self, topic: str, payload: dict[str, Any], key: str) -> None:
         """Publish an hourly batch; it stays pending in the store until acknowledged."""
         body = topics.dumps(payload)
-        self.store.add_pending_batch(topic, key, body)
+        with self._acked_lock:
+            self._keep_pending(topic, [key])
+            self.store.add_pending_batch(topic, key, body)
         self._send(topic, body, retain=False, on_ack=self._acker(topic, key, body))
 
     def _acker(self, topic: str, key: str, body: bytes,
@@ -81,17 +92,30 @@ class Publisher:
                 self._acked.append((topic, key, body, mark))
         return acked
 
-    def _forget_acked(self) -> None:
+    def _forget_acked(self, *, now: bool = False) -> None:
+        """After a lot of PUBACKs (the link's worker): what they acknowledged is forgotten
+        in the store, in lots (:data:`ACK_LOT`, or when no ack is awaited, or ``now``)."""
         with self._acked_lock:
             entries, self._acked = self._acked, []
-            forget: list[tuple[str, str, bytes]] = []
+            forget = self._forget
             for topic, key, body, mark in entries:
                 if mark is None:
-                    forget.append((topic, key, body))
+                    forget.setdefault((topic, key), []).append(body)
                 elif self._marks.get((topic, key)) == mark:  # not marked again since
-                    forget.append((topic, key, TO_PUBLISH))
+                    forget.setdefault((topic, key), []).append(TO_PUBLISH)
                     del self._marks[(topic, key)]
-            self.store.ack_batches(forget)
+            if forget and (now or len(forget) >= ACK_LOT or not self.link.awaiting_acks()):
+                self._forget = {}
+                self.store.ack_batches((topic, key, body) for (topic, key), bodies
+                                       in forget.items() for body in bodies)
+
+    def _keep_pending(self, topic: str, keys: Iterable[str]) -> None:
+        """Days of ``topic`` about to be written pending again: an acknowledgement of an
+        earlier batch of theirs not yet written must not forget the new row (the caller
+        holds ``_acked_lock``)."""
+        if self._forget:
+            for key in keys:
+                self._forget.pop((topic, key), None)
 
     def _send(self, topic: str, body: bytes, *, retain: bool,
               on_ack: Callable[[], None] | None = None) -> None:
@@ -101,6 +125,7 @@ class Publisher:
 
     def republish_all(self) -> None:
         """After a (re)connect: every retained topic, then every unacknowledged batch."""
+        self._forget_acked(now=True)  # what was acknowledged is not sent again
         retained = self.store.all_retained()
         for topic, body in retained:
             self._send(topic, body, retain=True)
@@ -164,13 +189,18 @@ class Publisher:
         with self._acked_lock:
             for key in keys:
                 self._marks[(topic, key)] = self._marks.get((topic, key), 0) + 1
+            self._keep_pending(topic, keys)
             self.store.add_pending_batches((topic, key, TO_PUBLISH) for key in keys)
 
     def curve_stored(self, pdl: str, kind: Kind, fetched: Iterable[date],
-                     changed: Iterable[date]) -> None:
-        """After the commit: publish the days that changed, drop the other marks."""
+                     changed: Iterable[date], readings: Iterable[Reading] | None = None
+                     ) -> None:
+        """After the commit: publish the days that changed, drop the other marks.
+        ``readings``: what was just stored of this meter's series (the batches are built
+        from them when they are all the store holds of those days, see
+        :meth:`curve_changed`)."""
         changed = set(changed)
-        self.curve_changed(pdl, kind, changed, marked=True)
+        self.curve_changed(pdl, kind, changed, marked=True, readings=readings)
         self.split_changed(pdl, kind, changed)
         topic = topics.meter_topic(self.base, pdl, kind, "hour")
         unchanged = [day.isoformat() for day in sorted(set(fetched) - changed)]
@@ -210,28 +240,34 @@ class Publisher:
             self.retained(month_topic, month)
 
     def curve_changed(self, pdl: str, kind: Kind, days: Iterable[date], *,
-                      marked: bool = False) -> None:
+                      marked: bool = False, readings: Iterable[Reading] | None = None
+                      ) -> None:
         """Curve points of ``days`` were stored: one hourly batch per day, oldest first.
 
-        The days (a backfill window: up to 7 contiguous days) are read back in one query
-        and their batches kept pending in one transaction before the first is sent, so
-        a backfill's batches go out at the broker's pace rather than the disk's. Days
-        ``marked`` by :meth:`mark_curve` are pending already: their mark stays until
-        the broker acknowledges the batch (after a crash the batch is built again)."""
+        The days (a backfill window: up to 7 contiguous days) are added up from
+        ``readings``, the window just stored, when the store holds nothing else of those
+        days (:meth:`_hour_totals`), else read back in one query; their batches are kept
+        pending in one transaction before the first is sent, so a backfill's batches go
+        out at the broker's pace rather than the disk's. Days ``marked`` by
+        :meth:`mark_curve` are pending already: their mark stays until the broker
+        acknowledges the batch (after a crash the batch is built again)."""
         topic = topics.meter_topic(self.base, pdl, kind, "hour")
         days = set(days)
         entries: list[tuple[str, str, bytes]] = []
-        for day, hourly in sorted(self.store.hour_totals(pdl, kind, days).items()):
+        for day, hourly in sorted(self._hour_totals(pdl, kind, days, readings).items()):
             if not hourly.hours:
                 continue
-            payload = topics.hour_payload(pdl, hourly)
             labels = self.pricing.hour_labels(pdl, kind, day) if self.pricing else None
             if labels:
+                payload = topics.hour_payload(pdl, hourly)
                 for point, (number, _, _) in zip(payload["points"], hourly.hours,
                                                  strict=True):
                     start = datetime.fromtimestamp(hourly.lo + 3600 * number, UTC)
                     point.update(labels.get(start, {}))
-            entries.append((topic, day.isoformat(), topics.dumps(payload)))
+                body = topics.dumps(payload)
+            else:
+                body = topics.hour_body(pdl, hourly)  # the same bytes, without the dicts
+            entries.append((topic, day.isoformat(), body))
         marks: list[int | None] = [None] * len(entries)
         if marked:
             with self._acked_lock:
@@ -241,11 +277,26 @@ class Publisher:
                     if day.isoformat() not in sent:
                         self._marks.pop((topic, day.isoformat()), None)
         # a day not marked (or marked=False) is kept pending with its body
-        self.store.add_pending_batches(e for e, m in zip(entries, marks, strict=True)
-                                       if m is None)
+        unmarked = [e for e, m in zip(entries, marks, strict=True) if m is None]
+        if unmarked:
+            with self._acked_lock:
+                self._keep_pending(topic, [key for _, key, _ in unmarked])
+                self.store.add_pending_batches(unmarked)
         for (_, key, body), mark in zip(entries, marks, strict=True):
             self._send(topic, body, retain=False,
                        on_ack=self._acker(topic, key, body, mark))
+
+    def _hour_totals(self, pdl: str, kind: Kind, days: set[date],
+                     readings: Iterable[Reading] | None) -> dict[date, HourTotals]:
+        """The clock hours of ``days``: from ``readings`` (just stored) when the store
+        holds exactly their rows over those days (counted, none read back: it holds them
+        all, so the same count means nothing else), else from the store."""
+        if readings is not None and days:
+            totals, held = readings_hour_totals(readings, kind, days)
+            start, end = day_bounds(min(days))[0], day_bounds(max(days))[1]
+            if held and self.store.curve_row_count(pdl, kind, start, end) == held:
+                return totals
+        return self.store.hour_totals(pdl, kind, days)
 
     def _day_split(self, pdl: str, kind: Kind, payload: dict[str, Any], day: date,
                    wh: float) -> dict[str, Any]:

@@ -57,6 +57,7 @@ from linky2mqtt.model import (
     Series,
     day_bounds,
     resolution_minutes,
+    totals_of_rows,
 )
 
 __all__ = ["LEDGER_KEEP_SECONDS", "MIGRATIONS", "SCHEMA_VERSION", "Store", "StoreError"]
@@ -189,31 +190,10 @@ _SELECT_CURVE = (
 _SELECT_CURVE_POINTS = _SELECT_CURVE.replace(
     "SELECT pdl, kind, resolution, start_utc, value, quality, peak_at FROM readings",
     "SELECT resolution, start_utc, value FROM readings")
+_COUNT_CURVE = _SELECT_CURVE.replace(
+    "SELECT pdl, kind, resolution, start_utc, value, quality, peak_at FROM readings",
+    "SELECT COUNT(*) FROM readings").replace(" ORDER BY start_utc, resolution", "")
 _CURVE_SECONDS: dict[str, int] = {}
-
-
-def _hour_totals(rows: list[tuple[str, int, float]], day: date, lo: int, hi: int) -> HourTotals:
-    """:func:`aggregate_hours` of one day's curve rows (resolution, start, value), ordered
-    by start: an interval counts in the hour holding its start, a start counts once."""
-    count = (hi - lo) // 3600
-    wh = [0.0] * count
-    covered = [0] * count
-    seen = [False] * count
-    previous = None
-    for resolution, start, value in rows:
-        if start == previous:
-            continue
-        previous = start
-        seconds = _CURVE_SECONDS.get(resolution)
-        if seconds is None:
-            seconds = _CURVE_SECONDS[resolution] = 60 * resolution_minutes(resolution)
-        i = (start - lo) // 3600
-        seen[i] = True
-        wh[i] += value
-        covered[i] += seconds
-    hours = [(i, round(wh[i], 6), covered[i] >= 3600) for i in range(count) if seen[i]]
-    complete = len(hours) == count and all(full for _, _, full in hours)
-    return HourTotals(day=day, lo=lo, count=count, hours=hours, complete=complete)
 
 
 class StoreError(Linky2MqttError):
@@ -602,8 +582,15 @@ class Store:
             starts = [r[1] for r in rows]
             for d, lo, hi in bounds:
                 part = rows[bisect.bisect_left(starts, lo):bisect.bisect_left(starts, hi)]
-                out[d] = _hour_totals(part, d, lo, hi)
+                out[d] = totals_of_rows(part, d, lo, hi)
         return out
+
+    def curve_row_count(self, pdl: str, kind: Kind, start: datetime, end: datetime) -> int:
+        """How many load-curve rows (every resolution) start in ``[start, end)``: counted
+        by SQLite, none read (the publisher checks that a window's fetched readings are
+        all the store holds of those days before building their batches from them)."""
+        args = (pdl, str(kind), _epoch(start), _epoch(end), DAILY)
+        return self._read(lambda c: int(c.execute(_COUNT_CURVE, args).fetchone()[0]))
 
     def _curve_points(self, pdl: str, kind: Kind, lo: int, hi: int) -> list[tuple[str, int, float]]:
         """(resolution, start epoch, value) of the curve rows starting in [lo, hi)."""

@@ -24,13 +24,25 @@ from __future__ import annotations
 
 import calendar
 import json
+import math
+import operator
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
+from itertools import repeat
 from typing import Any
 
 from linky2mqtt.enedis.contract import Contract, parse_contract
-from linky2mqtt.model import HourlyDay, HourTotals, Kind, Step, day_bounds, kwh, local_iso
+from linky2mqtt.model import (
+    HourlyDay,
+    HourTotals,
+    Kind,
+    Step,
+    day_bounds,
+    half_wh,
+    kwh,
+    local_iso,
+)
 
 __all__ = [
     "OFFLINE",
@@ -44,6 +56,7 @@ __all__ = [
     "contract_topic",
     "day_payload",
     "dumps",
+    "hour_body",
     "hour_payload",
     "info_topic",
     "max_power_payload",
@@ -264,6 +277,71 @@ def hour_payload(pdl: str, hourly: HourlyDay | HourTotals) -> dict[str, Any]:
         "complete": hourly.complete,
         "points": points,
     }
+
+
+def hour_body(pdl: str, hourly: HourTotals) -> bytes:
+    """``dumps(hour_payload(pdl, hourly))``, byte for byte, written straight from the
+    totals: no point dicts, no datetimes, no JSON encoder walk (a backfill's batches are
+    built at the broker's pace). A day of one UTC offset fills a cached template of its
+    hours (one ``%`` for all the values); tests/test_topics.py compares the result with
+    the payload for every day of 2025-2026."""
+    day = hourly.day.isoformat()
+    whs = list(map(_WH, hourly.hours))
+    kwhs = map(operator.truediv, whs, repeat(1000.0))
+    # kwh() of each hour, with map; whole or half Wh (PT30M points are W / 2) have at
+    # most 4 decimals in kWh, so that the rounding to 6 changes nothing: skipped
+    values = tuple(kwhs if half_wh(whs) else map(round, kwhs, repeat(6)))
+    offset = _one_offset(hourly)
+    if offset is not None and math.isfinite(sum(values)):  # NaN, infinities: as dumps()
+        numbers = tuple(map(_NUMBER, hourly.hours))
+        template = _TEMPLATES.get((offset, numbers))
+        if template is None:
+            if len(_TEMPLATES) >= _TEMPLATES_KEPT:
+                _TEMPLATES.clear()
+            template = _TEMPLATES[offset, numbers] = _points_template(offset, numbers)
+        points = (template % values).replace("\0", day).replace(
+            "\1", (hourly.day + timedelta(days=1)).isoformat())
+    else:
+        texts = _boundaries(hourly.day, hourly.lo, hourly.count)
+        points = ",".join([
+            f'{{"start":"{texts[i]}","end":"{texts[i + 1]}","value":{_number(value)}}}'
+            for (i, _, _), value in zip(hourly.hours, values, strict=True)])
+    complete = "true" if hourly.complete else "false"
+    return (f'{{"pdl":{_ENCODER.encode(pdl)},"date":"{day}",'
+            f'"interval":"PT1H","unit":"kWh","complete":{complete},"points":[{points}]}}'
+            ).encode()
+
+
+# hour_body's templates by (UTC offset in seconds, hour numbers present): a few offsets,
+# and complete days share one; bounded all the same (partial days vary)
+_TEMPLATES: dict[tuple[int, tuple[int, ...]], str] = {}
+_TEMPLATES_KEPT = 64
+_NUMBER, _WH = operator.itemgetter(0), operator.itemgetter(1)
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+
+
+def _one_offset(hourly: HourTotals) -> int | None:
+    """The UTC offset (seconds) of a 24-hour day starting and ending at that same offset,
+    from its epoch bounds; None for any other day (DST changes)."""
+    if hourly.count != 24:
+        return None
+    offset = (hourly.day.toordinal() - _EPOCH_ORDINAL) * 86400 - hourly.lo
+    return offset if offset % 60 == 0 and abs(offset) < 86400 else None
+
+
+def _points_template(offset: int, numbers: tuple[int, ...]) -> str:
+    """The points of a one-offset day as a ``%`` template: ``\\0`` the day's date, ``\\1``
+    the next day's, ``%r`` each value."""
+    sign = "-" if offset < 0 else "+"
+    zone = f"{sign}{abs(offset) // 3600:02d}:{abs(offset) % 3600 // 60:02d}"
+    texts = [f"\0T{i:02d}:00:00{zone}" for i in range(24)] + [f"\1T00:00:00{zone}"]
+    return ",".join(f'{{"start":"{texts[i]}","end":"{texts[i + 1]}","value":%r}}'
+                    for i in numbers)
+
+
+def _number(value: float) -> str:
+    """A float as :func:`dumps` writes it (``repr``; NaN and infinities its way)."""
+    return repr(value) if math.isfinite(value) else _ENCODER.encode(value)
 
 
 def _boundaries(day: date, lo: int, count: int) -> list[str]:

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from linky2mqtt import topics
 from linky2mqtt.model import DAILY, Kind, Reading, day_bounds
 from linky2mqtt.mqtt import MqttLink
-from linky2mqtt.publisher import Publisher
+from linky2mqtt.publisher import ACK_LOT, Publisher
 from linky2mqtt.store import Store
 from tests.support.bridge import wait_until
 from tests.support.broker import Mosquitto
@@ -155,3 +156,67 @@ def test_a_marked_day_stays_pending_until_its_batch_is_acknowledged_and_a_newer_
     wait_until(lambda: not store.pending_batch_entries(), 10, "the mark forgotten on PUBACK",
                period=0.01)
     assert pub._marks == {}
+
+
+def test_a_batch_built_from_fetched_readings_is_what_the_store_holds(
+        rig: tuple[Publisher, Store, Collector]) -> None:
+    """The live path builds a window's batches from the readings just stored; when the
+    store holds more of those days (a point the provider no longer returns), the batch
+    is the store's, read back: 24 hours complete, not the 23 just fetched."""
+    pub, store, col = rig
+    topic = f"{BASE}/{PDL}/consumption/hour"
+    fresh, held = date(2026, 11, 24), date(2026, 11, 25)
+    store.save_readings(curve(held))  # an earlier fetch held the whole day
+    fetched = curve(fresh) + curve(held, skip={10, 11})
+    pub.mark_curve(PDL, Kind.CONSUMPTION, [fresh, held])
+    store.save_readings(fetched)
+    pub.curve_stored(PDL, Kind.CONSUMPTION, [fresh, held], [fresh, held], fetched)
+    batches: list[Message] = col.wait_for(
+        lambda ms: [m for m in ms if m.topic == topic][:2] if len(
+            [m for m in ms if m.topic == topic]) >= 2 else None, what="two batches")
+    got = {str(_json(m)["date"]): m for m in batches}
+    for day in (fresh, held):
+        expected = topics.dumps(topics.hour_payload(
+            PDL, store.hour_totals(PDL, Kind.CONSUMPTION, [day])[day]))
+        assert got[day.isoformat()].payload == expected
+    assert _json(got[held.isoformat()])["complete"] is True
+    # the window alone (nothing else held): built from the readings, the same bytes
+    alone = date(2026, 11, 10)
+    pub.mark_curve(PDL, Kind.CONSUMPTION, [alone])
+    store.save_readings(curve(alone))
+    pub.curve_stored(PDL, Kind.CONSUMPTION, [alone], [alone], curve(alone))
+    batch = col.wait_topic(topic, where=lambda m: _json(m)["date"] == alone.isoformat())
+    assert batch.payload == topics.dumps(topics.hour_payload(
+        PDL, store.hour_totals(PDL, Kind.CONSUMPTION, [alone])[alone]))
+    wait_until(lambda: not store.pending_batch_entries(), 10, "every batch acknowledged",
+               period=0.01)
+
+
+def test_acks_are_forgotten_in_lots_and_a_day_marked_again_meanwhile_stays_pending(
+        rig: tuple[Publisher, Store, Collector], monkeypatch: pytest.MonkeyPatch) -> None:
+    pub, store, _ = rig
+    topic = f"{BASE}/{PDL}/consumption/hour"
+    days = [date(2026, 11, 1) + timedelta(days=i) for i in range(3)]
+    pub.mark_curve(PDL, Kind.CONSUMPTION, days)
+    # other acks still awaited: the acknowledged marks are not written yet
+    monkeypatch.setattr(pub.link, "awaiting_acks", lambda: 1)
+    for day in days:
+        pub._acker(topic, day.isoformat(), b"", 1)()
+    pub._forget_acked()
+    assert len(store.pending_batch_entries()) == 3
+    # one day is marked again before the lot is written: its new mark stays
+    pub.mark_curve(PDL, Kind.CONSUMPTION, [days[1]])
+    monkeypatch.setattr(pub.link, "awaiting_acks", lambda: 0)
+    pub._forget_acked()  # nothing awaited any more: the lot is written
+    assert store.pending_batch_entries() == [(topic, days[1].isoformat(), b"")]
+    # a full lot is written even while acks are awaited
+    monkeypatch.setattr(pub.link, "awaiting_acks", lambda: 1)
+    many = [date(2025, 1, 1) + timedelta(days=i) for i in range(ACK_LOT)]
+    pub.mark_curve(PDL, Kind.CONSUMPTION, many)
+    for day in many[:-1]:
+        pub._acker(topic, day.isoformat(), b"", 1)()
+    pub._forget_acked()
+    assert len(store.pending_batch_entries()) == ACK_LOT + 1
+    pub._acker(topic, many[-1].isoformat(), b"", 1)()
+    pub._forget_acked()
+    assert store.pending_batch_entries() == [(topic, days[1].isoformat(), b"")]

@@ -1,4 +1,5 @@
-"""Store.hourly_days: a window of days' clock hours from one read of the load curve.
+"""Store.hourly_days: a window of days' clock hours from one read of the load curve; and
+model.readings_hour_totals: the same hours from the readings just fetched.
 
 The publisher's live path builds a backfill window's hourly batches from one query
 (:meth:`Store.hourly_days`); each day must come out exactly as the per-day aggregation of
@@ -12,7 +13,14 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-from linky2mqtt.model import DAILY, Kind, Reading, aggregate_hours, day_bounds
+from linky2mqtt.model import (
+    DAILY,
+    Kind,
+    Reading,
+    aggregate_hours,
+    day_bounds,
+    readings_hour_totals,
+)
 from linky2mqtt.store import Store
 
 PDL = "12345678901234"
@@ -77,3 +85,51 @@ def test_a_plain_day_sums_its_half_hours(tmp_path: Path) -> None:
     assert hourly.complete
     assert [h.wh for h in hourly.hours] == [values[2 * i] + values[2 * i + 1] for i in range(24)]
     assert hourly.hours[0].start == start and hourly.hours[-1].end == start + timedelta(hours=24)
+
+
+def _window(first: date, days: int, minutes: int, base: float) -> list[Reading]:
+    out: list[Reading] = []
+    for n in range(days):
+        out += _curve(first + timedelta(days=n), minutes, base + 3.3 * n)
+    return out
+
+
+def test_hours_from_fetched_readings_equal_what_the_store_adds_up(tmp_path: Path) -> None:
+    """What the publisher builds a batch from (the readings of a fetched window, when the
+    store holds nothing else of those days) is what the store itself adds up: DST windows
+    at every resolution, windows cut mid-day, holes, repeated starts (the last wins, as a
+    save does), mixed resolutions, other series mixed in, any order."""
+    march, october = date(2026, 3, 26), date(2026, 10, 22)  # windows over the DST days
+    nov = date(2026, 11, 20)
+    cases: dict[str, tuple[list[Reading], list[date]]] = {}
+    for minutes in (10, 15, 30, 60):
+        for first in (march, october, nov):
+            days = [first + timedelta(days=i) for i in range(7)]
+            cases[f"PT{minutes}M from {first}"] = (_window(first, 7, minutes, 80.0), days)
+    full = _window(october, 7, 30, 80.0)
+    days = [october + timedelta(days=i) for i in range(7)]
+    cases["cut mid-day"] = (full[13:-29], days)
+    cases["a hole"] = (full[:100] + full[103:], days)
+    again = Reading(PDL, Kind.CONSUMPTION, "PT30M", full[49].start, 7.5)
+    cases["a start twice"] = ([*full[:50], again, *full[50:]], days)
+    finer = Reading(PDL, Kind.CONSUMPTION, "PT15M", full[60].start, 999.0)
+    cases["two resolutions"] = ([*full, finer], days)
+    cases["other series"] = (full + [Reading(PDL, Kind.PRODUCTION, "PT30M", r.start, 1.0)
+                                     for r in full[:48]]
+                             + [Reading(PDL, Kind.CONSUMPTION, DAILY, day_bounds(days[2])[0],
+                                        5.0)], days)
+    cases["reversed"] = (full[::-1], days)
+    cases["some days asked"] = (full, [days[1], days[4]])
+    cases["nothing fetched"] = ([], days)
+    for n, (name, (readings, wanted)) in enumerate(sorted(cases.items())):
+        with Store(tmp_path / f"{n}.db") as store:
+            store.save_readings(readings)
+            totals, held = readings_hour_totals(readings, Kind.CONSUMPTION, wanted)
+            assert totals == store.hour_totals(PDL, Kind.CONSUMPTION, wanted), name
+            start, end = day_bounds(min(wanted))[0], day_bounds(max(wanted))[1]
+            assert held == store.curve_row_count(PDL, Kind.CONSUMPTION, start, end), name
+    # the DST days come out with 23 and 25 hours, and complete
+    totals, _ = readings_hour_totals(_window(march, 7, 30, 1.0) + _window(october, 7, 30, 1.0),
+                                     Kind.CONSUMPTION, [date(2026, 3, 29), date(2026, 10, 25)])
+    assert [len(t.hours) for t in totals.values()] == [23, 25]
+    assert all(t.complete for t in totals.values())

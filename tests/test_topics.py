@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from linky2mqtt import topics
-from linky2mqtt.model import Hour, HourlyDay, Kind, Step, day_bounds
+from linky2mqtt.model import PARIS, Hour, HourlyDay, HourTotals, Kind, Step, day_bounds
 
 PDL = "12345678901234"
 B = "linky2mqtt"
@@ -320,3 +320,54 @@ def test_contract_payload_2026_shape_and_unknown_shapes() -> None:
         "producer": None,
         "raw": {"something": "else"},
     }
+
+
+def _reference_hour_body(pdl: str, totals: HourTotals) -> bytes:
+    """The hourly batch as SPEC §4 writes it, computed here: every boundary through
+    ``astimezone`` (Europe/Paris), the JSON by the standard library."""
+    points = []
+    for i, wh, _ in totals.hours:
+        start = datetime.fromtimestamp(totals.lo + 3600 * i, UTC)
+        points.append({"start": start.astimezone(PARIS).isoformat(),
+                       "end": (start + timedelta(hours=1)).astimezone(PARIS).isoformat(),
+                       "value": round(wh / 1000.0, 6)})
+    return json.dumps({"pdl": pdl, "date": totals.day.isoformat(), "interval": "PT1H",
+                       "unit": "kWh", "complete": totals.complete, "points": points},
+                      ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def test_hour_body_is_the_payload_byte_for_byte_every_day_of_2025_and_2026() -> None:
+    odd = [0.0, 0.0004, 1e-7, 123456789.123456, 1e24, -2.5, 1 / 3, float("nan"), float("inf")]
+    day, n, seen = date(2025, 1, 1), 0, set()
+    while day <= date(2026, 12, 31):
+        lo, hi = (int(t.timestamp()) for t in day_bounds(day))
+        count = (hi - lo) // 3600
+        seen.add(count)
+        # every hour, or holes (never the same ones), values plain and odd
+        hours = [(i, odd[(n + i) % len(odd)] if (n + i) % 5 == 0 else 100.0 * i + n / 7,
+                  (n + i) % 11 != 0)
+                 for i in range(count) if n % 3 == 0 or (n + i) % 4 != 1]
+        totals = HourTotals(day=day, lo=lo, count=count, hours=hours, complete=n % 3 == 0)
+        body = topics.hour_body(PDL, totals)
+        assert body == topics.dumps(topics.hour_payload(PDL, totals)), day
+        assert body == topics.dumps(topics.hour_payload(PDL, totals.hourly_day())), day
+        assert body == _reference_hour_body(PDL, totals), day
+        day += timedelta(days=1)
+        n += 1
+    assert seen == {23, 24, 25} and n == 730
+    # whole and half Wh (PT30M points are W / 2): written without rounding, same bytes
+    halves = [0.0, -0.0, 0.5, 1.0, 2.5, 1e6 + 0.5, 2.0**40 - 0.5, 2.0**40, -(2.0**39) + 0.5]
+    day, n = date(2025, 1, 1), 0
+    while day <= date(2026, 12, 31):
+        lo, hi = (int(t.timestamp()) for t in day_bounds(day))
+        count = (hi - lo) // 3600
+        hours = [(i, halves[(n + i) % len(halves)] if n % 4 == 0 else 150.5 * i + n,
+                  True) for i in range(count)]
+        totals = HourTotals(day=day, lo=lo, count=count, hours=hours, complete=True)
+        assert topics.hour_body(PDL, totals) == _reference_hour_body(PDL, totals), day
+        day += timedelta(days=1)
+        n += 1
+    # a delivery point identifier is written as JSON, whatever it holds
+    totals = HourTotals(day=date(2026, 10, 25), lo=int(day_bounds(date(2026, 10, 25))[0]
+                        .timestamp()), count=25, hours=[(3, 1.0, True)], complete=False)
+    assert topics.hour_body('é"\\x', totals) == _reference_hour_body('é"\\x', totals)
