@@ -816,6 +816,24 @@ class Store:
                 (pdl, str(kind), series, day.isoformat()),
             )
 
+    def clear_gaps(self, pdl: str, kind: Kind | str, series: Series,
+                   days: Iterable[date]) -> None:
+        """:meth:`clear_gap` of several days; no write at all when none of them was a gap
+        (the common case: a day fetched at its first attempt)."""
+        wanted = {d.isoformat() for d in days}
+        if not wanted:
+            return
+        sql = ("SELECT day FROM gaps WHERE pdl = ? AND kind = ? AND series = ?"
+               " AND day >= ? AND day <= ?")
+        args = (pdl, str(kind), series, min(wanted), max(wanted))
+        rows = self._read(lambda c: c.execute(sql, args).fetchall())
+        held = [(pdl, str(kind), series, d) for (d,) in rows if d in wanted]
+        if not held:
+            return
+        with self._write() as conn:
+            conn.executemany(
+                "DELETE FROM gaps WHERE pdl = ? AND kind = ? AND series = ? AND day = ?", held)
+
     # -- request ledger (enedis.Ledger) ------------------------------------------------
 
     def record_request(self, scope: str, at: float) -> None:
