@@ -9,8 +9,8 @@ The meter-days are counted in the store afterwards: a cycle that stored nothing 
 bridge runs in its own process (:mod:`bench.size_child`; the simulator stays in this one,
 so its CPU is not counted): peak RSS (its own ``VmHWM``) and user+system CPU of the whole
 process, start-up included. The account budgets are raised so that only the bridge's own
-speed bounds the cycle. Goals: peak RSS under 150 MiB; CPU under 2 ms per meter-day (one
-day fetched per meter).
+speed bounds the cycle. Goals: peak RSS under 150 MiB; CPU at most 5 ms per meter-day (one
+day fetched per meter; :data:`CPU_GOAL_MS`).
 """
 
 from __future__ import annotations
@@ -31,6 +31,9 @@ from linky2mqtt.simulator import SimOptions, Simulator
 from linky2mqtt.store import Store
 
 PER_ACCOUNT = 1000
+# Issue 15's build section: "CPU per meter-day <= 5 ms on the 10,000-meter figure" (the
+# table said "< 2 ms" before, a goal the issue never set)
+CPU_GOAL_MS = 5.0
 
 
 def measure(n: int, days: int) -> dict[str, float]:
@@ -84,7 +87,8 @@ def run(quick: bool) -> list[Row]:
         Row(f"size: peak RSS, {n} meters", f"{rss_mib:.0f} MiB", "150 MiB (goal)",
             150 / rss_mib, "< 150 MiB", rss_mib < 150, note),
         Row(f"size: CPU per meter-day, {n} meters", f"{cpu_ms:.2f} ms",
-            "2 ms (goal)", 2 / cpu_ms, "< 2 ms", cpu_ms < 2,
+            f"{CPU_GOAL_MS:g} ms (goal)", CPU_GOAL_MS / cpu_ms, f"<= {CPU_GOAL_MS:g} ms",
+            cpu_ms <= CPU_GOAL_MS,
             f"{got['cpu']:.1f} s CPU in all"),
     ]
     if not quick:
@@ -95,6 +99,7 @@ def run(quick: bool) -> list[Row]:
             raise FetchedNothing("size", "1000 meters x 7 d, no day stored")
         per = week["cpu"] * 1000 / week["meter_days"]
         rows.append(Row("size: CPU per meter-day, 1000 meters x 7 d backfill",
-                        f"{per:.2f} ms", "2 ms (goal)", 2 / per, "(informative)", None,
+                        f"{per:.2f} ms", f"{CPU_GOAL_MS:g} ms (goal)", CPU_GOAL_MS / per,
+                        "(informative)", None,
                         f"{week['cpu']:.1f} s CPU in all"))
     return rows

@@ -27,6 +27,7 @@ hourly type: the store computes it, the command worker, the publisher and the to
 
 from __future__ import annotations
 
+import functools
 import operator
 import re
 from bisect import bisect_left
@@ -97,6 +98,7 @@ def resolution_minutes(resolution: str) -> int:
     return n * 60 if resolution.endswith("H") else n
 
 
+@functools.lru_cache(maxsize=4096)  # pure, asked for the same few days over and over
 def day_bounds(day: date) -> tuple[datetime, datetime]:
     """UTC start and end of a Europe/Paris calendar day (23, 24 or 25 hours long)."""
     start = datetime.combine(day, time(0), PARIS).astimezone(UTC)

@@ -312,13 +312,15 @@ class MeterPoller:
             held = self.store.days_with_complete_curve(self.pdl, s.kind, start, end)
         d = start
         asked = self._asked_empty.setdefault((s.kind, s.series), set())
+        cleared = []
         while d < end:
             if d in held:
-                self.store.clear_gap(self.pdl, s.kind, s.series, d)
+                cleared.append(d)
             else:
                 self.store.record_gap(self.pdl, s.kind, s.series, d, now.timestamp())
                 asked.add(d)
             d += timedelta(days=1)
+        self.store.clear_gaps(self.pdl, s.kind, s.series, cleared)
 
     def _finish_repair(self, s: MeterSeries, day: date, why: str,
                        fetched: list[Reading], changed: list[Reading]) -> None:

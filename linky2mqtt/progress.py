@@ -36,6 +36,9 @@ log = logging.getLogger("linky2mqtt.backfill")
 
 EVERY: Final = 10.0  # seconds between progress lines (at most)
 STEP: Final = 10  # ... or one line each STEP percent
+# a series lacking at most this many days is a daily poll's catch-up (yesterday, and the
+# day before when yesterday came late), not a backfill
+DAILY_LAG: Final = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,11 +125,14 @@ class BackfillProgress:
             else:
                 self._days += n
         if first:  # the exact figures, once; then counted as windows come in
+            counts = self._counts()
             self._estimate = {label: [held, wanted] for label, held, wanted
-                              in _by_label(self._counts())}
-            missing = sum(w - h for h, w in self._estimate.values())
-            if missing <= len(self._estimate) and n <= 2:
-                self.finished = True  # a daily poll, not a backfill: nothing to narrate
+                              in _by_label(counts)}
+            if n <= DAILY_LAG and all(c.wanted - min(c.held, c.wanted) <= DAILY_LAG
+                                      for c in counts):
+                # a daily poll (of one meter or of a whole fleet), not a backfill: nothing
+                # to narrate, and no more counting of the store
+                self.finished = True
                 return
         else:
             est = self._estimate.get(label)

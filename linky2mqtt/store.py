@@ -506,34 +506,36 @@ class Store:
         if not items:
             return []
         now = self._clock.time()
-        changed: list[Reading] = []
-        sql = (
+        rows = [(r.pdl, str(r.kind), r.resolution, _epoch(r.start), float(r.value), r.quality,
+                 None if r.peak_at is None else _epoch(r.peak_at), now) for r in items]
+        groups: dict[tuple[str, str, str], list[int]] = {}
+        for row in rows:
+            groups.setdefault(row[:3], []).append(row[3])
+        # what is held of these rows is read once (a range of the primary key per
+        # series), compared here, and only the new or different rows are written
+        select = ("SELECT start_utc, value, quality, peak_at FROM readings WHERE pdl = ?"
+                  " AND kind = ? AND resolution = ? AND start_utc >= ? AND start_utc <= ?")
+        upsert = (
             "INSERT INTO readings (pdl, kind, resolution, start_utc, value, quality, peak_at,"
             " fetched_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (pdl, kind, resolution, start_utc) DO UPDATE SET"
             " value = excluded.value, quality = excluded.quality,"
             " peak_at = excluded.peak_at, fetched_at = excluded.fetched_at"
-            " WHERE value IS NOT excluded.value OR quality IS NOT excluded.quality"
-            " OR peak_at IS NOT excluded.peak_at"
-            " RETURNING 1"
         )
+        changed: list[Reading] = []
         with self._write() as conn:
-            for r in items:
-                row = conn.execute(
-                    sql,
-                    (
-                        r.pdl,
-                        str(r.kind),
-                        r.resolution,
-                        _epoch(r.start),
-                        float(r.value),
-                        r.quality,
-                        None if r.peak_at is None else _epoch(r.peak_at),
-                        now,
-                    ),
-                ).fetchone()
-                if row is not None:
+            held: dict[tuple[str, str, str, int], tuple[Any, ...]] = {}
+            for key, starts in groups.items():
+                for start, *rest in conn.execute(select, (*key, min(starts), max(starts))):
+                    held[(*key, start)] = tuple(rest)
+            write = []
+            for r, row in zip(items, rows, strict=True):
+                state = row[4:7]
+                if held.get(row[:4]) != state:
+                    held[row[:4]] = state
                     changed.append(r)
+                    write.append(row)
+            conn.executemany(upsert, write)
         return changed
 
     @staticmethod
@@ -802,6 +804,24 @@ class Store:
                 "DELETE FROM gaps WHERE pdl = ? AND kind = ? AND series = ? AND day = ?",
                 (pdl, str(kind), series, day.isoformat()),
             )
+
+    def clear_gaps(self, pdl: str, kind: Kind | str, series: Series,
+                   days: Iterable[date]) -> None:
+        """:meth:`clear_gap` of several days; no write at all when none of them was a gap
+        (the common case: a day fetched at its first attempt)."""
+        wanted = {d.isoformat() for d in days}
+        if not wanted:
+            return
+        sql = ("SELECT day FROM gaps WHERE pdl = ? AND kind = ? AND series = ?"
+               " AND day >= ? AND day <= ?")
+        args = (pdl, str(kind), series, min(wanted), max(wanted))
+        rows = self._read(lambda c: c.execute(sql, args).fetchall())
+        held = [(pdl, str(kind), series, d) for (d,) in rows if d in wanted]
+        if not held:
+            return
+        with self._write() as conn:
+            conn.executemany(
+                "DELETE FROM gaps WHERE pdl = ? AND kind = ? AND series = ? AND day = ?", held)
 
     # -- request ledger (enedis.Ledger) ------------------------------------------------
 

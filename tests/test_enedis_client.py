@@ -6,6 +6,7 @@ import base64
 import itertools
 import json
 import logging
+import threading
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 from typing import Any
@@ -28,6 +29,7 @@ from linky2mqtt.enedis import (
 )
 from linky2mqtt.model import Kind
 from tests.support.clock import SUITE_CLOCK, SteppedClock
+from tests.support.waiting import wait_until
 
 PDL = "12345678901234"
 NOW = datetime(2026, 11, 29, 9, 0, tzinfo=UTC)  # today in Paris: 2026-11-29
@@ -616,3 +618,43 @@ def test_requests_reach_the_upstream_a_whole_window_apart_whatever_the_delay_bef
     gaps = [b - a for a, b in itertools.pairwise(arrivals)]
     assert len(arrivals) == 4
     assert min(gaps) >= 1.0, gaps
+
+
+def test_exchanges_reuse_one_worker_and_an_abandoned_one_is_replaced() -> None:
+    """No thread per request: one worker carries the exchanges one after the other; a
+    worker left behind by the deadline does not hold the next exchange, and ends once
+    its own exchange is over."""
+    release = threading.Event()
+    slow = threading.Event()
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if slow.is_set():
+            release.wait(30)  # bounded: set by the test below
+        return fake.default(request)
+
+    fake = Fake(handler)
+    client, _, _ = make("conso", fake, retry=RetryPolicy(attempts=1, sleep=no_sleep))
+    before = set(threading.enumerate())
+
+    def workers() -> set[threading.Thread]:
+        return {t for t in threading.enumerate()
+                if t.name == "enedis-conso" and t not in before}
+
+    for day in range(1, 6):
+        client.daily(PDL, Kind.CONSUMPTION, date(2026, 11, day), date(2026, 11, day + 1))
+    first = workers()
+    assert len(first) == 1
+    slow.set()
+    client.deadline = 0.2
+    with pytest.raises(errors.Timeout):
+        client.daily(PDL, Kind.CONSUMPTION, date(2026, 11, 6), date(2026, 11, 7))
+    slow.clear()
+    # the stuck worker still holds its exchange: the next one goes to a new worker
+    result = client.daily(PDL, Kind.CONSUMPTION, date(2026, 11, 7), date(2026, 11, 8))
+    assert [r.local_date for r in result.readings] == [date(2026, 11, 7)]
+    assert len(workers()) == 2
+    release.set()
+    wait_until(lambda: len(workers()) == 1, 10, "the abandoned worker ends")
+    assert workers().isdisjoint(first)
+    client.close()
+    wait_until(lambda: not workers(), 10, "close() ends the idle worker")

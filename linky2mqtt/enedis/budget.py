@@ -161,10 +161,13 @@ class Budget:
             times = self._history(scope, now)
             for window in self.windows(scope):
                 limit = window.limit_for(priority)
-                recent = [t for t in times if t > now - window.seconds]
-                if len(recent) >= limit:
+                # ``times`` is ascending: the window's requests are its tail (no scan of
+                # the whole history at each request)
+                first = bisect.bisect_right(times, now - window.seconds)
+                recent = len(times) - first
+                if recent >= limit:
                     # wait until enough of them leave the window
-                    allowed = max(allowed, recent[len(recent) - limit] + window.seconds)
+                    allowed = max(allowed, times[first + recent - limit] + window.seconds)
         return allowed
 
     def next_allowed(self, scopes: Iterable[str], priority: Priority = Priority.FRESH) -> float:
@@ -220,7 +223,8 @@ class Budget:
         """Requests recorded in ``scope`` during the last ``seconds``."""
         with self._lock:
             now = self.clock.time()
-            return sum(1 for t in self._history(scope, now) if t > now - seconds)
+            times = self._history(scope, now)
+            return len(times) - bisect.bisect_right(times, now - seconds)
 
 
 # The keys of a budget override and the window (seconds) each one sets.

@@ -8,10 +8,12 @@ error for the caller: the days of that call are listed in ``FetchResult.missing`
 
 Every exchange (connect, headers and the whole body) has an overall deadline
 (``deadline``, default :data:`DEFAULT_DEADLINE` seconds): a server that answers one byte
-per second never holds a caller longer than that. The exchange runs in a short-lived
-daemon thread; past the deadline the caller gets a :class:`~.errors.Timeout` (transient:
-retried within the retry policy's bounds) and the thread, told to give up, drops the
-connection at its next byte (or at httpx's own read timeout when the server is silent).
+per second never holds a caller longer than that. The exchange runs in a worker thread
+of the client (kept between exchanges: no thread started per request); past the deadline
+the caller gets a :class:`~.errors.Timeout` (transient: retried within the retry
+policy's bounds) and the worker, told to give up, drops the connection at its next byte
+(or at httpx's own read timeout when the server is silent) and ends; the next exchange
+gets another worker.
 Setting the ``cancel`` event abandons the exchange in progress the same way
 (:class:`~.errors.Cancelled`, never retried) and makes every later call fail at once:
 the bridge sets it when it stops, so SIGTERM never waits for upstream.
@@ -23,8 +25,10 @@ client made it itself.
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
 from email.utils import parsedate_to_datetime
@@ -113,6 +117,24 @@ def _plain_text(response: httpx.Response) -> str | None:
     return " ".join(text.splitlines()[0].split())[:200] or None
 
 
+class _Worker:
+    """A daemon thread that runs a client's exchanges one at a time.
+
+    Between exchanges it waits in its client's idle list; a worker whose exchange was
+    abandoned (deadline, cancel) finishes it on its own and ends instead of coming back.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.jobs: queue.SimpleQueue[Callable[[], bool] | None] = queue.SimpleQueue()
+        threading.Thread(target=self._run, name=name, daemon=True).start()
+
+    def _run(self) -> None:
+        while True:
+            job = self.jobs.get()
+            if job is None or not job():  # a job says whether the worker stays
+                return
+
+
 class EnedisClient:
     def __init__(
         self,
@@ -142,11 +164,19 @@ class EnedisClient:
         self._token_lock = threading.Lock()
         self._token: str | None = None
         self._token_expires = 0.0
+        self._idle: list[_Worker] = []  # exchange workers waiting for the next exchange
+        self._idle_lock = threading.Lock()
+        self._closed = False
 
     def __repr__(self) -> str:
         return f"EnedisClient({self.provider}, account={self.settings.account!r})"
 
     def close(self) -> None:
+        with self._idle_lock:
+            self._closed = True
+            idle, self._idle = self._idle, []
+        for worker in idle:
+            worker.jobs.put(None)
         if self._own_http:
             self.http.close()
 
@@ -399,22 +429,37 @@ class EnedisClient:
                     content=b"".join(chunks), request=request))
             except BaseException as exc:  # handed to the caller's thread
                 result.append(exc)
-            finally:
+
+        def job() -> bool:
+            """Run ``work``; whether this worker may take the next exchange."""
+            work()
+            with self._idle_lock:
                 done.set()
+                stays = not abandon.is_set() and not self._closed
+                if stays:
+                    self._idle.append(worker)
+            return stays
+
+        def give_up() -> None:
+            with self._idle_lock:  # the worker, past its exchange, does not come back
+                abandon.set()
 
         ends = time.monotonic() + self.deadline
-        threading.Thread(target=work, name=f"enedis-{self.provider}", daemon=True).start()
+        with self._idle_lock:
+            idle = self._idle.pop() if self._idle else None
+        worker = idle or _Worker(f"enedis-{self.provider}")
+        worker.jobs.put(job)
         while not done.is_set():
             left = ends - time.monotonic()
             if left <= 0:
-                abandon.set()
+                give_up()
                 raise Timeout(f"no complete answer within {self.deadline:g} s",
                               provider=self.provider, endpoint=call.path)
             if self.cancel is None:
                 done.wait(left)
                 continue
             if self.cancel.is_set():
-                abandon.set()
+                give_up()
                 raise Cancelled("stopping: request abandoned", provider=self.provider,
                                 endpoint=call.path)
             done.wait(min(left, _CANCEL_POLL))

@@ -347,6 +347,23 @@ def _place(points: list[_CurvePoint], convention: str) -> _Placement:
     return out
 
 
+UNIFORM_SPAN = timedelta(days=60)  # Paris changes offset twice a year, months apart
+
+
+def _uniform_offset(points: list[_CurvePoint]) -> timedelta | None:
+    """The one UTC offset of Europe/Paris from a day before the earliest stamp to a day
+    after the latest (a step is at most a day), None when it changes in between (a DST
+    change day: the conventions must be told apart) or when there are no points."""
+    if not points:
+        return None
+    lo = min(p.naive for p in points) - timedelta(days=1)
+    hi = max(p.naive for p in points) + timedelta(days=1)
+    if hi - lo > UNIFORM_SPAN:
+        return None
+    first = lo.replace(tzinfo=PARIS).utcoffset()
+    return first if first == hi.replace(tzinfo=PARIS).utcoffset() else None
+
+
 def _decide(points: list[_CurvePoint]) -> tuple[str, dict[int, datetime], list[_CurvePoint]]:
     """The convention the stamps follow, the UTC start of every point it can place, and
     the points it cannot place.
@@ -356,6 +373,12 @@ def _decide(points: list[_CurvePoint]) -> tuple[str, dict[int, datetime], list[_
     differently (the points that would tell them apart are missing), that point cannot
     be placed.
     """
+    offset = _uniform_offset(points)
+    if offset is not None:
+        # no DST change near these stamps: both conventions place every point alike, at
+        # its naive end less the offset less its step (the common case, computed once)
+        return WALL_CLOCK, {p.index: (p.naive - offset - timedelta(minutes=p.minutes)
+                                      ).replace(tzinfo=UTC) for p in points}, []
     results = {c: _place(points, c) for c in CONVENTIONS}
     wall, other = results[WALL_CLOCK], results[START_OFFSET]
     if wall.score != other.score:
