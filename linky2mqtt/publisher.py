@@ -56,6 +56,12 @@ class Publisher:
         self._acked: list[tuple[str, str, bytes, int | None]] = []
         self._acked_lock = threading.Lock()
         self._marks: dict[tuple[str, str], int] = {}
+        # marked days whose readings are being committed (mark_curve .. curve_stored): the
+        # account thread publishes them once committed; a (re)connect meanwhile must not
+        # build them from the store as it was before the commit (``_deferred``: skipped by
+        # republish_all, published by curve_stored if its own send found no connection)
+        self._committing: set[tuple[str, str]] = set()
+        self._deferred: set[tuple[str, str]] = set()
         link.after_acks = self._forget_acked
 
     # ---- low level -------------------------------------------------------------------
@@ -94,10 +100,11 @@ class Publisher:
             self.store.ack_batches(forget)
 
     def _send(self, topic: str, body: bytes, *, retain: bool,
-              on_ack: Callable[[], None] | None = None) -> None:
+              on_ack: Callable[[], None] | None = None) -> bool:
         sent = self.link.publish(topic, body, qos=1, retain=retain, on_ack=on_ack)
         if sent and self.on_publish is not None:
             self.on_publish(topic, body, retain)
+        return sent
 
     def republish_all(self) -> None:
         """After a (re)connect: every retained topic, then every unacknowledged batch."""
@@ -107,7 +114,12 @@ class Publisher:
         pending = self.store.pending_batch_entries()
         for topic, key, body in pending:
             if body == TO_PUBLISH:
-                self._publish_marked(topic, key)
+                with self._acked_lock:
+                    committing = (topic, key) in self._committing
+                    if committing:
+                        self._deferred.add((topic, key))
+                if not committing:
+                    self._publish_marked(topic, key)
                 continue
             self._send(topic, body, retain=False,
                        on_ack=self._acker(topic, key, body))
@@ -164,15 +176,28 @@ class Publisher:
         with self._acked_lock:
             for key in keys:
                 self._marks[(topic, key)] = self._marks.get((topic, key), 0) + 1
+                self._committing.add((topic, key))
             self.store.add_pending_batches((topic, key, TO_PUBLISH) for key in keys)
 
     def curve_stored(self, pdl: str, kind: Kind, fetched: Iterable[date],
                      changed: Iterable[date]) -> None:
         """After the commit: publish the days that changed, drop the other marks."""
         changed = set(changed)
-        self.curve_changed(pdl, kind, changed, marked=True)
-        self.split_changed(pdl, kind, changed)
         topic = topics.meter_topic(self.base, pdl, kind, "hour")
+        try:
+            sent = self.curve_changed(pdl, kind, changed, marked=True)
+        finally:
+            with self._acked_lock:
+                deferred = set()
+                for key in {day.isoformat() for day in set(fetched) | changed}:
+                    self._committing.discard((topic, key))
+                    if (topic, key) in self._deferred:
+                        self._deferred.discard((topic, key))
+                        deferred.add(key)
+        for key in sorted(deferred & {day.isoformat() for day in changed} - sent):
+            # connected while it was committed, after this thread's send found no link
+            self._publish_marked(topic, key)
+        self.split_changed(pdl, kind, changed)
         unchanged = [day.isoformat() for day in sorted(set(fetched) - changed)]
         with self._acked_lock:
             for key in unchanged:
@@ -210,7 +235,7 @@ class Publisher:
             self.retained(month_topic, month)
 
     def curve_changed(self, pdl: str, kind: Kind, days: Iterable[date], *,
-                      marked: bool = False) -> None:
+                      marked: bool = False) -> set[str]:
         """Curve points of ``days`` were stored: one hourly batch per day, oldest first.
 
         The days (a backfill window: up to 7 contiguous days) are read back in one query
@@ -243,9 +268,12 @@ class Publisher:
         # a day not marked (or marked=False) is kept pending with its body
         self.store.add_pending_batches(e for e, m in zip(entries, marks, strict=True)
                                        if m is None)
+        sent = set()
         for (_, key, body), mark in zip(entries, marks, strict=True):
-            self._send(topic, body, retain=False,
-                       on_ack=self._acker(topic, key, body, mark))
+            if self._send(topic, body, retain=False,
+                          on_ack=self._acker(topic, key, body, mark)):
+                sent.add(key)
+        return sent
 
     def _day_split(self, pdl: str, kind: Kind, payload: dict[str, Any], day: date,
                    wh: float) -> dict[str, Any]:
