@@ -403,6 +403,7 @@ class AccountRunner:
         now = self.clock.now()
         pdl = state.meter.pdl
         retry = self.probe_retry if single_attempt(state.schedule, self.schedule) else None
+        self.progress.poll_began()
         outcome = state.poller.poll(now, should_stop=stopping.is_set, retry=retry)
         if stopping.is_set() and outcome.error is not None:
             return  # abandoned by stop(): not a failure worth a status

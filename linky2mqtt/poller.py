@@ -2,8 +2,9 @@
 
 A meter keeps up to four *series*: (kind, "daily") for day/month values and max power,
 (kind, "curve") for the hourly series. For each series the poll computes the days wanted
-(:func:`scheduler.wanted_days`), removes those the store holds and those given up on
-(a gap asked :data:`scheduler.MAX_GAP_ATTEMPTS` times), and covers the rest with the fewest
+(:func:`scheduler.wanted_days`), removes those the store holds, those given up on (a gap
+asked on :data:`scheduler.MAX_GAP_ATTEMPTS` days) and those already found empty today (the
+store's gaps table, so a restart does not ask them again), and covers the rest with the fewest
 calls (:func:`scheduler.plan_windows`), newest first. The window holding yesterday goes out
 at ``FRESH`` priority, the rest at ``BACKFILL``: when the budget says no, the poll stops and
 reports when it may go on. Data is committed to the store before anyone publishes it.
@@ -26,7 +27,7 @@ from linky2mqtt.enedis import (
     errors,
     is_transient,
 )
-from linky2mqtt.model import PARIS, Kind, Reading, Series, Step, aggregate_hours
+from linky2mqtt.model import PARIS, Kind, Reading, Series, Step, aggregate_hours, day_bounds
 from linky2mqtt.scheduler import (
     MAX_GAP_ATTEMPTS,
     PollResult,
@@ -126,9 +127,6 @@ class MeterPoller:
         self.account = account
         # series the provider refused for good (wrong direction, no hourly collection...)
         self.disabled: set[tuple[Kind, Series]] = disabled if disabled is not None else set()
-        # days asked and found empty today: not asked again before tomorrow (memory only)
-        self._asked_empty: dict[tuple[Kind, Series], set[date]] = {}
-        self._asked_on: date | None = None
         # whether the last missing_days() of a series found yesterday held (no re-read)
         self._held_yesterday: dict[tuple[Kind, Series], bool] = {}
         # Hooks set by the account thread: ``before_commit(kind, series, days)`` runs before
@@ -156,16 +154,16 @@ class MeterPoller:
             held = self.store.days_with_complete_curve(self.pdl, s.kind, oldest, newest)
         yesterday = today - timedelta(days=1)
         self._held_yesterday[(s.kind, s.series)] = yesterday in held
-        skip = self._asked_empty.get((s.kind, s.series), set())
+        # a day found empty is asked again on later days (yesterday: also later today),
+        # MAX_GAP_ATTEMPTS days in all; the store remembers it across restarts
+        gaps = self.store.gaps(self.pdl, s.kind, s.series)
+        today_from = day_bounds(today)[0].timestamp()
         out = []
         for d in wanted:
             if d in held:
                 continue
-            if d != yesterday and d in skip:
-                continue
-            if d != yesterday and (
-                self.store.gap_attempts(self.pdl, s.kind, s.series, d) >= MAX_GAP_ATTEMPTS
-            ):
+            attempts, last = gaps.get(d, (0, 0.0))
+            if d != yesterday and (attempts >= MAX_GAP_ATTEMPTS or last >= today_from):
                 continue
             out.append(d)
         # days an earlier version stored wrong (store migration): fetched once more,
@@ -180,9 +178,6 @@ class MeterPoller:
         """Fetch what the store lacks. ``retry`` replaces the client's retry policy for
         this poll (a probe after a failure makes one attempt)."""
         today = now.astimezone(PARIS).date()
-        if self._asked_on != today:
-            self._asked_empty.clear()
-            self._asked_on = today
         yesterday = today - timedelta(days=1)
         outcome = PollOutcome()
         plans: list[tuple[MeterSeries, tuple[date, date], Priority]] = []
@@ -310,15 +305,16 @@ class MeterPoller:
             held = self.store.days_with_daily(self.pdl, s.kind, start, end)
         else:
             held = self.store.days_with_complete_curve(self.pdl, s.kind, start, end)
+        # Asked again the same day (yesterday's late retries, a restart), it counts once.
+        today_from = day_bounds(now.astimezone(PARIS).date())[0].timestamp()
         d = start
-        asked = self._asked_empty.setdefault((s.kind, s.series), set())
         cleared = []
         while d < end:
             if d in held:
                 cleared.append(d)
             else:
-                self.store.record_gap(self.pdl, s.kind, s.series, d, now.timestamp())
-                asked.add(d)
+                self.store.record_gap(self.pdl, s.kind, s.series, d, now.timestamp(),
+                                      counted_from=today_from)
             d += timedelta(days=1)
         self.store.clear_gaps(self.pdl, s.kind, s.series, cleared)
 

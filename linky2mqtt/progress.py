@@ -97,6 +97,7 @@ class BackfillProgress:
         self.finished = False
         self._t0 = 0.0
         self._wall0 = 0.0
+        self._poll_wall: float | None = None  # when the poll under way began
         self._last_line = 0.0
         self._last_step = -1
         self._days = 0  # daily days fetched
@@ -106,6 +107,14 @@ class BackfillProgress:
         self._estimate: dict[str, list[int]] = {}  # label -> [held, wanted]
 
     # -- events ----------------------------------------------------------------------
+
+    def poll_began(self) -> None:
+        """A poll of one of the account's meters begins: if it stores the first window,
+        the backfill's requests are counted from here (its token and first request come
+        before that window is parsed and committed, seconds before on a loaded machine)."""
+        if not self.active and not self.finished:
+            with self._lock:
+                self._poll_wall = self._wall()
 
     def stored(self, label: str, series: Series, fetched: Iterable[date]) -> None:
         """A window of one series (``label`` consumption/day...) was fetched and
@@ -118,7 +127,8 @@ class BackfillProgress:
             if not self.active:
                 self.active = first = True
                 self._t0 = self._monotonic()
-                self._wall0 = self._wall() - 1.0  # the request just made counts
+                # the requests of the poll that stored this window count
+                self._wall0 = self._wall() if self._poll_wall is None else self._poll_wall
                 self._last_line = self._t0
             if series == "curve":
                 self._hours += n

@@ -65,6 +65,12 @@ class Publisher:
         # transaction per lot, not one per PUBACK); a day written pending again in the
         # meantime is taken out of the lot (_keep_pending)
         self._forget: dict[tuple[str, str], list[bytes]] = {}
+        # marked days whose readings are being committed (mark_curve .. curve_stored): the
+        # account thread publishes them once committed; a (re)connect meanwhile must not
+        # build them from the store as it was before the commit (``_deferred``: skipped by
+        # republish_all, published by curve_stored if its own send found no connection)
+        self._committing: set[tuple[str, str]] = set()
+        self._deferred: set[tuple[str, str]] = set()
         link.after_acks = self._forget_acked
 
     # ---- low level -------------------------------------------------------------------
@@ -118,10 +124,11 @@ class Publisher:
                 self._forget.pop((topic, key), None)
 
     def _send(self, topic: str, body: bytes, *, retain: bool,
-              on_ack: Callable[[], None] | None = None) -> None:
+              on_ack: Callable[[], None] | None = None) -> bool:
         sent = self.link.publish(topic, body, qos=1, retain=retain, on_ack=on_ack)
         if sent and self.on_publish is not None:
             self.on_publish(topic, body, retain)
+        return sent
 
     def republish_all(self) -> None:
         """After a (re)connect: every retained topic, then every unacknowledged batch."""
@@ -132,7 +139,12 @@ class Publisher:
         pending = self.store.pending_batch_entries()
         for topic, key, body in pending:
             if body == TO_PUBLISH:
-                self._publish_marked(topic, key)
+                with self._acked_lock:
+                    committing = (topic, key) in self._committing
+                    if committing:
+                        self._deferred.add((topic, key))
+                if not committing:
+                    self._publish_marked(topic, key)
                 continue
             self._send(topic, body, retain=False,
                        on_ack=self._acker(topic, key, body))
@@ -189,6 +201,7 @@ class Publisher:
         with self._acked_lock:
             for key in keys:
                 self._marks[(topic, key)] = self._marks.get((topic, key), 0) + 1
+                self._committing.add((topic, key))
             self._keep_pending(topic, keys)
             self.store.add_pending_batches((topic, key, TO_PUBLISH) for key in keys)
 
@@ -200,9 +213,21 @@ class Publisher:
         from them when they are all the store holds of those days, see
         :meth:`curve_changed`)."""
         changed = set(changed)
-        self.curve_changed(pdl, kind, changed, marked=True, readings=readings)
-        self.split_changed(pdl, kind, changed)
         topic = topics.meter_topic(self.base, pdl, kind, "hour")
+        try:
+            sent = self.curve_changed(pdl, kind, changed, marked=True, readings=readings)
+        finally:
+            with self._acked_lock:
+                deferred = set()
+                for key in {day.isoformat() for day in set(fetched) | changed}:
+                    self._committing.discard((topic, key))
+                    if (topic, key) in self._deferred:
+                        self._deferred.discard((topic, key))
+                        deferred.add(key)
+        for key in sorted(deferred & {day.isoformat() for day in changed} - sent):
+            # connected while it was committed, after this thread's send found no link
+            self._publish_marked(topic, key)
+        self.split_changed(pdl, kind, changed)
         unchanged = [day.isoformat() for day in sorted(set(fetched) - changed)]
         with self._acked_lock:
             for key in unchanged:
@@ -241,7 +266,7 @@ class Publisher:
 
     def curve_changed(self, pdl: str, kind: Kind, days: Iterable[date], *,
                       marked: bool = False, readings: Iterable[Reading] | None = None
-                      ) -> None:
+                      ) -> set[str]:
         """Curve points of ``days`` were stored: one hourly batch per day, oldest first.
 
         The days (a backfill window: up to 7 contiguous days) are added up from
@@ -282,9 +307,12 @@ class Publisher:
             with self._acked_lock:
                 self._keep_pending(topic, [key for _, key, _ in unmarked])
                 self.store.add_pending_batches(unmarked)
+        sent = set()
         for (_, key, body), mark in zip(entries, marks, strict=True):
-            self._send(topic, body, retain=False,
-                       on_ack=self._acker(topic, key, body, mark))
+            if self._send(topic, body, retain=False,
+                          on_ack=self._acker(topic, key, body, mark)):
+                sent.add(key)
+        return sent
 
     def _hour_totals(self, pdl: str, kind: Kind, days: set[date],
                      readings: Iterable[Reading] | None) -> dict[date, HourTotals]:

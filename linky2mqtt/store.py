@@ -35,6 +35,7 @@ import bisect
 import hashlib
 import json
 import logging
+import math
 import os
 import sqlite3
 import threading
@@ -770,17 +771,26 @@ class Store:
 
     # -- gaps ------------------------------------------------------------------------
 
-    def record_gap(self, pdl: str, kind: Kind | str, series: Series, day: date, at: float) -> int:
-        """Count one more attempt at a day that came back empty; return attempts so far."""
+    def record_gap(self, pdl: str, kind: Kind | str, series: Series, day: date, at: float,
+                   *, counted_from: float | None = None) -> int:
+        """Count one more attempt at a day that came back empty; return attempts so far.
+
+        With ``counted_from`` (the start of the local day holding ``at``), an attempt made
+        when the last one was at or after it is not counted again: one attempt per day,
+        however many polls (late retries, a restarted bridge) asked that day.
+        """
         sql = (
             "INSERT INTO gaps (pdl, kind, series, day, attempts, last_attempt)"
             " VALUES (?, ?, ?, ?, 1, ?)"
             " ON CONFLICT (pdl, kind, series, day) DO UPDATE SET"
-            " attempts = attempts + 1, last_attempt = excluded.last_attempt"
+            " attempts = attempts + (CASE WHEN last_attempt >= ? THEN 0 ELSE 1 END),"
+            " last_attempt = excluded.last_attempt"
             " RETURNING attempts"
         )
+        since = math.inf if counted_from is None else counted_from
         with self._write() as conn:
-            row = conn.execute(sql, (pdl, str(kind), series, day.isoformat(), at)).fetchone()
+            row = conn.execute(sql, (pdl, str(kind), series, day.isoformat(), at, since)
+                               ).fetchone()
         return int(row[0])
 
     def gap_attempts(self, pdl: str, kind: Kind | str, series: Series, day: date) -> int:

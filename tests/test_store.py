@@ -208,6 +208,22 @@ def test_gap_attempts(store: Store) -> None:
     assert store.gap_attempts(PDL, Kind.CONSUMPTION, "daily", day) == 1
 
 
+def test_a_gap_asked_again_the_same_day_counts_once(store: Store) -> None:
+    day = date(2026, 11, 3)
+    # days begin at 1000 and 2000: asked at 1100, 1500 and 1900 (late retries, a
+    # restart), then at 2100 the next day
+    assert store.record_gap(PDL, Kind.CONSUMPTION, "curve", day, 1100.0,
+                            counted_from=1000.0) == 1
+    assert store.record_gap(PDL, Kind.CONSUMPTION, "curve", day, 1500.0,
+                            counted_from=1000.0) == 1
+    assert store.record_gap(PDL, Kind.CONSUMPTION, "curve", day, 1900.0,
+                            counted_from=1000.0) == 1
+    assert store.gaps(PDL, Kind.CONSUMPTION, "curve") == {day: (1, 1900.0)}
+    assert store.record_gap(PDL, Kind.CONSUMPTION, "curve", day, 2100.0,
+                            counted_from=2000.0) == 2
+    assert store.gaps(PDL, Kind.CONSUMPTION, "curve") == {day: (2, 2100.0)}
+
+
 def test_ledger_record_load_and_prune(tmp_path: Path) -> None:
     t0 = 1_790_000_000.0
     s = Store(tmp_path / "l.db")
