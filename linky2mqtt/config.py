@@ -1120,7 +1120,7 @@ def load_text(text: str, *, env: Mapping[str, str] = os.environ,
         raise ConfigError([f"config: {exc}"]) from None
     cfg = _build(ctx, document)
     if ctx.problems or cfg is None:
-        raise ConfigError(ctx.problems or ["config: invalid configuration"])
+        raise ConfigError(ctx.scrubbed() or ["config: invalid configuration"])
     return cfg
 
 
@@ -1333,9 +1333,10 @@ _BAD: Final = _Sentinel("BAD")  # a problem was already reported for this value
 
 
 class _Env(str):
-    """A string produced by ``${...}`` interpolation: may stand for an int or a bool."""
+    """A string produced by ``${...}`` interpolation: may stand for an int or a bool.
+    ``source`` is the text as written (``${REFRESH}``), what problems show."""
 
-    __slots__ = ()
+    source: str = ""
 
 
 class _TooComplex(Exception):
@@ -1353,7 +1354,12 @@ def _join(path: str, key: object) -> str:
 
 
 def _show(value: object) -> str:
-    """A short, one-line rendering of a (non-secret) value for a problem message."""
+    """A short, one-line rendering of a (non-secret) value for a problem message.
+
+    A value that came from the environment (``${NAME}``) is not echoed: the same variable
+    may hold a secret elsewhere in the file (a token put in the wrong key by mistake)."""
+    if isinstance(value, _Env):
+        return f"{_show(value.source)} from the environment"
     if isinstance(value, str):
         text = value if len(value) <= 60 else value[:57] + "..."
         return json.dumps(text)
@@ -1414,9 +1420,23 @@ class _Ctx:
         self.base_dir = base_dir
         self.problems: list[str] = []
         self.nodes = 0
+        self.secrets: set[str] = set()  # every secret value read, for scrubbed()
 
     def add(self, path: str, message: str) -> None:
         self.problems.append(f"{path or 'config'}: {message}")
+
+    def secret(self, value: str) -> Secret:
+        self.secrets.add(value)
+        return Secret(value)
+
+    def scrubbed(self) -> list[str]:
+        """The problems with every secret value of the file masked: a secret written (or
+        interpolated) into a key that is not one too must not show in a message."""
+        lines = self.problems
+        for value in sorted(self.secrets, key=len, reverse=True):
+            if len(value.strip()) >= 4:
+                lines = [line.replace(value, "***") for line in lines]
+        return lines
 
     def file(self, value: str) -> Path:
         p = Path(value)
@@ -1462,7 +1482,11 @@ class _Ctx:
         result = _REF.sub(replace, text)
         for error in errors:
             self.add(path, error)
-        return _BAD if errors else _Env(result)
+        if errors:
+            return _BAD
+        value = _Env(result)
+        value.source = text
+        return value
 
 
 class _Section:
@@ -1600,7 +1624,7 @@ class _Section:
             if not text.strip():
                 self.ctx.add(self.at(file_key), f"{_show_path(p)} is empty")
                 return _BAD
-            return Secret(text)
+            return self.ctx.secret(text)
         if value is _MISSING or value is None:
             return None
         if isinstance(value, _Sentinel):
@@ -1612,7 +1636,7 @@ class _Section:
         if not value.strip():
             self.ctx.add(self.at(key), "must not be empty")
             return _BAD
-        return Secret(str(value))
+        return self.ctx.secret(str(value))
 
     def where(self, key: str) -> str:
         """Path of ``key`` or of ``key_file``, whichever is present."""

@@ -613,8 +613,23 @@ accounts:
         'accounts[0].meters[0].name: "${bad-name}" is not a valid variable reference (${NAME}: '
         "letters, digits, underscore; $${ for a literal ${)",
         'accounts[0].meters[0].name: "${" without its closing "}"',
-        'accounts[0].meters[0].refresh: expected an integer, got "soon"',
+        'accounts[0].meters[0].refresh: expected an integer, got "${REFRESH}" from the '
+        'environment',
     ]
+    # a value from the environment is never echoed: the variable may hold a secret used
+    # elsewhere in the file (found by tests/test_config_fuzz.py: a token in mqtt.protocol)
+    assert problems("mqtt:\n  url: mqtt://b\n  protocol: ${TOKEN}\naccounts:\n"
+                    "  - {name: a, provider: conso, token: '${TOKEN}', meters: auto}\n",
+                    env={"TOKEN": "t-SECRET"}) == [
+        'mqtt.protocol: expected 5 or 3.1.1, got "${TOKEN}" from the environment']
+    # and a secret's value, however it reached another key, is masked in every problem
+    got = problems("mqtt:\n  url: mqtts://b\n  tls: {ca_file: '${TOKEN}'}\n"
+                   "  client_id: 'x-t-SECRET'\naccounts:\n"
+                   "  - {name: a, provider: conso, token: '${TOKEN}', meters: auto}\n"
+                   "  - {name: b, provider: conso, token: 'literal-SECRET', meters: auto,"
+                   " refresh: 'literal-SECRET'}\n", env={"TOKEN": "t-SECRET"})
+    assert got and all("SECRET" not in line for line in got), got
+    assert any(line.startswith("mqtt.tls.ca_file: file not found:") for line in got), got
 
 
 # --------------------------------------------------------------------------- *_file secrets
