@@ -356,13 +356,12 @@ class EnedisClient:
         self._check_cancel(call)
         scopes = scopes_for(self.provider, self.settings.account, pdl)
         sent_at = self.budget.acquire(scopes, priority)
-        try:
-            return self._send_now(call, headers, basic)
-        finally:
-            self.budget.settle(scopes, sent_at)
+        return self._send_now(call, headers, basic,
+                              lambda: self.budget.settle(scopes, sent_at))
 
     def _send_now(self, call: Call, headers: dict[str, str],
-                  basic: tuple[str, str] | None) -> httpx.Response:
+                  basic: tuple[str, str] | None,
+                  going: Callable[[], None]) -> httpx.Response:
         self._check_cancel(call)
         url = self.settings.url + call.path
         all_headers = {"User-Agent": self.user_agent, "Accept": "application/json", **headers}
@@ -370,7 +369,7 @@ class EnedisClient:
         request = self.http.build_request(call.method, url, params=call.params or None,
                                           data=call.form, headers=all_headers)
         try:
-            response = self._exchange(call, request, basic)
+            response = self._exchange(call, request, basic, going)
         except httpx.TimeoutException as exc:
             raise Timeout(
                 f"timed out ({type(exc).__name__})", provider=self.provider, endpoint=call.path
@@ -396,8 +395,10 @@ class EnedisClient:
                             endpoint=call.path)
 
     def _exchange(self, call: Call, request: httpx.Request,
-                  basic: tuple[str, str] | None) -> httpx.Response:
-        """Send ``request`` and read its whole body within ``deadline`` seconds.
+                  basic: tuple[str, str] | None,
+                  going: Callable[[], None] | None = None) -> httpx.Response:
+        """Send ``request`` and read its whole body within ``deadline`` seconds;
+        ``going()`` runs on the worker just before the request goes out.
 
         Raises httpx's own exceptions (mapped by the caller), or Timeout past the
         deadline, Cancelled when ``cancel`` is set, BadResponse for a body over MAX_BODY.
@@ -408,6 +409,8 @@ class EnedisClient:
 
         def work() -> None:
             try:
+                if going is not None:
+                    going()
                 response = self.http.send(request, auth=basic, stream=True)
                 if response.is_stream_consumed:  # read already (a mock transport)
                     result.append(response)
