@@ -179,7 +179,7 @@ class Budget:
     def acquire(self, scopes: Iterable[str], priority: Priority = Priority.FRESH) -> float:
         """Record one request now, waiting up to ``max_wait``; else raise BudgetExhausted.
 
-        Returns the time recorded, for :meth:`settle` once the request is answered.
+        Returns the time recorded, for :meth:`settle` when the request goes out.
         """
         scopes = list(scopes)
         while True:
