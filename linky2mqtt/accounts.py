@@ -60,6 +60,7 @@ from linky2mqtt.scheduler import (
 )
 from linky2mqtt.store import Store, StoreError
 from linky2mqtt.tariffs import OPTION_PERIODS, Option, Tariff
+from linky2mqtt.turns import Turns
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +106,9 @@ class AccountParts:
     contract_found: Callable[[], None]
     # a meter's contract (or its absence) is asked again after this many seconds
     contract_refresh: float = 7 * 86400.0
+    # the account threads work one at a time and give the turn up for every wait
+    # (linky2mqtt.turns; the bridge's clients and budget give it up for theirs)
+    turns: Turns = dataclasses.field(default_factory=Turns)
 
 
 class AccountRunner:
@@ -144,8 +148,8 @@ class AccountRunner:
             poller = MeterPoller(m, client, self.store, account=account.name)
             poller.before_commit = functools.partial(self._mark_curve_to_publish, m.pdl)
             poller.after_commit = functools.partial(self._publish_committed, m.pdl)
-            poller.subscribed_kva = functools.partial(
-                stored_subscribed_kva, self.store, topics.contract_topic(parts.base, m.pdl))
+            poller.subscribed_kva = StoredKva(self.store,
+                                              topics.contract_topic(parts.base, m.pdl))
             self.meters[m.pdl] = MeterState(m, poller, next_due=now + i * step,
                                             last_success=self._last_success(m.pdl))
         self.thread = threading.Thread(target=self._run, name=f"account-{account.name}",
@@ -164,6 +168,11 @@ class AccountRunner:
         self.wake.set()
 
     def _run(self) -> None:
+        with self.parts.turns.turn():
+            self._work()
+
+    def _work(self) -> None:
+        """The account thread's life, on its turn (given up for every wait)."""
         try:
             self._reconcile()
             self._introduce()
@@ -214,7 +223,8 @@ class AccountRunner:
                 nxt = contracts_at if nxt is None else min(nxt, contracts_at)
             wait = 3600.0 if nxt is None else max(0.0, nxt - self.clock.time())
             if self.jobs.empty():
-                self.clock.wait(self.wake, min(wait, 6 * 3600.0))
+                with self.parts.turns.waiting():
+                    self.clock.wait(self.wake, min(wait, 6 * 3600.0))
             self.wake.clear()
 
     def _reconcile(self) -> None:
@@ -598,10 +608,36 @@ def stored_subscribed_kva(store: Store, contract_topic: str) -> float | None:
     does not say, or it cannot be read. It sets the plausibility limit of the meter."""
     try:
         raw = store.get_retained(contract_topic)
+    except Exception:
+        return None
+    return _kva_of(raw)
+
+
+def _kva_of(raw: bytes | None) -> float | None:
+    try:
         payload = json.loads(raw) if raw else None
     except Exception:
         return None
     return subscribed_kva(payload) if isinstance(payload, dict) else None
+
+
+class StoredKva:
+    """:func:`stored_subscribed_kva` of one meter, for each of its polls: the stored
+    payload is read every time, parsed again only when it changed."""
+
+    def __init__(self, store: Store, contract_topic: str) -> None:
+        self.store = store
+        self.topic = contract_topic
+        self._seen: tuple[bytes | None, float | None] | None = None  # (payload, kVA)
+
+    def __call__(self) -> float | None:
+        try:
+            raw = self.store.get_retained(self.topic)
+        except Exception:
+            return None
+        if self._seen is None or self._seen[0] != raw:
+            self._seen = (raw, _kva_of(raw))
+        return self._seen[1]
 
 
 def _local(epoch: float) -> str:

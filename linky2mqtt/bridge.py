@@ -46,6 +46,7 @@ from linky2mqtt.pricing import MeterTariff, Pricing
 from linky2mqtt.publisher import Publisher
 from linky2mqtt.store import StoreError
 from linky2mqtt.storecheck import open_checked
+from linky2mqtt.turns import Turns
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +100,9 @@ class Bridge:
 
     def _build(self, cfg: Config, clock: Clock, stagger: float, retry: RetryPolicy | None,
                on_publish: Callable[[str, bytes, bool], None] | None) -> None:
-        self.budget = Budget(budget_windows(cfg), self.store, clock)
+        # the account threads work in turns and wait together (linky2mqtt.turns)
+        self.turns = Turns()
+        self.budget = Budget(budget_windows(cfg), self.store, clock, waiting=self.turns.waiting)
         self.retry = retry or RetryPolicy(sleep=self._retry_sleep)
         m = cfg.mqtt
         self.link = MqttLink(
@@ -121,13 +124,15 @@ class Bridge:
             store=self.store, publisher=self.publisher, budget=self.budget, clock=clock,
             stopping=self.stopping, rng=self.rng, base=self.base, poll_window=cfg.poll_window,
             curve_changed=self._curve_changed, contract_found=self._contract_found,
+            turns=self.turns,
             contract_refresh=cfg.contract_refresh_days * 86400.0)
         self.fleet = Fleet(parts, redacted(cfg), stagger=stagger)
         for account in cfg.accounts:
             if account.enabled:
                 self.fleet.add(account, EnedisClient(
                     provider_settings(account), budget=self.budget, retry=self.retry,
-                    clock=clock, deadline=account.request_timeout, cancel=self.stopping))
+                    clock=clock, deadline=account.request_timeout, cancel=self.stopping,
+                    waiting=self.turns.waiting))
         self.pricing = Pricing(self.store, self.base, self._meter)
         self.publisher.pricing = self.pricing
         self.read_source = StoreReadSource(self.store, pricing=self.pricing)

@@ -106,6 +106,13 @@ def day_bounds(day: date) -> tuple[datetime, datetime]:
     return start, end
 
 
+@functools.lru_cache(maxsize=4096)  # pure; a backfill asks each day's once per window
+def _epoch_bounds(day: date) -> tuple[int, int]:
+    """:func:`day_bounds` of ``day`` in epoch seconds."""
+    start, end = day_bounds(day)
+    return int(start.timestamp()), int(end.timestamp())
+
+
 def local_iso(moment: datetime) -> str:
     """ISO 8601 in Europe/Paris with its offset: ``2026-11-28T00:00:00+01:00``."""
     return moment.astimezone(PARIS).isoformat(timespec="seconds")
@@ -212,15 +219,7 @@ def readings_hour_totals(readings: Iterable[Reading], kind: Kind, days: Iterable
     if not wanted:
         return {}, 0
     seq = readings if isinstance(readings, list) else list(readings)
-    midnights: dict[date, int] = {}  # the epoch of each local midnight met
-
-    def midnight(d: date) -> int:
-        at = midnights.get(d)
-        if at is None:
-            at = midnights[d] = int(datetime.combine(d, time(0), PARIS).timestamp())
-        return at
-
-    bounds = [(d, midnight(d), midnight(d + timedelta(days=1))) for d in wanted]
+    bounds = [(d, *_epoch_bounds(d)) for d in wanted]
     span_lo, span_hi = bounds[0][1], bounds[-1][2]
     even = _even_totals(seq, kind, bounds)
     if even is not None:

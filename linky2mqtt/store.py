@@ -312,6 +312,9 @@ class Store:
             found = self._migrate(conn)
             if 0 < found < DST_CHECK_BEFORE:
                 self._flag_for_repair(conn)
+            # ``repairs`` is written only here, at open: once empty, no poll asks it again
+            self._repairs_listed = conn.execute("SELECT 1 FROM repairs LIMIT 1").fetchone(
+            ) is not None
             # Fail at start, not at the first fetch, when the file cannot be written.
             conn.execute("BEGIN IMMEDIATE")
             conn.execute("ROLLBACK")
@@ -744,6 +747,8 @@ class Store:
 
     def repair_days(self, pdl: str, kind: Kind | str, series: Series) -> dict[date, str]:
         """Days listed to be fetched once more, with why."""
+        if not self._repairs_listed:  # none listed when the store was opened
+            return {}
         sql = "SELECT day, reason FROM repairs WHERE pdl = ? AND kind = ? AND series = ?"
         rows = self._read(lambda c: c.execute(sql, (pdl, str(kind), series)).fetchall())
         return {date.fromisoformat(d): str(why) for d, why in rows}

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from linky2mqtt import plausible
-from linky2mqtt.accounts import stored_subscribed_kva
+from linky2mqtt.accounts import StoredKva, stored_subscribed_kva
 from linky2mqtt.config import MeterConfig
 from linky2mqtt.enedis import ProviderSettings
 from linky2mqtt.model import Kind, Reading, Step, day_bounds
@@ -92,6 +92,22 @@ def test_subscribed_power_from_the_stored_contract(tmp_path: Path) -> None:
         store.set_retained(topic, b"not json")
         assert stored_subscribed_kva(store, topic) is None
 
+
+
+def test_each_poll_follows_the_stored_contract(tmp_path: Path) -> None:
+    """The poller's view (parsed once per stored payload) changes with the payload."""
+    topic = f"l2m/{PDL}/contract"
+    with Store(tmp_path / "s.db") as store:
+        kva = StoredKva(store, topic)
+        assert kva() is None  # no contract
+        for power in (6.0, 6.0, 9.0, None, 12.0):
+            store.set_retained(topic, json.dumps({"pdl": PDL, "subscribed_power_kva": power}
+                                                 ).encode())
+            assert kva() == power
+        store.set_retained(topic, b"not json")
+        assert kva() is None
+        store.close()
+        assert kva() is None  # the store closed: no limit known, no exception
 
 # -- through the poller: refused, not stored, asked again ---------------------------------
 

@@ -23,6 +23,7 @@ import math
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Protocol
@@ -116,8 +117,13 @@ class Budget:
         ledger: Ledger | None = None,
         clock: Clock = SYSTEM_CLOCK,
         max_wait: float = 2.0,
+        *,
+        waiting: Callable[[], AbstractContextManager[object]] = nullcontext,
     ) -> None:
         self._spec = windows
+        # entered around the pacing sleep (the bridge gives its account thread's turn up:
+        # linky2mqtt.turns)
+        self.waiting = waiting
         self.ledger: Ledger = ledger if ledger is not None else MemoryLedger()
         self.clock = clock
         self.max_wait = max_wait
@@ -193,7 +199,8 @@ class Budget:
                     return now
             if at - now > self.max_wait:
                 raise BudgetExhausted(at, scope=",".join(scopes))
-            self.clock.sleep(at - now)
+            with self.waiting():
+                self.clock.sleep(at - now)
 
     def settle(self, scopes: Iterable[str], sent_at: float) -> None:
         """The request recorded at ``sent_at`` is going out now: count it from now.

@@ -29,6 +29,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import date, timedelta
 from email.utils import parsedate_to_datetime
@@ -147,12 +148,16 @@ class EnedisClient:
         user_agent: str | None = None,
         deadline: float = DEFAULT_DEADLINE,
         cancel: threading.Event | None = None,
+        waiting: Callable[[], AbstractContextManager[object]] = nullcontext,
     ) -> None:
         if deadline <= 0:
             raise ValueError("deadline must be positive")
         self.settings = settings
         self.deadline = float(deadline)
         self.cancel = cancel
+        # entered while the caller waits for an answer (the bridge gives its account
+        # thread's turn up: linky2mqtt.turns)
+        self.waiting = waiting
         self.provider = settings.provider
         self.description = settings.description
         self.clock = clock
@@ -235,7 +240,7 @@ class EnedisClient:
                 raise self._bad(call, exc.message) from None
 
         try:
-            return self.retry.call(attempt)
+            return self.retry.call(attempt, waiting=self.waiting)
         except NoData:
             return None
 
@@ -285,7 +290,7 @@ class EnedisClient:
                     raise self._bad(call, exc.message) from None
 
             try:
-                chunk = (retry or self.retry).call(attempt)
+                chunk = (retry or self.retry).call(attempt, waiting=self.waiting)
             except NoData as exc:
                 log.info("%s %s %s..%s: no data (%s)", self.provider, pdl, a, b, exc.code)
                 missing.extend(_days(a, b))
@@ -452,6 +457,16 @@ class EnedisClient:
             idle = self._idle.pop() if self._idle else None
         worker = idle or _Worker(f"enedis-{self.provider}")
         worker.jobs.put(job)
+        with self.waiting():
+            self._await(call, done, ends, give_up)
+        got = result[0]
+        if isinstance(got, BaseException):
+            raise got
+        return got
+
+    def _await(self, call: Call, done: threading.Event, ends: float,
+               give_up: Callable[[], None]) -> None:
+        """Wait for the exchange's worker until ``ends`` (monotonic) or ``cancel``."""
         while not done.is_set():
             left = ends - time.monotonic()
             if left <= 0:
@@ -466,10 +481,6 @@ class EnedisClient:
                 raise Cancelled("stopping: request abandoned", provider=self.provider,
                                 endpoint=call.path)
             done.wait(min(left, _CANCEL_POLL))
-        got = result[0]
-        if isinstance(got, BaseException):
-            raise got
-        return got
 
     @staticmethod
     def _json(response: httpx.Response) -> Any:

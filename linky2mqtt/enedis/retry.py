@@ -24,6 +24,7 @@ import logging
 import random
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -70,8 +71,14 @@ class RetryPolicy:
         base = min(self.maximum, self.initial * 2.0 ** (attempt - 1))
         return base + self.rng.uniform(0.0, self.jitter)
 
-    def call(self, fn: Callable[[], T]) -> T:
-        """Run ``fn`` under this policy; the last exception is raised when giving up."""
+    def call(self, fn: Callable[[], T], *,
+             waiting: Callable[[], AbstractContextManager[object]] = nullcontext) -> T:
+        """Run ``fn`` under this policy; the last exception is raised when giving up.
+        ``waiting()`` is entered around each pause between two attempts."""
+
+        def pause(seconds: float) -> None:
+            with waiting():
+                self.sleep(seconds)
 
         def wait(state: tenacity.RetryCallState) -> float:
             exc = state.outcome.exception() if state.outcome else None
@@ -97,7 +104,7 @@ class RetryPolicy:
             retry=tenacity.retry_if_exception(is_transient),
             stop=stop,
             wait=wait,
-            sleep=self.sleep,
+            sleep=pause,
             before_sleep=before_sleep,
             reraise=True,
         )
