@@ -9,8 +9,9 @@ The meter-days are counted in the store afterwards: a cycle that stored nothing 
 bridge runs in its own process (:mod:`bench.size_child`; the simulator stays in this one,
 so its CPU is not counted): peak RSS (its own ``VmHWM``) and user+system CPU of the whole
 process, start-up included. The account budgets are raised so that only the bridge's own
-speed bounds the cycle. Goals: peak RSS under 150 MiB; CPU at most 5 ms per meter-day (one
-day fetched per meter; :data:`CPU_GOAL_MS`).
+speed bounds the cycle. Goals: peak RSS under 150 MiB (the highest peak of the runs); CPU
+at most 5 ms per meter-day (one day fetched per meter; :data:`CPU_GOAL_MS`), the best of
+:data:`RUNS` runs, every run's figure in the note.
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ PER_ACCOUNT = 1000
 # Issue 15's build section: "CPU per meter-day <= 5 ms on the 10,000-meter figure" (the
 # table said "< 2 ms" before, a goal the issue never set)
 CPU_GOAL_MS = 5.0
+# The CPU figure is the best of this many runs (every run's figure is in the note): on a
+# 2-core machine shared with the simulator and the broker, one run swings by +-10 %.
+RUNS = 2
 
 
 def measure(n: int, days: int) -> dict[str, float]:
@@ -76,11 +80,16 @@ def measure(n: int, days: int) -> dict[str, float]:
 
 def run(quick: bool) -> list[Row]:
     n = 1000 if quick else 10_000
-    got = measure(n, 1)
-    if not got["meter_days"]:
-        raise FetchedNothing("size", f"{n} meters polled, no day stored")
-    rss_mib = got["maxrss_kib"] / 1024
-    cpu_ms = got["cpu"] * 1000 / got["meter_days"]
+    runs = []
+    for _ in range(RUNS):
+        got = measure(n, 1)
+        if not got["meter_days"]:
+            raise FetchedNothing("size", f"{n} meters polled, no day stored")
+        runs.append(got)
+    per_run = [got["cpu"] * 1000 / got["meter_days"] for got in runs]
+    got = runs[per_run.index(min(per_run))]  # the best run, as the publish figure keeps
+    rss_mib = max(run["maxrss_kib"] for run in runs) / 1024  # the worst peak of the runs
+    cpu_ms = min(per_run)
     note = (f"{got['wall']:.0f} s wall, {got['meter_days']:.0f} meter-days stored, "
             f"{got['errors']:.0f} meters in error")
     rows = [
@@ -89,7 +98,8 @@ def run(quick: bool) -> list[Row]:
         Row(f"size: CPU per meter-day, {n} meters", f"{cpu_ms:.2f} ms",
             f"{CPU_GOAL_MS:g} ms (goal)", CPU_GOAL_MS / cpu_ms, f"<= {CPU_GOAL_MS:g} ms",
             cpu_ms <= CPU_GOAL_MS,
-            f"{got['cpu']:.1f} s CPU in all"),
+            f"{got['cpu']:.1f} s CPU in all; best of {RUNS} runs: "
+            + ", ".join(f"{ms:.2f}" for ms in per_run) + " ms"),
     ]
     if not quick:
         # context: the same work per request, more days per request (a 7-day backfill

@@ -17,10 +17,12 @@ logged (PDL, day, value), not stored, and so stays missing and is asked again la
 from __future__ import annotations
 
 import logging
+import math
+import operator
 from collections.abc import Iterable
 from datetime import date
 
-from linky2mqtt.model import Kind, Reading, day_bounds, resolution_minutes
+from linky2mqtt.model import DAILY, Kind, Reading, day_bounds, resolution_minutes
 
 __all__ = ["MARGIN", "NO_CONTRACT_VA", "power_limit_va", "problem", "screen"]
 
@@ -50,10 +52,39 @@ def problem(r: Reading, limit: float) -> str | None:
     return f"{what} above {limit:g} VA" if watts > limit else None
 
 
+_VALUE = operator.attrgetter("value")
+_RESOLUTION = operator.attrgetter("resolution")
+_KIND = operator.attrgetter("kind")
+_SHORTEST_DAY_HOURS = 23.0
+# below the bounds by far more than the roundings of problem()'s own arithmetic
+_SAFE = 1.0 - 1e-9
+
+
+def _surely_plausible(items: list[Reading], limit: float) -> bool:
+    """True when :func:`problem` finds nothing in ``items``, shown without a Python call
+    per reading: no value is negative and none reaches the lowest bound the answer's
+    kinds and resolutions allow (a curve interval: limit x minutes / 60 Wh; a daily
+    energy: limit x 23 h; a max power: limit). False only means "look at each"."""
+    if not items:
+        return True
+    values: list[float] = list(map(_VALUE, items))
+    if not min(values) >= 0:
+        return False
+    bound = limit if Kind.MAX_POWER in set(map(_KIND, items)) else math.inf
+    for resolution in set(map(_RESOLUTION, items)):
+        if resolution == DAILY:
+            bound = min(bound, limit * _SHORTEST_DAY_HOURS)
+        else:
+            bound = min(bound, limit * resolution_minutes(resolution) / 60.0)
+    return bool(max(values) < bound * _SAFE)
+
+
 def screen(readings: Iterable[Reading], pdl: str, kva: float | None) -> list[Reading]:
     """``readings`` without the (kind, day, daily/curve) groups holding an impossible value."""
     items = list(readings)
     limit = power_limit_va(kva)
+    if _surely_plausible(items, limit):
+        return items
     refused: dict[tuple[Kind, date, bool], str] = {}
     for r in items:
         key = (r.kind, r.local_date, r.is_daily)

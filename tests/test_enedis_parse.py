@@ -424,3 +424,28 @@ def test_property_energy_conserved_curve_to_hours(
     assert sum(h.wh for h in hourly.hours) == pytest.approx(sum(got.values()), abs=1e-3)
     assert hourly.complete == (len(got) == len(intervals))
     assert len(hourly.hours) <= len(intervals) * minutes // 60
+
+
+# -- the common stamp shapes are read in C; the result is the pattern's, byte for byte -----
+
+
+@pytest.mark.parametrize("stamp", [
+    "2026-11-28 00:30:00", "2026-11-28T23:59:59", "2026-03-29 02:30:00", "2026-10-25 02:00:00",
+    "2026-11-28", "2024-02-29", "2026-02-29", "2026-02-30 00:00:00", "2026-11-28 24:00:00",
+    "2026-11-28 00:60:00", "2026-13-01", "2026-1a-28", "2026-11-28x00:30:00",
+    "2026-11-28 00:30:0Z", "2026-11-28 00:30", "2026-11-28 00:30:00Z",
+    "2026-11-28 00:30:00+01:00", "2026-11-28T00:30:00.000", "\u0662026-11-28 00:30:00",
+    "2026-11-28 0\u0663:30:00", "2026-11-28\u00a000:30:00", "abcd-ef-gh",
+])
+def test_stamp_fast_path_reads_what_the_pattern_reads(stamp: str) -> None:
+    """``" " + stamp`` never takes the fast path (its length differs): the pattern reads
+    it after stripping, so both must agree, or both refuse."""
+    from linky2mqtt.enedis.parse import _parse_stamp
+
+    def read(text: str) -> object:
+        try:
+            return _parse_stamp(text)
+        except BadResponse:
+            return BadResponse
+
+    assert read(stamp) == read(" " + stamp)

@@ -12,6 +12,8 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from linky2mqtt import plausible
 from linky2mqtt.accounts import StoredKva, stored_subscribed_kva
@@ -147,3 +149,41 @@ def test_poller_refuses_impossible_days_and_asks_again(
         assert held[DAY - timedelta(days=1)] == 9100.0
     client.close()
     assert len(asked) == 2
+
+
+# -- screen() decides without looking at each reading only when nothing can be refused ---
+
+
+_RESOLUTIONS = ["PT10M", "PT15M", "PT30M", "PT60M", "P1D"]
+
+
+def _bound(resolution: str, kind: Kind, limit: float, day: date) -> float:
+    """The value at which problem() starts refusing (computed here, from its rules)."""
+    if kind is Kind.MAX_POWER:
+        return limit
+    if resolution == "P1D":
+        start, end = day_bounds(day)
+        return limit * (end - start).total_seconds() / 3600
+    return limit * int(resolution[2:-1]) / 60
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    kva=st.sampled_from([None, 3.0, 6.0, 9.0, 36.0]),
+    picks=st.lists(st.tuples(
+        st.sampled_from(_RESOLUTIONS), st.sampled_from(list(Kind)),
+        st.sampled_from([date(2026, 3, 29), date(2026, 10, 25), DAY]),
+        st.sampled_from([0.0, 0.5, 1 - 1e-12, 1 - 1e-16, 1.0, 1 + 1e-15, 1 + 1e-6, 2.0,
+                         -1e-300, -1.0])), min_size=1, max_size=6),
+)
+def test_screen_refuses_exactly_what_problem_finds(
+        kva: float | None, picks: list[tuple[str, Kind, date, float]]) -> None:
+    """Readings at, just below and just above each bound (and negatives), mixed."""
+    limit = plausible.power_limit_va(kva)
+    items = [Reading(PDL, kind, resolution, day_bounds(day)[0] + timedelta(hours=i),
+                     _bound(resolution, kind, limit, day) * factor)
+             for i, (resolution, kind, day, factor) in enumerate(picks)]
+    bad = {(r.kind, r.local_date, r.is_daily) for r in items
+           if plausible.problem(r, limit) is not None}
+    expected = [r for r in items if (r.kind, r.local_date, r.is_daily) not in bad]
+    assert plausible.screen(items, PDL, kva) == expected

@@ -34,6 +34,8 @@ exception.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import itertools
 import logging
 import math
@@ -153,6 +155,15 @@ def _number(value: Any) -> float | None:
 
 def _parse_stamp(stamp: str) -> tuple[datetime, bool, datetime | None]:
     """(naive local datetime, whether it has a time of day, UTC instant if it has an offset)."""
+    # the shapes every answer uses (``2026-11-28 00:30:00``, ``2026-11-28``), read in C; any
+    # other shape, or a value these cannot read, is read (or refused) by the pattern below
+    if len(stamp) == 19 and stamp[10] in " T" and stamp[4] == stamp[7] == "-" and (
+            stamp[13] == stamp[16] == ":"):
+        with contextlib.suppress(ValueError):
+            return datetime.fromisoformat(stamp), True, None
+    elif len(stamp) == 10 and stamp[4] == stamp[7] == "-":
+        with contextlib.suppress(ValueError):
+            return datetime.fromisoformat(stamp), False, None
     m = STAMP_RE.fullmatch(stamp.strip())
     if m is None:
         raise BadResponse(f"unreadable date {stamp[:30]!r}")
@@ -180,6 +191,12 @@ def _naive(stamp: str) -> tuple[datetime, bool]:
 def _step_minutes(step: Any) -> int | None:
     if step is None or step == "":
         return None
+    if isinstance(step, str):
+        return _step_text_minutes(step)
+    return _step_of(step)
+
+
+def _step_of(step: Any) -> int:
     m = STEP_RE.fullmatch(str(step).strip())
     if m is None:
         raise BadResponse(f"unexpected step {str(step)[:20]!r}")
@@ -187,6 +204,10 @@ def _step_minutes(step: Any) -> int | None:
     if minutes not in CURVE_RESOLUTIONS.values():
         raise BadResponse(f"unsupported step {step!r}")
     return minutes
+
+
+# pure; an answer repeats one step on every point
+_step_text_minutes: Callable[[str], int] = functools.lru_cache(maxsize=64)(_step_of)
 
 
 def _day(stamp: str) -> date:
@@ -421,6 +442,7 @@ def parse_curve(
     if unplaced:
         _warn_unplaced(pdl, unplaced)
     by_start: dict[datetime, _CurvePoint] = {}
+    day_of: dict[datetime, date] = {}  # local day of each start kept
     refused: dict[date, str] = {}
     for cp in sorted(parsed, key=lambda q: q.index):
         if cp.index not in starts or cp.value is None:
@@ -432,6 +454,7 @@ def parse_curve(
         held = by_start.get(utc_start)
         if held is None or held.value is None:
             by_start[utc_start] = cp
+            day_of[utc_start] = day
         elif held.value != cp.value or held.minutes != cp.minutes:
             refused.setdefault(day, f"{held.stamp}={held.value:g}, {cp.stamp}={cp.value:g}")
         else:
@@ -442,12 +465,15 @@ def parse_curve(
         log.debug("curve %s: stamps written in the offset of their interval's start", pdl)
     readings: dict[datetime, Reading] = {}
     for utc_start, cp in by_start.items():
-        if cp.value is None or utc_start.astimezone(PARIS).date() in refused:
+        if cp.value is None or day_of[utc_start] in refused:
             continue
         readings[utc_start] = Reading(
-            pdl, kind, f"PT{cp.minutes}M", utc_start, cp.value * factor * cp.minutes / 60.0
-        )
+            pdl, kind, _RESOLUTION_NAMES.get(cp.minutes) or f"PT{cp.minutes}M", utc_start,
+            cp.value * factor * cp.minutes / 60.0)
     return [readings[t] for t in sorted(readings)]
+
+
+_RESOLUTION_NAMES = {minutes: f"PT{minutes}M" for minutes in range(1, 61)}
 
 
 def _warn_unplaced(pdl: str, unplaced: list[_CurvePoint]) -> None:
