@@ -6,12 +6,14 @@ account threads with work to do at the same moment do not finish sooner than one
 take the interpreter from each other every few milliseconds, and every hand-over costs
 system calls and cold caches. Measured with ``python -m bench --only size`` (10,000 meters
 on ten Data Connect accounts, no quota, no latency): 5.8 ms of CPU per meter-day with ten
-threads racing, 4.5 ms with the same meters on one account; with turns, the ten accounts
-cost what one does (``bench/RESULTS.md``).
+threads racing, 4.5 ms with the same meters on one account; with turns, 4.3-4.9 ms
+(``bench/RESULTS.md``).
 
 So an account thread takes its turn (:meth:`Turns.turn`) for everything it does and gives
 it up for every wait (:meth:`Turns.waiting`): the pacing of its budget, an upstream
-answer, the pause between two attempts, the time until its next poll. While one account
+answer (after its first 2 ms: an answer that quick is awaited on the turn, handing the
+turn over and back would cost more), the pause between two attempts, the time until its
+next poll. While one account
 waits for an answer the next one works: the waits still overlap, only the work is taken
 in turns. A wait that does not give the turn up holds every other account back for its
 length; the waits of a poll are all in ``linky2mqtt.enedis`` (budget, client, retry) and

@@ -69,6 +69,7 @@ DEFAULT_DEADLINE = 60.0  # seconds for one whole exchange: connect, headers and 
 MAX_BODY = 32 * 1024 * 1024  # a bigger answer is garbage (a year of daily values: ~30 KiB)
 PREVIEW_CHARS = 60  # what an error message quotes of a body it cannot use
 _CANCEL_POLL = 0.1  # how often a caller waiting for an answer looks at ``cancel``
+_SHORT_WAIT = 0.002  # seconds an answer is awaited before the caller gives its turn up
 
 
 @dataclass(frozen=True)
@@ -457,8 +458,11 @@ class EnedisClient:
             idle = self._idle.pop() if self._idle else None
         worker = idle or _Worker(f"enedis-{self.provider}")
         worker.jobs.put(job)
-        with self.waiting():
-            self._await(call, done, ends, give_up)
+        # an answer within a few milliseconds (a local gateway) is awaited on the turn:
+        # giving it up and taking it back would cost more than the wait
+        if not done.wait(_SHORT_WAIT):
+            with self.waiting():
+                self._await(call, done, ends, give_up)
         got = result[0]
         if isinstance(got, BaseException):
             raise got
