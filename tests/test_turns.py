@@ -17,18 +17,12 @@ from datetime import date
 
 import httpx
 
-from linky2mqtt.enedis import (
-    Budget,
-    EnedisClient,
-    MemoryLedger,
-    ProviderSettings,
-    RetryPolicy,
-    default_windows,
-)
+from linky2mqtt.enedis import Budget, EnedisClient, MemoryLedger, ProviderSettings, RetryPolicy
 from linky2mqtt.enedis.budget import Window
 from linky2mqtt.model import Kind
 from linky2mqtt.turns import Turns
 from tests.support.clock import SteppedClock
+from tests.support.upstream_client import one_try_client
 from tests.test_enedis_client import NOW, PDL, Fake, jwt
 
 DEADLINE = 10.0
@@ -119,14 +113,11 @@ def test_turn_is_reentrant_and_waiting_is_nothing_without_it() -> None:
 def _client(turns: Turns, handler: Callable[[httpx.Request], httpx.Response], *,
             budget: Budget | None = None, retry: RetryPolicy | None = None,
             clock: SteppedClock | None = None) -> EnedisClient:
-    clock = clock or SteppedClock(NOW)
     settings = ProviderSettings(provider="conso", token=jwt([PDL]),
                                 base_url="http://upstream.test", account="home")
-    return EnedisClient(
-        settings, budget=budget or Budget(default_windows("conso"), MemoryLedger(), clock),
-        retry=retry or RetryPolicy(attempts=2, sleep=lambda s: None),
-        http=httpx.Client(transport=httpx.MockTransport(handler)), clock=clock,
-        waiting=turns.waiting)
+    return one_try_client(settings, handler=handler, budget=budget,
+                          clock=clock or SteppedClock(NOW), retry=retry,
+                          waiting=turns.waiting)
 
 
 DAY = date(2026, 11, 27)
