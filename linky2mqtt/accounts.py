@@ -606,11 +606,7 @@ def stored_subscribed_kva(store: Store, contract_topic: str) -> float | None:
     """The subscribed power (kVA) of the contract payload stored at ``contract_topic``
     (:func:`linky2mqtt.enedis.subscribed_kva`); None when there is no contract, or it
     does not say, or it cannot be read. It sets the plausibility limit of the meter."""
-    try:
-        raw = store.get_retained(contract_topic)
-    except Exception:
-        return None
-    return _kva_of(raw)
+    return StoredKva(store, contract_topic)()
 
 
 def _kva_of(raw: bytes | None) -> float | None:

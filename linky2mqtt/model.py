@@ -98,6 +98,12 @@ def resolution_minutes(resolution: str) -> int:
     return n * 60 if resolution.endswith("H") else n
 
 
+@functools.lru_cache(maxsize=64)  # pure; a store meets a handful of resolutions
+def resolution_seconds(resolution: str) -> int:
+    """:func:`resolution_minutes` in seconds."""
+    return 60 * resolution_minutes(resolution)
+
+
 @functools.lru_cache(maxsize=4096)  # pure, asked for the same few days over and over
 def day_bounds(day: date) -> tuple[datetime, datetime]:
     """UTC start and end of a Europe/Paris calendar day (23, 24 or 25 hours long)."""
@@ -107,7 +113,7 @@ def day_bounds(day: date) -> tuple[datetime, datetime]:
 
 
 @functools.lru_cache(maxsize=4096)  # pure; a backfill asks each day's once per window
-def _epoch_bounds(day: date) -> tuple[int, int]:
+def epoch_bounds(day: date) -> tuple[int, int]:
     """:func:`day_bounds` of ``day`` in epoch seconds."""
     start, end = day_bounds(day)
     return int(start.timestamp()), int(end.timestamp())
@@ -176,7 +182,6 @@ def half_wh(values: Sequence[float]) -> bool:
 
 
 _HALF_WH_MAX = 2.0**40
-_SECONDS: dict[str, int] = {}  # seconds of each curve resolution met
 
 
 def totals_of_rows(rows: Sequence[tuple[str, int, float]], day: date, lo: int,
@@ -193,13 +198,10 @@ def totals_of_rows(rows: Sequence[tuple[str, int, float]], day: date, lo: int,
         if start == previous:
             continue
         previous = start
-        seconds = _SECONDS.get(resolution)
-        if seconds is None:
-            seconds = _SECONDS[resolution] = 60 * resolution_minutes(resolution)
         i = (start - lo) // 3600
         seen[i] = True
         wh[i] += value
-        covered[i] += seconds
+        covered[i] += resolution_seconds(resolution)
     hours = [(i, round(wh[i], 6), covered[i] >= 3600) for i in range(count) if seen[i]]
     complete = len(hours) == count and all(full for _, _, full in hours)
     return HourTotals(day=day, lo=lo, count=count, hours=hours, complete=complete)
@@ -219,7 +221,7 @@ def readings_hour_totals(readings: Iterable[Reading], kind: Kind, days: Iterable
     if not wanted:
         return {}, 0
     seq = readings if isinstance(readings, list) else list(readings)
-    bounds = [(d, *_epoch_bounds(d)) for d in wanted]
+    bounds = [(d, *epoch_bounds(d)) for d in wanted]
     span_lo, span_hi = bounds[0][1], bounds[-1][2]
     even = _even_totals(seq, kind, bounds)
     if even is not None:

@@ -57,7 +57,9 @@ from linky2mqtt.model import (
     Reading,
     Series,
     day_bounds,
+    epoch_bounds,
     resolution_minutes,
+    resolution_seconds,
     totals_of_rows,
 )
 
@@ -194,7 +196,6 @@ _SELECT_CURVE_POINTS = _SELECT_CURVE.replace(
 _COUNT_CURVE = _SELECT_CURVE.replace(
     "SELECT pdl, kind, resolution, start_utc, value, quality, peak_at FROM readings",
     "SELECT COUNT(*) FROM readings").replace(" ORDER BY start_utc, resolution", "")
-_CURVE_SECONDS: dict[str, int] = {}
 
 
 class StoreError(Linky2MqttError):
@@ -580,10 +581,7 @@ class Store:
             spans = [wanted]
         out: dict[date, HourTotals] = {}
         for span in spans:
-            bounds: list[tuple[date, int, int]] = []
-            for d in span:
-                lo_, hi_ = day_bounds(d)
-                bounds.append((d, _epoch(lo_), _epoch(hi_)))
+            bounds = [(d, *epoch_bounds(d)) for d in span]
             rows = self._curve_points(pdl, kind, bounds[0][1], bounds[-1][2])
             starts = [r[1] for r in rows]
             for d, lo, hi in bounds:
@@ -705,12 +703,9 @@ class Store:
                     if day is not None and _covers_day(intervals, lo, hi):
                         complete.add(day)
                     day = _utc(begin).astimezone(PARIS).date()
-                    lo, hi = (_epoch(b) for b in day_bounds(day))
+                    lo, hi = epoch_bounds(day)
                     intervals = []
-                seconds = _CURVE_SECONDS.get(resolution)
-                if seconds is None:
-                    seconds = _CURVE_SECONDS[resolution] = 60 * resolution_minutes(resolution)
-                intervals.append((begin, begin + seconds))
+                intervals.append((begin, begin + resolution_seconds(resolution)))
             if day is not None and _covers_day(intervals, lo, hi):
                 complete.add(day)
             self.reading_rows_read += n

@@ -468,12 +468,13 @@ def parse_curve(
         if cp.value is None or day_of[utc_start] in refused:
             continue
         readings[utc_start] = Reading(
-            pdl, kind, _RESOLUTION_NAMES.get(cp.minutes) or f"PT{cp.minutes}M", utc_start,
+            pdl, kind, _RESOLUTION_NAMES[cp.minutes], utc_start,
             cp.value * factor * cp.minutes / 60.0)
     return [readings[t] for t in sorted(readings)]
 
 
-_RESOLUTION_NAMES = {minutes: f"PT{minutes}M" for minutes in range(1, 61)}
+# a point's minutes are those of a curve resolution (_step_of, _fallback_step)
+_RESOLUTION_NAMES = {minutes: name for name, minutes in CURVE_RESOLUTIONS.items()}
 
 
 def _warn_unplaced(pdl: str, unplaced: list[_CurvePoint]) -> None:
