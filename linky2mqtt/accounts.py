@@ -235,14 +235,17 @@ class AccountRunner:
                     self.publisher.reconcile_daily(pdl, s.kind, self.clock.now())
 
     def _mark_curve_to_publish(self, pdl: str, kind: Kind, series: Series,
-                               days: set[date]) -> None:
-        """Before a commit: record that these hourly days are to be published (crash-safe)."""
+                               days: set[date]) -> list[tuple[str, str, bytes]]:
+        """Before a commit: the marks that these hourly days are to be published,
+        committed with the readings (crash-safe)."""
         if series == "curve":
-            self.publisher.mark_curve(pdl, kind, days)
+            return self.publisher.curve_marks(pdl, kind, days)
+        return []
 
     def _publish_committed(  # noqa: PLR0917 - the shape of MeterPoller.after_commit
             self, pdl: str, kind: Kind, series: Series, fetched: set[date],
-            changed: set[date], now: datetime, readings: list[Reading]) -> None:
+            changed: set[date], now: datetime, readings: list[Reading],
+            stored: int | None) -> None:
         """Readings of one window were committed: publish what follows, at once."""
         self.progress.stored(f"{kind.value}/{'hour' if series == 'curve' else 'day'}",
                              series, fetched)
@@ -250,7 +253,8 @@ class AccountRunner:
             if changed:
                 self.publisher.daily_changed(pdl, kind, changed, now)
         else:
-            self.publisher.curve_stored(pdl, kind, fetched, changed, readings)
+            self.publisher.curve_stored(pdl, kind, fetched, changed, readings,
+                                        stored=stored)
             if changed:
                 self.parts.curve_changed(pdl, kind, min(changed))
 

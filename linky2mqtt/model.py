@@ -32,7 +32,7 @@ import operator
 import re
 from bisect import bisect_left
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
 from itertools import repeat
@@ -164,6 +164,9 @@ class HourTotals:
     count: int  # clock hours in the day: 23, 24 or 25
     hours: list[tuple[int, float, bool]]  # (hour number, Wh, every interval present)
     complete: bool
+    # every Wh known to be a whole or half number (:func:`half_wh`) by whoever added them
+    # up, so that a batch is written without checking again; False: not known
+    half: bool = field(default=False, compare=False)
 
     def hourly_day(self) -> HourlyDay:
         utc = datetime.fromtimestamp
@@ -238,9 +241,9 @@ def readings_hour_totals(readings: Iterable[Reading], kind: Kind, days: Iterable
 
 
 _START = operator.attrgetter("start")
-_RESOLUTION = operator.attrgetter("resolution")
-_KIND = operator.attrgetter("kind")
 _VALUE = operator.attrgetter("value")
+_KIND = operator.attrgetter("kind")
+_RESOLUTION = operator.attrgetter("resolution")
 
 
 def _even_totals(seq: list[Reading], kind: Kind, bounds: list[tuple[date, int, int]]
@@ -248,7 +251,8 @@ def _even_totals(seq: list[Reading], kind: Kind, bounds: list[tuple[date, int, i
     """:func:`readings_hour_totals` of readings of ``kind`` at one resolution, one
     interval apart, in order (a fetched window), else None. A day holding every interval
     is added up per hour with ``map`` (the same additions, in the same order, as
-    :func:`totals_of_rows`); a day held in part, interval by interval."""
+    :func:`totals_of_rows`), every such day of the window at once; a day held in part,
+    interval by interval."""
     if not seq:
         return None
     resolution = seq[0].resolution
@@ -256,22 +260,41 @@ def _even_totals(seq: list[Reading], kind: Kind, bounds: list[tuple[date, int, i
         return None
     step = 60 * CURVE_RESOLUTIONS[resolution]
     starts = list(map(_START, seq))
-    if (set(map(_RESOLUTION, seq)) != {resolution}
-            or not all(map(operator.eq, map(_KIND, seq), repeat(kind)))
+    n = len(seq)
+    # (list.count compares in C, identity first: members of Kind are singletons)
+    if (list(map(_KIND, seq)).count(kind) != n
+            or list(map(_RESOLUTION, seq)).count(resolution) != n
             or not all(map(operator.eq, map(operator.sub, starts[1:], starts[:-1]),
                            repeat(timedelta(seconds=step))))):
         return None
-    first, n = int(starts[0].timestamp()), len(seq)
-    values = list(map(float, map(_VALUE, seq)))
+    first = int(starts[0].timestamp())
+    values = list(map(_VALUE, seq))  # (each sum starts from 0.0: floats, as a store reads)
     per_hour = 3600 // step
 
     def index(at: int) -> int:  # position of the first reading at or after ``at``
         return min(n, max(0, -((first - at) // step)))
 
+    # every interval from the first day's start to the last day's end held (a backfill
+    # window): hour totals of the whole span in one pass, cut into days
+    span_lo, span_hi = bounds[0][1], bounds[-1][2]
+    whole: list[float] | None = None
+    half = False
+    if first == span_lo and first + n * step == span_hi and per_hour * step == 3600:
+        whole = [0.0] * ((span_hi - span_lo) // 3600)
+        for j in range(per_hour):
+            whole = list(map(operator.add, whole, values[j::per_hour]))
+        half = half_wh(whole)
+        if not half:
+            whole = list(map(round, whole, repeat(6)))
     out: dict[date, HourTotals] = {}
     for d, lo, hi in bounds:
-        a, b = index(lo), index(hi)
         count = (hi - lo) // 3600
+        if whole is not None:
+            at = (lo - span_lo) // 3600
+            out[d] = HourTotals(day=d, lo=lo, count=count, complete=True, hours=list(
+                zip(range(count), whole[at:at + count], repeat(True))), half=half)
+            continue
+        a, b = index(lo), index(hi)
         if first + a * step == lo and first + b * step == hi:  # every interval held
             wh = [0.0] * count
             for j in range(per_hour):
@@ -289,7 +312,7 @@ def _even_totals(seq: list[Reading], kind: Kind, bounds: list[tuple[date, int, i
         hours = [(i, round(wh[i], 6), held[i] * step >= 3600) for i in range(count) if held[i]]
         out[d] = HourTotals(day=d, lo=lo, count=count, hours=hours,
                             complete=len(hours) == count and all(h[2] for h in hours))
-    return out, index(bounds[-1][2]) - index(bounds[0][1])
+    return out, index(span_hi) - index(span_lo)
 
 
 def aggregate_hours(readings: Iterable[Reading], day: date) -> HourlyDay:

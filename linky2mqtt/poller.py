@@ -27,7 +27,16 @@ from linky2mqtt.enedis import (
     errors,
     is_transient,
 )
-from linky2mqtt.model import PARIS, Kind, Reading, Series, Step, aggregate_hours, day_bounds
+from linky2mqtt.model import (
+    PARIS,
+    Kind,
+    Reading,
+    Series,
+    Step,
+    aggregate_hours,
+    day_bounds,
+    epoch_bounds,
+)
 from linky2mqtt.scheduler import (
     MAX_GAP_ATTEMPTS,
     PollResult,
@@ -130,12 +139,15 @@ class MeterPoller:
         # whether the last missing_days() of a series found yesterday held (no re-read)
         self._held_yesterday: dict[tuple[Kind, Series], bool] = {}
         # Hooks set by the account thread: ``before_commit(kind, series, days)`` runs before
-        # fetched readings are committed (to record that they are to be published,
-        # crash-safe); ``after_commit(kind, series, days_fetched, days_changed, now,
-        # readings)`` right after (to publish them; ``readings``: what was stored).
-        self.before_commit: Callable[[Kind, Series, set[date]], None] | None = None
+        # fetched readings are committed and gives the pending rows committed with them
+        # (that they are to be published, crash-safe: one transaction);
+        # ``after_commit(kind, series, days_fetched, days_changed, now, readings, rows)``
+        # right after (to publish them; ``readings``: what was stored; ``rows``: the curve
+        # rows the store holds over the fetched days' span, None when not counted).
+        self.before_commit: Callable[[Kind, Series, set[date]],
+                                     list[tuple[str, str, bytes]]] | None = None
         self.after_commit: Callable[[Kind, Series, set[date], set[date], datetime,
-                                     list[Reading]], None] | None = None
+                                     list[Reading], int | None], None] | None = None
         # The contract's subscribed power (kVA), None when unknown: bounds what is
         # plausible (:mod:`linky2mqtt.plausible`). Set by the account thread.
         self.subscribed_kva: Callable[[], float | None] = lambda: None
@@ -284,12 +296,18 @@ class MeterPoller:
         # impossible values are refused (whole days): they stay missing, asked again later
         readings = plausible.screen(result.readings, self.pdl, self.subscribed_kva())
         fetched_days = {r.local_date for r in readings}
+        pending: list[tuple[str, str, bytes]] = []
         if self.before_commit is not None and fetched_days:
-            self.before_commit(s.kind, s.series, fetched_days)
+            pending = self.before_commit(s.kind, s.series, fetched_days)
         start, end = window
         repairs = {d: why for d, why in self.store.repair_days(self.pdl, s.kind, s.series
                                                                 ).items() if start <= d < end}
-        changed = self.store.save_readings(readings)
+        # a curve window is counted as it is committed (its batches are built from the
+        # readings when the store holds nothing else of those days); a repair below
+        # deletes rows after the count: then the publisher counts again
+        span = (epoch_bounds(min(fetched_days))[0], epoch_bounds(max(fetched_days))[1]
+                ) if s.series == "curve" and fetched_days and not repairs else None
+        changed, rows = self.store.save_window(readings, pending=pending, span=span)
         for d, why in sorted(repairs.items()):
             self._finish_repair(s, d, why, [r for r in readings if r.local_date == d],
                                 changed)
@@ -299,7 +317,7 @@ class MeterPoller:
         if self.after_commit is not None and fetched_days:
             # published window by window, not at the end of a long backfill
             self.after_commit(s.kind, s.series, fetched_days, {r.local_date for r in changed},
-                              now, readings)
+                              now, readings, rows)
         # A day of the window that is still not complete counts as a gap attempt.
         if s.series == "daily":
             held = self.store.days_with_daily(self.pdl, s.kind, start, end)

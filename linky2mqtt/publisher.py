@@ -196,30 +196,47 @@ class Publisher:
         """Before curve readings of ``days`` are committed: remember that their batches are
         to be published, so that a crash between the commit and the publication loses
         nothing (:meth:`republish_all` builds them from the store)."""
+        with self._acked_lock:
+            self.store.add_pending_batches(self._mark_days(pdl, kind, days))
+
+    def curve_marks(self, pdl: str, kind: Kind, days: Iterable[date]
+                    ) -> list[tuple[str, str, bytes]]:
+        """:meth:`mark_curve` but for the store: the pending rows to commit in the same
+        transaction as the readings (``Store.save_window(pending=...)``), which makes the
+        mark and the readings one step (the account thread's way: one commit a window)."""
+        with self._acked_lock:
+            return self._mark_days(pdl, kind, days)
+
+    def _mark_days(self, pdl: str, kind: Kind, days: Iterable[date]
+                   ) -> list[tuple[str, str, bytes]]:
+        """The marks of ``days`` in memory, and their pending rows (the caller holds
+        ``_acked_lock``: an acknowledgement of an earlier mark cannot delete a new one,
+        whose count differs, and an earlier batch's waiting deletion is dropped)."""
         topic = topics.meter_topic(self.base, pdl, kind, "hour")
         keys = [day.isoformat() for day in sorted(set(days))]
-        with self._acked_lock:
-            for key in keys:
-                self._marks[(topic, key)] = self._marks.get((topic, key), 0) + 1
-                self._committing.add((topic, key))
-            self._keep_pending(topic, keys)
-            self.store.add_pending_batches((topic, key, TO_PUBLISH) for key in keys)
+        for key in keys:
+            self._marks[(topic, key)] = self._marks.get((topic, key), 0) + 1
+            self._committing.add((topic, key))
+        self._keep_pending(topic, keys)
+        return [(topic, key, TO_PUBLISH) for key in keys]
 
     def curve_stored(self, pdl: str, kind: Kind, fetched: Iterable[date],
-                     changed: Iterable[date], readings: Iterable[Reading] | None = None
-                     ) -> None:
+                     changed: Iterable[date], readings: Iterable[Reading] | None = None,
+                     *, stored: int | None = None) -> None:
         """After the commit: publish the days that changed, drop the other marks.
         ``readings``: what was just stored of this meter's series (the batches are built
         from them when they are all the store holds of those days, see
-        :meth:`curve_changed`)."""
-        changed = set(changed)
+        :meth:`curve_changed`); ``stored``: how many curve rows the store held over the
+        ``fetched`` days' span once committed (``Store.save_window``), else counted."""
+        fetched, changed = set(fetched), set(changed)
         topic = topics.meter_topic(self.base, pdl, kind, "hour")
         try:
-            sent = self.curve_changed(pdl, kind, changed, marked=True, readings=readings)
+            sent = self.curve_changed(pdl, kind, changed, marked=True, readings=readings,
+                                      stored=None if stored is None else (fetched, stored))
         finally:
             with self._acked_lock:
                 deferred = set()
-                for key in {day.isoformat() for day in set(fetched) | changed}:
+                for key in {day.isoformat() for day in fetched | changed}:
                     self._committing.discard((topic, key))
                     if (topic, key) in self._deferred:
                         self._deferred.discard((topic, key))
@@ -228,11 +245,12 @@ class Publisher:
             # connected while it was committed, after this thread's send found no link
             self._publish_marked(topic, key)
         self.split_changed(pdl, kind, changed)
-        unchanged = [day.isoformat() for day in sorted(set(fetched) - changed)]
-        with self._acked_lock:
-            for key in unchanged:
-                self._marks.pop((topic, key), None)
-            self.store.ack_batches((topic, key, TO_PUBLISH) for key in unchanged)
+        unchanged = [day.isoformat() for day in sorted(fetched - changed)]
+        if unchanged:
+            with self._acked_lock:
+                for key in unchanged:
+                    self._marks.pop((topic, key), None)
+                self.store.ack_batches((topic, key, TO_PUBLISH) for key in unchanged)
 
     def _publish_marked(self, topic: str, key: str) -> None:
         pdl, kind_name = topic[len(self.base) + 1:].split("/")[:2]
@@ -265,8 +283,8 @@ class Publisher:
             self.retained(month_topic, month)
 
     def curve_changed(self, pdl: str, kind: Kind, days: Iterable[date], *,
-                      marked: bool = False, readings: Iterable[Reading] | None = None
-                      ) -> set[str]:
+                      marked: bool = False, readings: Iterable[Reading] | None = None,
+                      stored: tuple[set[date], int] | None = None) -> set[str]:
         """Curve points of ``days`` were stored: one hourly batch per day, oldest first.
 
         The days (a backfill window: up to 7 contiguous days) are added up from
@@ -279,7 +297,8 @@ class Publisher:
         topic = topics.meter_topic(self.base, pdl, kind, "hour")
         days = set(days)
         entries: list[tuple[str, str, bytes]] = []
-        for day, hourly in sorted(self._hour_totals(pdl, kind, days, readings).items()):
+        for day, hourly in sorted(self._hour_totals(pdl, kind, days, readings,
+                                                    stored).items()):
             if not hourly.hours:
                 continue
             labels = self.pricing.hour_labels(pdl, kind, day) if self.pricing else None
@@ -315,15 +334,23 @@ class Publisher:
         return sent
 
     def _hour_totals(self, pdl: str, kind: Kind, days: set[date],
-                     readings: Iterable[Reading] | None) -> dict[date, HourTotals]:
+                     readings: Iterable[Reading] | None,
+                     stored: tuple[set[date], int] | None = None) -> dict[date, HourTotals]:
         """The clock hours of ``days``: from ``readings`` (just stored) when the store
         holds exactly their rows over those days (counted, none read back: it holds them
-        all, so the same count means nothing else), else from the store."""
+        all, so the same count means nothing else), else from the store. ``stored``:
+        (days, rows) the store counted over those days' span as it committed the
+        readings (``days`` holding ``days`` here), so that no count is asked here."""
         if readings is not None and days:
-            totals, held = readings_hour_totals(readings, kind, days)
-            start, end = day_bounds(min(days))[0], day_bounds(max(days))[1]
-            if held and self.store.curve_row_count(pdl, kind, start, end) == held:
-                return totals
+            if stored is not None and days <= stored[0]:
+                totals, held = readings_hour_totals(readings, kind, stored[0])
+                if held and held == stored[1]:
+                    return {day: totals[day] for day in days}
+            else:
+                totals, held = readings_hour_totals(readings, kind, days)
+                start, end = day_bounds(min(days))[0], day_bounds(max(days))[1]
+                if held and self.store.curve_row_count(pdl, kind, start, end) == held:
+                    return totals
         return self.store.hour_totals(pdl, kind, days)
 
     def _day_split(self, pdl: str, kind: Kind, payload: dict[str, Any], day: date,
@@ -341,8 +368,10 @@ class Publisher:
     def split_changed(self, pdl: str, kind: Kind, days: Iterable[date]) -> None:
         """The split of ``days`` may have changed (their load curve arrived, a Tempo colour
         became known): republish the retained day if it is one of them, and their months."""
+        if self.pricing is None or not self.pricing.priced(pdl, kind):
+            return
         days = sorted(set(days))
-        if not days or self.pricing is None or not self.pricing.priced(pdl, kind):
+        if not days:
             return
         day_topic = topics.meter_topic(self.base, pdl, kind, "day")
         body = self.store.get_retained(day_topic)

@@ -193,6 +193,14 @@ _SELECT_CURVE = (
 _SELECT_CURVE_POINTS = _SELECT_CURVE.replace(
     "SELECT pdl, kind, resolution, start_utc, value, quality, peak_at FROM readings",
     "SELECT resolution, start_utc, value FROM readings")
+# The curve resolutions a meter's series holds: the skip-scan of _SELECT_CURVE alone.
+_SELECT_RESOLUTIONS = _SELECT_CURVE[:_SELECT_CURVE.index(" SELECT pdl, kind")].replace(
+    "WHERE res.r IS NOT NULL)",
+    "WHERE res.r IS NOT NULL) SELECT r FROM res WHERE r IS NOT NULL AND r <> ?3")
+_INSERT_PENDING = ("INSERT OR REPLACE INTO pending_batches (topic, batch_key, payload, created)"
+                   " VALUES (?, ?, ?, ?)")
+_COUNT_RESOLUTION = ("SELECT COUNT(*) FROM readings WHERE pdl = ? AND kind = ?"
+                     " AND resolution = ? AND start_utc >= ? AND start_utc < ?")
 _COUNT_CURVE = _SELECT_CURVE.replace(
     "SELECT pdl, kind, resolution, start_utc, value, quality, peak_at FROM readings",
     "SELECT COUNT(*) FROM readings").replace(" ORDER BY start_utc, resolution", "")
@@ -289,6 +297,8 @@ class Store:
         # rows of ``readings`` the read methods walked through (tests: no row read twice)
         self.reading_rows_read = 0
         self._last_prune = 0.0
+        # (pdl, kind) -> the curve resolutions stored (see _curve_resolutions)
+        self._resolutions: dict[tuple[str, str], set[str]] = {}
         self._conn: sqlite3.Connection | None = None
         self._check_writable()
         self._create_private()
@@ -504,18 +514,37 @@ class Store:
 
     # -- readings ------------------------------------------------------------------
 
-    def save_readings(self, readings: Iterable[Reading]) -> list[Reading]:
+    def save_readings(self, readings: Iterable[Reading], *,
+                      pending: Iterable[tuple[str, str, bytes]] = ()) -> list[Reading]:
         """Store readings; return those that were new or whose value (or quality, or
-        peak time) changed, in the order given. Committed on return."""
+        peak time) changed, in the order given. ``pending``: (topic, key, payload) rows
+        kept pending (:meth:`add_pending_batches`) in the same transaction. Committed
+        on return."""
+        return self.save_window(readings, pending=pending)[0]
+
+    def save_window(self, readings: Iterable[Reading], *,
+                    pending: Iterable[tuple[str, str, bytes]] = (),
+                    span: tuple[int, int] | None = None) -> tuple[list[Reading], int | None]:
+        """:meth:`save_readings`, and with ``span`` ([lo, hi) in epoch seconds) how many
+        load-curve rows (every resolution) of the readings' meter and kind the store
+        holds starting in it once committed, counted in the same transaction from the
+        rows the save reads anyway (None when the readings are not all one meter and
+        kind): what :meth:`curve_row_count` would answer, without a query of its own."""
         items = list(readings)
+        rows_pending = self._pending_rows(pending)
         if not items:
-            return []
+            if rows_pending:
+                with self._write() as conn:
+                    conn.executemany(_INSERT_PENDING, rows_pending)
+            return [], None
         now = self._clock.time()
         rows = [(r.pdl, str(r.kind), r.resolution, _epoch(r.start), float(r.value), r.quality,
                  None if r.peak_at is None else _epoch(r.peak_at), now) for r in items]
         groups: dict[tuple[str, str, str], list[int]] = {}
         for row in rows:
             groups.setdefault(row[:3], []).append(row[3])
+        series = {key[:2] for key in groups}
+        counted = span is not None and len(series) == 1
         # what is held of these rows is read once (a range of the primary key per
         # series), compared here, and only the new or different rows are written
         select = ("SELECT start_utc, value, quality, peak_at FROM readings WHERE pdl = ?"
@@ -528,10 +557,15 @@ class Store:
             " peak_at = excluded.peak_at, fetched_at = excluded.fetched_at"
         )
         changed: list[Reading] = []
+        in_span = 0
         with self._write() as conn:
             held: dict[tuple[str, str, str, int], tuple[Any, ...]] = {}
             for key, starts in groups.items():
-                for start, *rest in conn.execute(select, (*key, min(starts), max(starts))):
+                lo, hi = min(starts), max(starts)
+                if counted and span is not None and key[2] != DAILY:
+                    # the span read too: its rows are counted after the write below
+                    lo, hi = min(lo, span[0]), max(hi, span[1] - 1)
+                for start, *rest in conn.execute(select, (*key, lo, hi)):
                     held[(*key, start)] = tuple(rest)
             write = []
             for r, row in zip(items, rows, strict=True):
@@ -541,7 +575,32 @@ class Store:
                     changed.append(r)
                     write.append(row)
             conn.executemany(upsert, write)
-        return changed
+            if rows_pending:
+                conn.executemany(_INSERT_PENDING, rows_pending)
+            if counted and span is not None:
+                lo, hi = span
+                in_span = sum(1 for k in held if k[2] != DAILY and lo <= k[3] < hi)
+                (pdl, kind), = series
+                saved = {res for _, _, res in groups if res != DAILY}
+                for res in sorted(self._curve_resolutions(conn, pdl, kind) - saved):
+                    in_span += int(conn.execute(_COUNT_RESOLUTION,
+                                                (pdl, kind, res, lo, hi)).fetchone()[0])
+            for pdl, kind, res in groups:
+                known = self._resolutions.get((pdl, kind))
+                if known is not None and res != DAILY:
+                    known.add(res)
+        return changed, in_span if counted else None
+
+    def _curve_resolutions(self, conn: sqlite3.Connection, pdl: str, kind: str) -> set[str]:
+        """The load-curve resolutions held of a meter's ``kind`` (a skip-scan of the
+        primary key the first time, then kept: every save adds to it; rows are only ever
+        deleted one day at a time, so a resolution kept that has no row left any more
+        costs one empty count, never a wrong one). The caller holds the lock."""
+        known = self._resolutions.get((pdl, kind))
+        if known is None:
+            known = {r for (r,) in conn.execute(_SELECT_RESOLUTIONS, (pdl, kind, DAILY))}
+            self._resolutions[pdl, kind] = known
+        return known
 
     @staticmethod
     def _reading(row: Sequence[Any]) -> Reading:
@@ -865,22 +924,20 @@ class Store:
         """
         key, payload = _key_and_payload(args)
         with self._write() as conn:
-            conn.execute(
-                "INSERT OR REPLACE INTO pending_batches (topic, batch_key, payload, created)"
-                " VALUES (?, ?, ?, ?)",
-                (topic, key, payload, self._clock.time()),
-            )
+            conn.execute(_INSERT_PENDING, (topic, key, payload, self._clock.time()))
 
     def add_pending_batches(self, entries: Iterable[tuple[str, str, bytes]]) -> None:
         """:meth:`add_pending_batch` of each (topic, key, payload), in one transaction."""
-        now = self._clock.time()
-        rows = [(topic, key, bytes(payload), now) for topic, key, payload in entries]
+        rows = self._pending_rows(entries)
         if not rows:
             return
         with self._write() as conn:
-            conn.executemany(
-                "INSERT OR REPLACE INTO pending_batches (topic, batch_key, payload, created)"
-                " VALUES (?, ?, ?, ?)", rows)
+            conn.executemany(_INSERT_PENDING, rows)
+
+    def _pending_rows(self, entries: Iterable[tuple[str, str, bytes]]
+                      ) -> list[tuple[str, str, bytes, float]]:
+        now = self._clock.time()
+        return [(topic, key, bytes(payload), now) for topic, key, payload in entries]
 
     def ack_batches(self, entries: Iterable[tuple[str, str, bytes]]) -> None:
         """:meth:`ack_batch` of each (topic, key, payload), in one transaction."""

@@ -290,7 +290,7 @@ def hour_body(pdl: str, hourly: HourTotals) -> bytes:
     kwhs = map(operator.truediv, whs, repeat(1000.0))
     # kwh() of each hour, with map; whole or half Wh (PT30M points are W / 2) have at
     # most 4 decimals in kWh, so that the rounding to 6 changes nothing: skipped
-    values = tuple(kwhs if half_wh(whs) else map(round, kwhs, repeat(6)))
+    values = tuple(kwhs if hourly.half or half_wh(whs) else map(round, kwhs, repeat(6)))
     offset = _one_offset(hourly)
     if offset is not None and math.isfinite(sum(values)):  # NaN, infinities: as dumps()
         numbers = tuple(map(_NUMBER, hourly.hours))

@@ -220,3 +220,48 @@ def test_acks_are_forgotten_in_lots_and_a_day_marked_again_meanwhile_stays_pendi
     pub._acker(topic, many[-1].isoformat(), b"", 1)()
     pub._forget_acked()
     assert store.pending_batch_entries() == [(topic, days[1].isoformat(), b"")]
+
+
+def test_the_account_threads_way_marks_in_the_commit_and_asks_no_count(
+        rig: tuple[Publisher, Store, Collector], monkeypatch: pytest.MonkeyPatch) -> None:
+    """As ``AccountRunner`` does: the marks go into the readings' commit
+    (``curve_marks`` then ``Store.save_window``), which counts the rows of the window's
+    span; ``curve_stored`` is given that count and asks none. The same batches as the
+    store would build: from the readings when they are all it holds of those days, read
+    back when it holds more (here: a point the provider no longer returns)."""
+    pub, store, col = rig
+    topic = f"{BASE}/{PDL}/consumption/hour"
+
+    def no_count(*_: object) -> int:
+        raise AssertionError("a count was asked after the commit")
+
+    monkeypatch.setattr(store, "curve_row_count", no_count)
+    fresh, held, alone = date(2026, 11, 24), date(2026, 11, 25), date(2026, 11, 10)
+    store.save_readings(curve(held))  # an earlier fetch held the whole day
+    # now without two points, and one value corrected (so that the day changed)
+    again = [r if r.start != day_bounds(held)[0] else
+             Reading(PDL, Kind.CONSUMPTION, "PT30M", r.start, 42.0)
+             for r in curve(held, skip={10, 11})]
+    for days, fetched in (([fresh, held], curve(fresh) + again), ([alone], curve(alone))):
+        keys = {d.isoformat() for d in days}
+        marks = pub.curve_marks(PDL, Kind.CONSUMPTION, days)
+        assert not keys & {k for _, k, _ in store.pending_batch_entries()}  # not yet
+        span = (int(day_bounds(min(days))[0].timestamp()),
+                int(day_bounds(max(days))[1].timestamp()))
+        changed, rows = store.save_window(fetched, pending=marks, span=span)
+        assert keys <= {k for _, k, _ in store.pending_batch_entries()}  # with the readings
+        pub.curve_stored(PDL, Kind.CONSUMPTION, days, {r.local_date for r in changed},
+                         fetched, stored=rows)
+    batches: list[Message] = col.wait_for(
+        lambda ms: [m for m in ms if m.topic == topic] if len(
+            [m for m in ms if m.topic == topic]) >= 3 else None, what="three batches")
+    got = {str(_json(m)["date"]): m.payload for m in batches}
+    assert sorted(got) == [alone.isoformat(), fresh.isoformat(), held.isoformat()]
+    for day in (fresh, held, alone):
+        # computed by the store from what it holds (independent of the fetched readings)
+        assert got[day.isoformat()] == topics.dumps(topics.hour_payload(
+            PDL, store.hour_totals(PDL, Kind.CONSUMPTION, [day])[day])), day
+    assert _json(batches[-1])["complete"] is True
+    assert all(_json(m)["complete"] is True for m in batches)
+    wait_until(lambda: not store.pending_batch_entries(), 10, "every mark acknowledged",
+               period=0.01)

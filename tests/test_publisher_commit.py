@@ -93,3 +93,40 @@ def test_a_connect_during_the_commit_then_a_drop_still_delivers_the_day(
     batches = link.batches()
     assert [(b["date"], b["complete"], len(b["points"])) for b in batches] == [
         (DAY.isoformat(), True, 25)]
+
+
+def test_a_crash_right_after_a_window_commit_loses_no_batch(tmp_path: Path) -> None:
+    """The account thread commits a window's marks with its readings
+    (``curve_marks`` then ``Store.save_window``): a crash before anything was published
+    leaves both, and the next run's first connection publishes the day from the store."""
+    store, link, pub = _rig(tmp_path)
+    try:
+        marks = pub.curve_marks(PDL, Kind.CONSUMPTION, [DAY])
+        store.save_window(_curve(), pending=marks)
+        # the bridge dies here; the next run starts on the same store
+        link = Link()
+        link.up = True
+        Publisher(link, store, "l2m").republish_all()  # type: ignore[arg-type]
+    finally:
+        store.close()
+    assert [(b["date"], b["complete"], len(b["points"])) for b in link.batches()] == [
+        (DAY.isoformat(), True, 25)]
+
+
+def test_a_connect_during_a_window_commit_publishes_the_committed_day_once(
+        tmp_path: Path) -> None:
+    """The same as the first test, the account thread's way (marks in the commit)."""
+    store, link, pub = _rig(tmp_path)
+    try:
+        marks = pub.curve_marks(PDL, Kind.CONSUMPTION, [DAY])
+        link.up = True
+        pub.republish_all()  # before the commit: the day is not pending in the store yet
+        changed, rows = store.save_window(_curve(), pending=marks, span=(
+            int(day_bounds(DAY)[0].timestamp()), int(day_bounds(DAY)[1].timestamp())))
+        pub.republish_all()  # after it, before the publication: the day is under way
+        pub.curve_stored(PDL, Kind.CONSUMPTION, {DAY}, {r.local_date for r in changed},
+                         _curve(), stored=rows)
+    finally:
+        store.close()
+    assert [(b["date"], b["complete"], len(b["points"])) for b in link.batches()] == [
+        (DAY.isoformat(), True, 25)]

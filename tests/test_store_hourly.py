@@ -12,6 +12,9 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from linky2mqtt.model import (
     DAILY,
@@ -21,7 +24,7 @@ from linky2mqtt.model import (
     day_bounds,
     readings_hour_totals,
 )
-from linky2mqtt.store import Store
+from linky2mqtt.store import Store, StoreError
 
 PDL = "12345678901234"
 
@@ -133,3 +136,78 @@ def test_hours_from_fetched_readings_equal_what_the_store_adds_up(tmp_path: Path
                                      Kind.CONSUMPTION, [date(2026, 3, 29), date(2026, 10, 25)])
     assert [len(t.hours) for t in totals.values()] == [23, 25]
     assert all(t.complete for t in totals.values())
+
+
+def test_a_window_commit_counts_what_a_count_query_would(tmp_path: Path) -> None:
+    """``Store.save_window`` counts the curve rows held over the window's span in the
+    commit itself (from the rows the save reads anyway, and the meter's other
+    resolutions): the same number as :meth:`Store.curve_row_count` asked afterwards,
+    whatever was stored before (another resolution on those days, a start off the
+    window's grid, rows just outside the span, another meter or kind)."""
+    october = date(2026, 10, 22)
+    days = [october + timedelta(days=i) for i in range(7)]  # holds the 25-hour day
+    full = _window(october, 7, 30, 80.0)
+    lo = int(day_bounds(days[0])[0].timestamp())
+    hi = int(day_bounds(days[-1])[1].timestamp())
+    before: dict[str, list[Reading]] = {
+        "nothing": [],
+        "the same rows": full,
+        "another resolution": _curve(days[3], 15, 5.0)[:10],
+        "another resolution, saved after a count": _curve(days[3], 15, 5.0)[:10],
+        "off the grid": [Reading(PDL, Kind.CONSUMPTION, "PT30M",
+                                 full[7].start + timedelta(minutes=10), 3.0)],
+        "just outside": [*_curve(october - timedelta(days=1), 30, 1.0),
+                         *_curve(days[-1] + timedelta(days=1), 10, 1.0)],
+        "other series": [Reading(PDL, Kind.PRODUCTION, "PT30M", r.start, 1.0) for r in full]
+        + [Reading("98765432109876", Kind.CONSUMPTION, "PT30M", r.start, 1.0) for r in full]
+        + [Reading(PDL, Kind.CONSUMPTION, DAILY, day_bounds(days[2])[0], 5.0)],
+    }
+    windows: dict[str, list[Reading]] = {
+        "whole": full, "cut mid-day": full[13:-29], "a hole": full[:100] + full[103:],
+        "two resolutions": [*full, Reading(PDL, Kind.CONSUMPTION, "PT15M", full[60].start,
+                                           9.0)],
+        "with a daily value": [*full, Reading(PDL, Kind.CONSUMPTION, DAILY,
+                                              day_bounds(days[1])[0], 5.0)],
+    }
+    n = 0
+    for earlier, stored in before.items():
+        for name, readings in windows.items():
+            n += 1
+            with Store(tmp_path / f"{n}.db") as store:
+                if earlier.endswith("after a count"):
+                    # the meter's resolutions are known (kept) before the PT15M rows come
+                    store.save_window(full[:1], span=(lo, lo + 1800))
+                store.save_readings(stored)
+                _, counted = store.save_window(readings, span=(lo, hi))
+                expected = store.curve_row_count(PDL, Kind.CONSUMPTION, day_bounds(days[0])[0],
+                                                 day_bounds(days[-1])[1])
+                assert counted == expected, (earlier, name, counted, expected)
+    # not one meter and kind: nothing counted (the caller counts)
+    with Store(tmp_path / "mixed.db") as store:
+        mixed = [*full[:4], Reading(PDL, Kind.PRODUCTION, "PT30M", full[0].start, 1.0)]
+        assert store.save_window(mixed, span=(lo, hi))[1] is None
+        assert store.save_window([], span=(lo, hi)) == ([], None)
+        assert store.save_window(full[:4])[1] is None  # no span asked
+
+
+def test_a_window_commit_keeps_its_marks_with_the_readings_or_neither(tmp_path: Path) -> None:
+    """The marks given to ``save_window`` (hourly batches to publish) are committed in the
+    same transaction as the readings: both are there after it, and a commit that fails
+    leaves neither."""
+    day = date(2026, 11, 20)
+    rows = _curve(day, 30, 10.0)
+    topic = f"l2m/{PDL}/consumption/hour"
+    with Store(tmp_path / "s.db") as store:
+        store.save_window(rows, pending=[(topic, day.isoformat(), b"")])
+        assert store.pending_batch_entries() == [(topic, day.isoformat(), b"")]
+        assert len(store.readings(PDL, Kind.CONSUMPTION, "curve", *day_bounds(day))) == 48
+        other = day + timedelta(days=1)
+        bad: list[Any] = [(topic, other.isoformat(), b""), (None, "x", b"")]  # NOT NULL
+        with pytest.raises(StoreError, match="NOT NULL"):
+            store.save_window(_curve(other, 30, 10.0), pending=bad)
+        assert store.pending_batch_entries() == [(topic, day.isoformat(), b"")]
+        assert store.readings(PDL, Kind.CONSUMPTION, "curve", *day_bounds(other)) == []
+        # marks alone (no readings) are written all the same
+        store.save_window([], pending=[(topic, other.isoformat(), b"")])
+        assert [k for _, k, _ in store.pending_batch_entries()] == [day.isoformat(),
+                                                                     other.isoformat()]
