@@ -45,9 +45,16 @@ def main() -> int:
     bridge = Bridge(cfg, stagger=0.0)
     states = [s for r in bridge.fleet.runners for s in r.meters.values()]
     bridge.start()
+    # the meters not polled yet, fewer at each look (a look at all 10,000 every 100 ms
+    # cost the figure about 1.5 % of the CPU it measures)
+    waiting = list(states)
+
+    def cycle_done() -> bool:
+        waiting[:] = [s for s in waiting if s.last_poll is None]
+        return not waiting
+
     try:
-        wait_until(lambda: all(s.last_poll is not None for s in states), 3600,
-                   "first cycle", period=0.1)
+        wait_until(cycle_done, 3600, "first cycle", period=0.1)
         wall = time.monotonic() - t0
         errors = sum(1 for s in states if s.last_error)
     finally:
