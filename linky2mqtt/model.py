@@ -280,12 +280,7 @@ def _even_totals(seq: list[Reading], kind: Kind, bounds: list[tuple[date, int, i
     whole: list[float] | None = None
     half = False
     if first == span_lo and first + n * step == span_hi and per_hour * step == 3600:
-        whole = [0.0] * ((span_hi - span_lo) // 3600)
-        for j in range(per_hour):
-            whole = list(map(operator.add, whole, values[j::per_hour]))
-        half = half_wh(whole)
-        if not half:
-            whole = list(map(round, whole, repeat(6)))
+        whole, half = _hour_sums(values, 0, n, per_hour, (span_hi - span_lo) // 3600)
     out: dict[date, HourTotals] = {}
     for d, lo, hi in bounds:
         count = (hi - lo) // 3600
@@ -296,12 +291,9 @@ def _even_totals(seq: list[Reading], kind: Kind, bounds: list[tuple[date, int, i
             continue
         a, b = index(lo), index(hi)
         if first + a * step == lo and first + b * step == hi:  # every interval held
-            wh = [0.0] * count
-            for j in range(per_hour):
-                wh = list(map(operator.add, wh, values[a + j:b:per_hour]))
-            rounded = wh if half_wh(wh) else map(round, wh, repeat(6))
-            hours = list(zip(range(count), rounded, repeat(True)))
-            out[d] = HourTotals(day=d, lo=lo, count=count, hours=hours, complete=True)
+            sums, exact = _hour_sums(values, a, b, per_hour, count)
+            out[d] = HourTotals(day=d, lo=lo, count=count, complete=True, hours=list(
+                zip(range(count), sums, repeat(True))), half=exact)
             continue
         wh = [0.0] * count
         held = [0] * count
@@ -313,6 +305,19 @@ def _even_totals(seq: list[Reading], kind: Kind, bounds: list[tuple[date, int, i
         out[d] = HourTotals(day=d, lo=lo, count=count, hours=hours,
                             complete=len(hours) == count and all(h[2] for h in hours))
     return out, index(span_hi) - index(span_lo)
+
+
+def _hour_sums(values: list[float], a: int, b: int, per_hour: int, hours: int
+               ) -> tuple[list[float], bool]:
+    """The Wh of ``hours`` clock hours from ``values[a:b]`` (every interval held,
+    ``per_hour`` of them an hour), each added up from 0.0 in order as
+    :func:`totals_of_rows` does, and rounded to 6 decimals unless every sum is a whole
+    or half Wh (:func:`half_wh`, the second value: then the rounding changes nothing)."""
+    wh = [0.0] * hours
+    for j in range(per_hour):
+        wh = list(map(operator.add, wh, values[a + j:b:per_hour]))
+    half = half_wh(wh)
+    return (wh if half else list(map(round, wh, repeat(6)))), half
 
 
 def aggregate_hours(readings: Iterable[Reading], day: date) -> HourlyDay:

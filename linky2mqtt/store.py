@@ -514,22 +514,21 @@ class Store:
 
     # -- readings ------------------------------------------------------------------
 
-    def save_readings(self, readings: Iterable[Reading], *,
-                      pending: Iterable[tuple[str, str, bytes]] = ()) -> list[Reading]:
+    def save_readings(self, readings: Iterable[Reading]) -> list[Reading]:
         """Store readings; return those that were new or whose value (or quality, or
-        peak time) changed, in the order given. ``pending``: (topic, key, payload) rows
-        kept pending (:meth:`add_pending_batches`) in the same transaction. Committed
-        on return."""
-        return self.save_window(readings, pending=pending)[0]
+        peak time) changed, in the order given. Committed on return."""
+        return self.save_window(readings)[0]
 
     def save_window(self, readings: Iterable[Reading], *,
                     pending: Iterable[tuple[str, str, bytes]] = (),
                     span: tuple[int, int] | None = None) -> tuple[list[Reading], int | None]:
-        """:meth:`save_readings`, and with ``span`` ([lo, hi) in epoch seconds) how many
-        load-curve rows (every resolution) of the readings' meter and kind the store
-        holds starting in it once committed, counted in the same transaction from the
-        rows the save reads anyway (None when the readings are not all one meter and
-        kind): what :meth:`curve_row_count` would answer, without a query of its own."""
+        """:meth:`save_readings`, with ``pending`` (topic, key, payload) rows kept pending
+        (:meth:`add_pending_batches`) in the same transaction; and with ``span`` ([lo, hi)
+        in epoch seconds) how many load-curve rows (every resolution) of the readings'
+        meter and kind the store holds starting in it once committed, counted in the same
+        transaction from the rows the save reads anyway (None when the readings are not
+        all one meter and kind): what :meth:`curve_row_count` would answer, without a
+        query of its own."""
         items = list(readings)
         rows_pending = self._pending_rows(pending)
         if not items:
@@ -544,7 +543,8 @@ class Store:
         for row in rows:
             groups.setdefault(row[:3], []).append(row[3])
         series = {key[:2] for key in groups}
-        counted = span is not None and len(series) == 1
+        # the span counted: only for readings of one meter and kind
+        counted = span if len(series) == 1 else None
         # what is held of these rows is read once (a range of the primary key per
         # series), compared here, and only the new or different rows are written
         select = ("SELECT start_utc, value, quality, peak_at FROM readings WHERE pdl = ?"
@@ -562,9 +562,9 @@ class Store:
             held: dict[tuple[str, str, str, int], tuple[Any, ...]] = {}
             for key, starts in groups.items():
                 lo, hi = min(starts), max(starts)
-                if counted and span is not None and key[2] != DAILY:
+                if counted is not None and key[2] != DAILY:
                     # the span read too: its rows are counted after the write below
-                    lo, hi = min(lo, span[0]), max(hi, span[1] - 1)
+                    lo, hi = min(lo, counted[0]), max(hi, counted[1] - 1)
                 for start, *rest in conn.execute(select, (*key, lo, hi)):
                     held[(*key, start)] = tuple(rest)
             write = []
@@ -577,8 +577,8 @@ class Store:
             conn.executemany(upsert, write)
             if rows_pending:
                 conn.executemany(_INSERT_PENDING, rows_pending)
-            if counted and span is not None:
-                lo, hi = span
+            if counted is not None:
+                lo, hi = counted
                 in_span = sum(1 for k in held if k[2] != DAILY and lo <= k[3] < hi)
                 (pdl, kind), = series
                 saved = {res for _, _, res in groups if res != DAILY}
@@ -589,7 +589,7 @@ class Store:
                 known = self._resolutions.get((pdl, kind))
                 if known is not None and res != DAILY:
                     known.add(res)
-        return changed, in_span if counted else None
+        return changed, None if counted is None else in_span
 
     def _curve_resolutions(self, conn: sqlite3.Connection, pdl: str, kind: str) -> set[str]:
         """The load-curve resolutions held of a meter's ``kind`` (a skip-scan of the
