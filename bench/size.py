@@ -6,8 +6,10 @@ day and hour, steady state (every meter lacks only the latest day served,
 without quota or latency, on the run's pinned clock (``--at``, inherited by the child).
 The meter-days are counted in the store afterwards: a cycle that stored nothing raises
 :class:`bench.common.FetchedNothing` instead of reporting a CPU figure for no work. The
-bridge runs in its own process (:mod:`bench.size_child`; the simulator stays in this one,
-so its CPU is not counted): peak RSS (its own ``VmHWM``) and user+system CPU of the whole
+bridge runs in its own process (:mod:`bench.size_child`) and so does the simulator
+(:mod:`bench.sim_child`: its CPU is not counted, and its answers do not wait for this
+process's garbage collections, which grow with what the figures before it left
+behind): peak RSS (its own ``VmHWM``) and user+system CPU of the whole
 process, start-up included. The account budgets are raised so that only the bridge's own
 speed bounds the cycle. Goals: peak RSS under 150 MiB (the highest peak of the runs); CPU
 at most 5 ms per meter-day (one day fetched per meter; :data:`CPU_GOAL_MS`), the best of
@@ -16,10 +18,12 @@ at most 5 ms per meter-day (one day fetched per meter; :data:`CPU_GOAL_MS`), the
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -28,7 +32,6 @@ from linky2mqtt import topics
 from linky2mqtt.clock import SYSTEM_CLOCK
 from linky2mqtt.config import load_text
 from linky2mqtt.model import Kind
-from linky2mqtt.simulator import SimOptions, Simulator
 from linky2mqtt.store import Store
 
 PER_ACCOUNT = 1000
@@ -49,33 +52,50 @@ def measure(n: int, days: int) -> dict[str, float]:
     oldest = latest - timedelta(days=days - 1)
     meters = pdls(n, "4")
     accounts = {f"a{i}": meters[i:i + PER_ACCOUNT] for i in range(0, n, PER_ACCOUNT)}
-    with broker() as mqtt, tempfile.TemporaryDirectory(prefix="bench-size-") as tmp:
-        sim = Simulator(SimOptions(port=0))
-        sim.start()
-        try:
-            text = dataconnect_config(
-                mqtt_port=mqtt.port, sim_url=sim.url, store=Path(tmp) / "s.db",
-                accounts=accounts, backfill_day=backfill, backfill_hour=backfill,
-                per_second=100_000, per_hour=1_000_000, client_id="bench-size")
-            cfg = load_text(text)
-            with Store(cfg.store.path) as store:
-                for pdl in meters:
-                    store.set_retained(topics.contract_topic(cfg.mqtt.base_topic, pdl),
-                                       b'{"pdl":"%s"}' % pdl.encode())
-                    store.set_contract_check(pdl, SYSTEM_CLOCK.time(), True)
-            path = Path(tmp) / "config.yaml"
-            path.write_text(text)
-            proc = subprocess.run([sys.executable, "-m", "bench.size_child", str(path)],
-                                  capture_output=True, text=True, timeout=3600, check=False)
-            if proc.returncode != 0:
-                raise RuntimeError(f"size child failed: {proc.stderr[-2000:]}")
-            got: dict[str, float] = json.loads(proc.stdout.strip().splitlines()[-1])
-            with Store(cfg.store.path) as store:
-                got["meter_days"] = sum(len(store.days_with_daily(
-                    p, Kind.CONSUMPTION, oldest, latest + timedelta(days=1))) for p in meters)
-        finally:
-            sim.stop()
+    with (broker() as mqtt, tempfile.TemporaryDirectory(prefix="bench-size-") as tmp,
+          simulator_process() as sim_url):
+        text = dataconnect_config(
+            mqtt_port=mqtt.port, sim_url=sim_url, store=Path(tmp) / "s.db",
+            accounts=accounts, backfill_day=backfill, backfill_hour=backfill,
+            per_second=100_000, per_hour=1_000_000, client_id="bench-size")
+        cfg = load_text(text)
+        with Store(cfg.store.path) as store:
+            for pdl in meters:
+                store.set_retained(topics.contract_topic(cfg.mqtt.base_topic, pdl),
+                                   b'{"pdl":"%s"}' % pdl.encode())
+                store.set_contract_check(pdl, SYSTEM_CLOCK.time(), True)
+        path = Path(tmp) / "config.yaml"
+        path.write_text(text)
+        proc = subprocess.run([sys.executable, "-m", "bench.size_child", str(path)],
+                              capture_output=True, text=True, timeout=3600, check=False)
+        if proc.returncode != 0:
+            raise RuntimeError(f"size child failed: {proc.stderr[-2000:]}")
+        got: dict[str, float] = json.loads(proc.stdout.strip().splitlines()[-1])
+        with Store(cfg.store.path) as store:
+            got["meter_days"] = sum(len(store.days_with_daily(
+                p, Kind.CONSUMPTION, oldest, latest + timedelta(days=1))) for p in meters)
     return got
+
+
+@contextlib.contextmanager
+def simulator_process() -> Iterator[str]:
+    """A simulator in its own process (:mod:`bench.sim_child`); its URL."""
+    proc = subprocess.Popen([sys.executable, "-m", "bench.sim_child"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdin is not None
+        url = proc.stdout.readline().strip()
+        if not url.startswith("http"):
+            raise RuntimeError(f"simulator process did not start (said {url!r})")
+        yield url
+    finally:
+        if proc.stdin is not None:
+            proc.stdin.close()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
 
 
 def run(quick: bool) -> list[Row]:

@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from linky2mqtt.config import load_text
@@ -188,6 +188,10 @@ def _client(provider: str, answers: list[tuple[int, str, bytes, dict[str, str]]]
 @given(provider=st.sampled_from(["conso", "dataconnect", "myelectricaldata"]),
        answers=st.lists(st.tuples(STATUS, BODY, HEADERS), min_size=1, max_size=3),
        what=st.sampled_from(["daily", "curve", "max_power", "production", "contract"]))
+@example(provider="dataconnect",  # found once: a token no header can carry
+         answers=[(200, ("application/octet-stream", b""), {}),
+                  (200, ("application/json", b'{"access_token": "\\u0080"}'), {})],
+         what="daily")
 def test_client_on_arbitrary_bodies_gives_result_or_enedis_error(
     provider: str, answers: list[tuple[int, tuple[str, bytes], dict[str, str]]], what: str
 ) -> None:

@@ -27,6 +27,7 @@ from linky2mqtt.enedis import (
     errors,
     no_sleep,
 )
+from linky2mqtt.enedis.wire import HttpxWire, LeanWire
 from linky2mqtt.model import Kind
 from tests.support.clock import SUITE_CLOCK, SteppedClock
 from tests.support.waiting import wait_until
@@ -449,6 +450,18 @@ def test_token_cached_until_shortly_before_expiry() -> None:
     assert len(client.budget.ledger.request_times("dataconnect:home", 0)) == 5
 
 
+@pytest.mark.parametrize("token", ["\u0080", "tok en", "", "a\r\nX-Evil: 1", "é"])
+def test_a_token_a_header_cannot_carry_is_a_bad_answer(token: str) -> None:
+    # found by tests/test_bad_input.py: an access token "\u0080" reached the request
+    # builder and came out as a UnicodeEncodeError, not an Enedis error
+    fake = Fake()
+    fake.token_answers = [httpx.Response(200, json={"access_token": token, "expires_in": 3600})]
+    client, fake, _ = make("dataconnect", fake, retry=RetryPolicy(attempts=1, sleep=no_sleep))
+    with pytest.raises(errors.BadResponse, match="access_token a header cannot carry"):
+        client.daily(PDL, Kind.CONSUMPTION, date(2026, 11, 1), date(2026, 11, 2))
+    assert not fake.data_requests()
+
+
 def test_401_refreshes_the_token_once_then_gives_up() -> None:
     fake = Fake()
     unauthorized = httpx.Response(401, json={"code": "900901", "message": "Invalid Credentials"})
@@ -554,6 +567,19 @@ def test_close_only_what_it_created() -> None:
     assert not injected.is_closed
     injected.close()
     own = EnedisClient(ProviderSettings("myelectricaldata", token="t"), clock=SUITE_CLOCK)
+    with own:
+        pass
+    assert own.http is None  # its own: the lean wire, no httpx client
+    assert isinstance(own._wire, LeanWire) and own._wire.closed
+
+
+def test_a_proxy_in_the_environment_takes_httpx(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The lean wire knows no proxy: with one named in the environment, the client makes
+    an httpx.Client (which honours it) and closes it."""
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.test:3128")
+    own = EnedisClient(ProviderSettings("myelectricaldata", token="t"), clock=SUITE_CLOCK)
+    assert isinstance(own._wire, HttpxWire)
+    assert own.http is not None
     with own:
         pass
     assert own.http.is_closed

@@ -18,8 +18,10 @@ Setting the ``cancel`` event abandons the exchange in progress the same way
 (:class:`~.errors.Cancelled`, never retried) and makes every later call fail at once:
 the bridge sets it when it stops, so SIGTERM never waits for upstream.
 
-The HTTP client is closed by whoever created it: ``close()`` closes it only when the
-client made it itself.
+The exchange goes through :mod:`.wire`: the lean ``http.client`` wire with keep-alive
+when the client makes its own, or the injected ``httpx.Client`` (``http=``; also used when
+the environment names a proxy). An injected HTTP client is closed by whoever created it:
+``close()`` closes only what the client made itself.
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ from .errors import (
 from .parse import parse_curve, parse_daily, parse_max_power
 from .providers import Call, ProviderSettings
 from .retry import RetryPolicy
+from .wire import Answer, BodyTooLarge, HttpxWire, LeanWire, Wire, env_proxies
 
 __all__ = ["DEFAULT_DEADLINE", "MAX_BODY", "USER_AGENT", "EnedisClient", "FetchResult"]
 
@@ -91,8 +94,8 @@ def _days(start: date, end: date) -> list[date]:
     return [start + timedelta(days=i) for i in range((end - start).days)]
 
 
-def _retry_after(response: httpx.Response, now: float) -> float | None:
-    value = response.headers.get("Retry-After")
+def _retry_after(response: Answer, now: float) -> float | None:
+    value = response.headers.get("retry-after")
     if not value:
         return None
     try:
@@ -105,9 +108,9 @@ def _retry_after(response: httpx.Response, now: float) -> float | None:
         return None
 
 
-def _plain_text(response: httpx.Response) -> str | None:
+def _plain_text(response: Answer) -> str | None:
     """The first line of a short plain-text error body (not an HTML page)."""
-    ctype = response.headers.get("Content-Type", "").lower()
+    ctype = response.headers.get("content-type", "").lower()
     if "html" in ctype or not response.content or len(response.content) > 2000:
         return None
     try:
@@ -164,8 +167,12 @@ class EnedisClient:
         self.clock = clock
         self.budget = budget or Budget(default_windows(self.provider), MemoryLedger(), clock)
         self.retry = retry or RetryPolicy()
+        timeout = httpx.Timeout(30.0, connect=10.0)
         self._own_http = http is None
-        self.http = http or httpx.Client(timeout=httpx.Timeout(30.0, connect=10.0))
+        # the injected client, or the one made for a proxy; None on the lean wire
+        self.http = http if http is not None or not env_proxies() else httpx.Client(
+            timeout=timeout)
+        self._wire: Wire = LeanWire(timeout) if self.http is None else HttpxWire(self.http)
         self.user_agent = user_agent or USER_AGENT
         self._token_lock = threading.Lock()
         self._token: str | None = None
@@ -183,7 +190,8 @@ class EnedisClient:
             idle, self._idle = self._idle, []
         for worker in idle:
             worker.jobs.put(None)
-        if self._own_http:
+        self._wire.close()
+        if self._own_http and self.http is not None:
             self.http.close()
 
     def __enter__(self) -> EnedisClient:
@@ -311,7 +319,7 @@ class EnedisClient:
             return self._decode(call, self._send(call, headers, None, pdl, priority))
         token = self._access_token(priority)
         response = self._send(call, {"Authorization": f"Bearer {token}"}, None, pdl, priority)
-        if response.status_code == 401:
+        if response.status == 401:
             log.info("%s: token refused (401), requesting a new one once", self.provider)
             self._drop_token(token)
             token = self._access_token(priority)
@@ -325,13 +333,13 @@ class EnedisClient:
             call, basic = providers.token_call(self.settings)
             try:
                 response = self._send(call, {}, basic, None, priority)
-                if response.status_code in (400, 401, 403):
+                if response.status in (400, 401, 403):
                     code, message = providers.error_details(self._json(response))
                     raise AuthError(
                         message or "client credentials refused",
                         provider=self.provider,
                         endpoint=call.path,
-                        status=response.status_code,
+                        status=response.status,
                         code=code,
                     )
                 try:
@@ -358,7 +366,7 @@ class EnedisClient:
         basic: tuple[str, str] | None,
         pdl: str | None,
         priority: Priority,
-    ) -> httpx.Response:
+    ) -> Answer:
         self._check_cancel(call)
         scopes = scopes_for(self.provider, self.settings.account, pdl)
         sent_at = self.budget.acquire(scopes, priority)
@@ -367,15 +375,12 @@ class EnedisClient:
 
     def _send_now(self, call: Call, headers: dict[str, str],
                   basic: tuple[str, str] | None,
-                  going: Callable[[], None]) -> httpx.Response:
+                  going: Callable[[], None]) -> Answer:
         self._check_cancel(call)
-        url = self.settings.url + call.path
         all_headers = {"User-Agent": self.user_agent, "Accept": "application/json", **headers}
         began = time.monotonic()
-        request = self.http.build_request(call.method, url, params=call.params or None,
-                                          data=call.form, headers=all_headers)
         try:
-            response = self._exchange(call, request, basic, going)
+            response = self._exchange(call, all_headers, basic, going)
         except httpx.TimeoutException as exc:
             raise Timeout(
                 f"timed out ({type(exc).__name__})", provider=self.provider, endpoint=call.path
@@ -390,7 +395,7 @@ class EnedisClient:
             call.method,
             call.path,
             " ".join(f"{k}={v}" for k, v in call.params.items()),
-            response.status_code,
+            response.status,
             (time.monotonic() - began) * 1000,
         )
         return response
@@ -400,10 +405,10 @@ class EnedisClient:
             raise Cancelled("stopping: request not sent", provider=self.provider,
                             endpoint=call.path)
 
-    def _exchange(self, call: Call, request: httpx.Request,
+    def _exchange(self, call: Call, headers: dict[str, str],
                   basic: tuple[str, str] | None,
-                  going: Callable[[], None] | None = None) -> httpx.Response:
-        """Send ``request`` and read its whole body within ``deadline`` seconds;
+                  going: Callable[[], None] | None = None) -> Answer:
+        """Send ``call`` and read its whole answer within ``deadline`` seconds;
         ``going()`` runs on the worker just before the request goes out.
 
         Raises httpx's own exceptions (mapped by the caller), or Timeout past the
@@ -411,31 +416,20 @@ class EnedisClient:
         """
         done = threading.Event()
         abandon = threading.Event()
-        result: list[httpx.Response | BaseException] = []
+        result: list[Answer | BaseException] = []
+        url = self.settings.url + call.path
 
         def work() -> None:
             try:
                 if going is not None:
                     going()
-                response = self.http.send(request, auth=basic, stream=True)
-                if response.is_stream_consumed:  # read already (a mock transport)
-                    result.append(response)
-                    return
-                try:
-                    chunks: list[bytes] = []
-                    size = 0
-                    for chunk in response.iter_raw():
-                        if abandon.is_set():
-                            return
-                        size += len(chunk)
-                        if size > MAX_BODY:
-                            raise self._bad(call, f"answer larger than {MAX_BODY} bytes")
-                        chunks.append(chunk)
-                finally:
-                    response.close()
-                result.append(httpx.Response(
-                    response.status_code, headers=response.headers,
-                    content=b"".join(chunks), request=request))
+                answer = self._wire.exchange(
+                    call.method, url, params=call.params, form=call.form, headers=headers,
+                    basic=basic, abandon=abandon, max_body=MAX_BODY)
+                if answer is not None:  # None: abandoned, nobody waits for it
+                    result.append(answer)
+            except BodyTooLarge:
+                result.append(self._bad(call, f"answer larger than {MAX_BODY} bytes"))
             except BaseException as exc:  # handed to the caller's thread
                 result.append(exc)
 
@@ -487,17 +481,17 @@ class EnedisClient:
             done.wait(min(left, _CANCEL_POLL))
 
     @staticmethod
-    def _json(response: httpx.Response) -> Any:
+    def _json(response: Answer) -> Any:
         try:
             return response.json()
         except ValueError:
             return None
 
-    def _not_json(self, response: httpx.Response) -> str:
+    def _not_json(self, response: Answer) -> str:
         """What a 2xx answer that is not JSON held: size, type, and its start (bounded,
         the client's own secrets masked)."""
         data = response.content
-        ctype = response.headers.get("Content-Type", "no content type").split(";")[0].strip()
+        ctype = response.headers.get("content-type", "no content type").split(";")[0].strip()
         if not data.strip():
             return f"expected JSON, got an empty body ({ctype})"
         if data.strip() == b"null":
@@ -521,8 +515,8 @@ class EnedisClient:
     def _bad(self, call: Call, message: str) -> BadResponse:
         return BadResponse(message, provider=self.provider, endpoint=call.path)
 
-    def _decode(self, call: Call, response: httpx.Response) -> Any:
-        status = response.status_code
+    def _decode(self, call: Call, response: Answer) -> Any:
+        status = response.status
         body = self._json(response)
         if 200 <= status < 300:
             if body is None:
@@ -545,14 +539,14 @@ class EnedisClient:
             )
         raise api_error(
             status,
-            message or response.reason_phrase or "error",
+            message or response.reason or "error",
             provider=self.provider,
             endpoint=call.path,
             code=code,
             retry_after=self._retry_after(response, body),
         )
 
-    def _retry_after(self, response: httpx.Response, body: Any) -> float | None:
+    def _retry_after(self, response: Answer, body: Any) -> float | None:
         """When to come back: a ``Retry-After`` header, else what the body says
         (``nextAccessTime``, ``Call threshold allowed on H:MM:SS``); seconds."""
         now = self.clock.time()

@@ -278,10 +278,16 @@ def token_call(settings: ProviderSettings) -> tuple[Call, tuple[str, str]]:
     return Call("POST", "/oauth2/v3/token", form=form), (client_id, secret)
 
 
+_HEADER_TOKEN = re.compile(r"[\x21-\x7e]+")
+
+
 def parse_token(body: Any) -> tuple[str, float]:
     """(access_token, lifetime in seconds) of a token answer (``expires_in`` may be a string)."""
     if not isinstance(body, dict) or not isinstance(body.get("access_token"), str):
         raise BadResponse("token answer has no access_token")
+    if not _HEADER_TOKEN.fullmatch(body["access_token"]):
+        # it goes into an Authorization header: visible ASCII only (RFC 6750 asks less)
+        raise BadResponse("token answer has an access_token a header cannot carry")
     try:
         lifetime = float(body.get("expires_in", 3600))
     except (TypeError, ValueError):
