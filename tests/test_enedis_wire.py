@@ -1,7 +1,8 @@
-"""The lean wire (``http.client`` with keep-alive) over real sockets: against the
+"""The lean wire (HTTP/1.1 over kept-alive sockets) over real sockets: against the
 simulator it gives the same answers as httpx; against scripted raw servers, keep-alive,
-a connection closed while idle, ``Connection: close``, chunked bodies, timeouts, refused
-connections, oversized and abandoned bodies, and TLS verification."""
+a connection closed while idle, ``Connection: close``, chunked bodies, interim and
+bodiless answers, malformed answers, timeouts, refused connections, oversized and
+abandoned bodies, and TLS verification."""
 
 from __future__ import annotations
 
@@ -230,7 +231,7 @@ def test_a_request_is_never_sent_twice_by_the_wire(
     server = raw_server(handler)
     wire = LeanWire(TIMEOUT)
     assert exchange(wire, server.url + "/x").status == 200
-    with pytest.raises(httpx.RemoteProtocolError, match="RemoteDisconnected"):
+    with pytest.raises(httpx.RemoteProtocolError, match="closed the connection without"):
         exchange(wire, server.url + "/x")
     assert server.accepted == 1 and len(server.requests) == 2
     assert exchange(wire, server.url + "/x").status == 200  # a new connection
@@ -290,6 +291,78 @@ def test_what_goes_on_the_wire(raw_server: Callable[..., RawServer]) -> None:
     assert b"Content-Type: application/x-www-form-urlencoded\r\n" in post
     assert post.endswith(b"\r\n\r\ngrant_type=client_credentials&x=a%26b")
     wire.close()
+
+
+def scripted(answers: list[bytes]) -> Handler:
+    """A handler that answers the n-th request of a connection with ``answers[n]``."""
+    def handler(conn: socket.socket, _index: int) -> None:
+        for answer in answers:
+            if conn.recv(65536) == b"":
+                return
+            conn.sendall(answer)
+    return handler
+
+
+@pytest.mark.parametrize(("answer", "status", "content", "kept"), [
+    # an interim 100 and 103, then the answer
+    (b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </x>\r\n\r\n"
+     + ok(), 200, b'{"ok":true}', True),
+    (b"HTTP/1.1 204 No Content\r\n\r\n", 204, b"", True),
+    (b"HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\n", 304, b"", True),
+    # no length: the body ends with the connection
+    (b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the end", 200,
+     b"until the end", False),
+    (b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\n{}", 200, b"{}", False),
+    # a folded header line, a status without reason, a chunk extension and a trailer
+    (b"HTTP/1.1 200\r\nX-Long: a\r\n  b\r\nTransfer-Encoding: chunked\r\n\r\n"
+     b"2;ext=1\r\n{}\r\n0\r\nX-Trailer: t\r\n\r\n", 200, b"{}", True),
+    (ok(b"{}", b"Content-Length: 2\r\n"), 200, b"{}", True),  # the same length twice
+    # bytes past the answer: read, but the connection is not kept
+    (ok(b"{}") + b"HTTP/1.1 200 OK\r\n", 200, b"{}", False),
+])
+def test_answers_of_every_framing(raw_server: Callable[..., RawServer], answer: bytes,
+                                  status: int, content: bytes, kept: bool) -> None:
+    server = raw_server(scripted([answer]))
+    wire = LeanWire(TIMEOUT)
+    got = exchange(wire, server.url + "/x")
+    assert (got.status, got.content) == (status, content)
+    assert wire.idle_connections() == (1 if kept else 0)
+    if b"X-Long" in answer:
+        assert got.headers["x-long"] == "a b" and got.reason == ""
+
+
+@pytest.mark.parametrize(("answer", "error"), [
+    (b"garbage\r\n\r\n", "not an HTTP/1.x status line"),
+    (b"HTTP/1.1 2000 OK\r\n\r\n", "not an HTTP/1.x status line"),
+    (b"HTTP/1.1 200 OK\r\nno colon here\r\n\r\n", "not a header line"),
+    (b"HTTP/1.1 200 OK\r\n" + b"X: y\r\n" * 101 + b"\r\n", "more than 100 header"),
+    (b"HTTP/1.1 200 OK\r\nX: " + b"y" * 70000, "too long"),
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort", "before the end"),
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 2, 3\r\n\r\n{}", "Content-Length"),
+    (b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n{}", "Content-Length"),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n{}", "transfer coding"),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "chunk size"),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}xx0\r\n\r\n",
+     "CRLF"),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n{}", "before the end"),
+])
+def test_malformed_answers_are_protocol_errors(raw_server: Callable[..., RawServer],
+                                               answer: bytes, error: str) -> None:
+    server = raw_server(scripted([answer]))
+    wire = LeanWire(TIMEOUT)
+    with pytest.raises(httpx.RemoteProtocolError, match=error):
+        exchange(wire, server.url + "/x")
+    assert wire.idle_connections() == 0
+
+
+@pytest.mark.parametrize("header", [{"X-Evil": "a\r\nInjected: 1"}, {"X\nY": "1"},
+                                    {"X": "€"}, {"A:B": "1"}])
+def test_a_header_that_would_break_the_request_is_refused_unsent(
+        raw_server: Callable[..., RawServer], header: dict[str, str]) -> None:
+    server = raw_server(scripted([ok()]))
+    with pytest.raises(httpx.LocalProtocolError):
+        exchange(LeanWire(TIMEOUT), server.url + "/x", headers=header)
+    assert server.accepted == 0
 
 
 def test_timeouts_and_refusals_are_httpx_errors(raw_server: Callable[..., RawServer]) -> None:

@@ -2,9 +2,9 @@
 
 Two wires, one contract (:class:`Wire`):
 
-- :class:`LeanWire`, what the bridge uses: the standard library's ``http.client`` with
-  keep-alive connections (a pool per origin, at most :data:`MAX_IDLE` idle each). Per
-  request it costs about a third of the CPU of ``httpx.Client`` for the same exchange
+- :class:`LeanWire`, what the bridge uses: HTTP/1.1 written and read here, over sockets
+  kept alive (a pool per origin, at most :data:`MAX_IDLE` idle each). Per request it
+  costs a fraction of the CPU of ``httpx.Client`` for the same exchange
   (``docs/client.md``): a 10,000-meter bridge makes 20,000 requests a cycle.
 - :class:`HttpxWire`, over an ``httpx.Client``: used when the caller injects one (tests
   with ``httpx.MockTransport``, special transports) and when the environment names a
@@ -30,14 +30,20 @@ so the caller maps errors one way whatever the wire. The lean wire's details:
 - a connection goes back to the pool only when its answer was read to the end and the
   server did not ask to close it;
 - TLS with httpx's default context (certifi's CAs, ``SSL_CERT_FILE``; host name
-  checked); no compression is asked for (``Accept-Encoding: identity``).
+  checked); no compression is asked for (``Accept-Encoding: identity``);
+- what it reads of HTTP/1.x: the status line (1xx interim answers skipped), headers
+  (at most :data:`MAX_HEADERS` lines of at most :data:`MAX_LINE` bytes; obsolete folded
+  lines joined), a body framed by ``Transfer-Encoding: chunked``, ``Content-Length`` or the
+  end of the connection, none for HEAD, 204 and 304. ``Connection: close`` and HTTP/1.0
+  answers end the connection; so does anything left unread after the answer.
 """
 
 from __future__ import annotations
 
 import base64
-import http.client
+import contextlib
 import json
+import re
 import select
 import socket
 import ssl
@@ -53,9 +59,13 @@ __all__ = ["MAX_IDLE", "Answer", "BodyTooLarge", "HttpxWire", "LeanWire", "Wire"
            "env_proxies"]
 
 MAX_IDLE = 4  # idle connections kept per origin (an account runs one exchange at a time)
+MAX_LINE = 65536  # bytes in a status or header line (as http.client)
+MAX_HEADERS = 100  # header lines in an answer (as http.client)
 _READ_SIZE = 64 * 1024
+_BAD_FIELD = re.compile(r"[\r\n\0]")
 
 Origin = tuple[str, str, int]
+_NO_BODY = (204, 304)
 
 
 class BodyTooLarge(Exception):
@@ -94,17 +104,66 @@ def env_proxies() -> bool:
     return any(found.get(scheme) for scheme in ("http", "https", "all"))
 
 
-def _still_open(conn: http.client.HTTPConnection) -> bool:
-    """Whether an idle connection can carry a request: nothing to read on it (readable
-    means the server closed it, or sent what nobody asked for)."""
-    sock = conn.sock
-    if sock is None:
-        return False
-    try:
-        readable, _, _ = select.select([sock], [], [], 0)
-    except (OSError, ValueError):
-        return False
-    return not readable
+class _Ended(Exception):
+    """The server closed the connection (end of stream)."""
+
+
+class _Connection:
+    """One socket and what was received on it but not consumed yet."""
+
+    __slots__ = ("buf", "sock")
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.buf = bytearray()
+
+    def _fill(self) -> None:
+        data = self.sock.recv(_READ_SIZE)
+        if not data:
+            raise _Ended
+        self.buf += data
+
+    def line(self) -> bytes:
+        """One line, its end included."""
+        while True:
+            end = self.buf.find(b"\n")
+            if end >= 0:
+                out = bytes(self.buf[:end + 1])
+                del self.buf[:end + 1]
+                return out
+            if len(self.buf) > MAX_LINE:
+                raise httpx.RemoteProtocolError("a status or header line is too long")
+            self._fill()
+
+    def some(self, most: int) -> bytes:
+        """Between 1 and ``most`` bytes: what is buffered, else what one read brings."""
+        if not self.buf:
+            self._fill()
+        out = bytes(self.buf[:most])
+        del self.buf[:most]
+        return out
+
+    def exactly(self, count: int) -> bytes:
+        while len(self.buf) < count:
+            self._fill()
+        out = bytes(self.buf[:count])
+        del self.buf[:count]
+        return out
+
+    def still_open(self) -> bool:
+        """Whether this idle connection can carry a request: nothing left over, nothing to
+        read (readable means the server closed it, or sent what nobody asked for)."""
+        if self.buf:
+            return False
+        try:
+            readable, _, _ = select.select([self.sock], [], [], 0)
+        except (OSError, ValueError):
+            return False
+        return not readable
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.close()
 
 
 class HttpxWire:
@@ -144,7 +203,7 @@ class HttpxWire:
 
 
 class LeanWire:
-    """``http.client`` with keep-alive (see the module's docstring)."""
+    """HTTP/1.1 over kept-alive sockets (see the module's docstring)."""
 
     def __init__(self, timeout: httpx.Timeout, *, ssl_context: ssl.SSLContext | None = None,
                  max_idle: int = MAX_IDLE) -> None:
@@ -153,7 +212,7 @@ class LeanWire:
         self._write_timeout = timeout.write
         self._ssl_context = ssl_context
         self._max_idle = max_idle
-        self._idle: dict[Origin, list[http.client.HTTPConnection]] = {}
+        self._idle: dict[Origin, list[_Connection]] = {}
         self._lock = threading.Lock()
         self._closed = False
 
@@ -167,128 +226,97 @@ class LeanWire:
                  basic: tuple[str, str] | None, abandon: threading.Event,
                  max_body: int) -> Answer | None:
         parts = urlsplit(url)
-        scheme = parts.scheme
-        if scheme not in ("http", "https") or not parts.hostname:
+        scheme, host = parts.scheme, parts.hostname
+        if scheme not in ("http", "https") or not host:
             raise httpx.UnsupportedProtocol(f"cannot send to {scheme or 'no'} URL")
         try:
             port = parts.port or (443 if scheme == "https" else 80)
         except ValueError as exc:
             raise httpx.UnsupportedProtocol(f"bad port in URL: {exc}") from None
-        origin: Origin = (scheme, parts.hostname, port)
         target = parts.path or "/"
         query = "&".join(q for q in (parts.query, urlencode(params, quote_via=quote)) if q)
         if query:
             target += "?" + query
-        fields = dict(headers)
-        body = None
+        default_port = 443 if scheme == "https" else 80
+        netloc = f"[{host}]" if ":" in host else host
+        fields = {"Host": netloc if port == default_port else f"{netloc}:{port}",
+                  "Accept-Encoding": "identity", **headers}
+        body = b""
         if form is not None:
             body = urlencode(form).encode()
             fields["Content-Type"] = "application/x-www-form-urlencoded"
+        if body or method in ("POST", "PUT", "PATCH"):
             fields["Content-Length"] = str(len(body))
         if basic is not None:
             pair = f"{basic[0]}:{basic[1]}".encode()
             fields["Authorization"] = "Basic " + base64.b64encode(pair).decode("ascii")
+        request = _request_head(method, target, fields) + body
+        origin: Origin = (scheme, host, port)
         conn = self._take(origin) or self._connect(origin)
         try:
-            response = self._send(conn, method, target, fields, body)
+            answer, reusable = self._exchange(conn, method, request, abandon, max_body)
         except BaseException:
             conn.close()
             raise
-        return self._read(origin, conn, response, abandon, max_body)
-
-    def _connect(self, origin: Origin) -> http.client.HTTPConnection:
-        scheme, host, port = origin
-        conn: http.client.HTTPConnection
-        if scheme == "https":
-            conn = http.client.HTTPSConnection(host, port, timeout=self._connect_timeout,
-                                               context=self._context())
+        if reusable:
+            self._give_back(origin, conn)
         else:
-            conn = http.client.HTTPConnection(host, port, timeout=self._connect_timeout)
-        try:
-            conn.connect()
-        except TimeoutError:
             conn.close()
-            raise httpx.ConnectTimeout(f"connecting to {host}:{port} timed out") from None
-        except OSError as exc:  # refused, unreachable, name not found, TLS refused
-            conn.close()
-            raise httpx.ConnectError(f"{type(exc).__name__}: {exc}") from None
-        sock: socket.socket = conn.sock
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return conn
+        return answer
 
-    def _send(self, conn: http.client.HTTPConnection, method: str, target: str,
-              fields: dict[str, str], body: bytes | None) -> http.client.HTTPResponse:
-        """Send the request; its status line and headers."""
-        sock: socket.socket = conn.sock
-        sock.settimeout(self._write_timeout)
+    def _connect(self, origin: Origin) -> _Connection:
+        scheme, host, port = origin
         try:
-            conn.putrequest(method, target)
-            for name, value in fields.items():
-                conn.putheader(name, value)
-            conn.endheaders(body)
+            sock = socket.create_connection((host, port), timeout=self._connect_timeout)
+        except TimeoutError:
+            raise httpx.ConnectTimeout(f"connecting to {host}:{port} timed out") from None
+        except OSError as exc:  # refused, unreachable, name not found
+            raise httpx.ConnectError(f"{type(exc).__name__}: {exc}") from None
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if scheme == "https":
+                sock = self._context().wrap_socket(sock, server_hostname=host)
+        except TimeoutError:
+            sock.close()
+            raise httpx.ConnectTimeout(f"TLS with {host}:{port} timed out") from None
+        except OSError as exc:  # the certificate refused, the handshake failed
+            sock.close()
+            raise httpx.ConnectError(f"{type(exc).__name__}: {exc}") from None
+        return _Connection(sock)
+
+    def _exchange(self, conn: _Connection, method: str, request: bytes,
+                  abandon: threading.Event, max_body: int) -> tuple[Answer | None, bool]:
+        """Send ``request`` on ``conn`` and read the answer; (answer or None when
+        abandoned, whether the connection may carry another request)."""
+        try:
+            conn.sock.settimeout(self._write_timeout)
+            conn.sock.sendall(request)
         except TimeoutError:
             raise httpx.WriteTimeout("sending the request timed out") from None
-        except (OSError, http.client.HTTPException) as exc:
+        except OSError as exc:
             raise httpx.WriteError(f"{type(exc).__name__}: {exc}") from None
-        sock.settimeout(self._read_timeout)
         try:
-            return conn.getresponse()
+            conn.sock.settimeout(self._read_timeout)
+            return _read_answer(conn, method, abandon, max_body)
         except TimeoutError:
-            raise httpx.ReadTimeout("no answer in time") from None
-        except http.client.HTTPException as exc:  # RemoteDisconnected: closed, no answer
-            raise httpx.RemoteProtocolError(f"{type(exc).__name__}: {exc}") from None
+            raise httpx.ReadTimeout("the answer did not come in time") from None
+        except _Ended:
+            raise httpx.RemoteProtocolError("the server closed the connection before the "
+                                            "end of its answer") from None
         except OSError as exc:
             raise httpx.ReadError(f"{type(exc).__name__}: {exc}") from None
 
-    def _read(self, origin: Origin, conn: http.client.HTTPConnection,
-              response: http.client.HTTPResponse, abandon: threading.Event,
-              max_body: int) -> Answer | None:
-        """The whole answer; the connection goes back to the pool when reusable."""
-        reusable = False
-        try:
-            chunks: list[bytes] = []
-            size = 0
-            while True:
-                if abandon.is_set():
-                    return None
-                try:
-                    chunk = response.read1(_READ_SIZE)
-                except TimeoutError:
-                    raise httpx.ReadTimeout("the answer stalled") from None
-                except http.client.HTTPException as exc:
-                    raise httpx.RemoteProtocolError(f"{type(exc).__name__}: {exc}") from None
-                except OSError as exc:
-                    raise httpx.ReadError(f"{type(exc).__name__}: {exc}") from None
-                if not chunk:
-                    break
-                size += len(chunk)
-                if size > max_body:
-                    raise BodyTooLarge
-                chunks.append(chunk)
-            # read to the end (a chunked body closes itself at its last chunk; a sized
-            # one is whole when nothing is left) and not to be closed: kept
-            reusable = not response.will_close and (response.isclosed()
-                                                    or response.length == 0)
-            headers = {k.lower(): v for k, v in response.getheaders()}
-            return Answer(response.status, response.reason, headers, b"".join(chunks))
-        finally:
-            response.close()  # its reader only: the socket is the connection's
-            if reusable:
-                self._give_back(origin, conn)
-            else:
-                conn.close()
-
-    def _take(self, origin: Origin) -> http.client.HTTPConnection | None:
+    def _take(self, origin: Origin) -> _Connection | None:
         """An idle connection still open, or None."""
         while True:
             with self._lock:
                 idle = self._idle.get(origin)
                 conn = idle.pop() if idle else None
-            if conn is None or _still_open(conn):
+            if conn is None or conn.still_open():
                 return conn
             conn.close()
 
-    def _give_back(self, origin: Origin, conn: http.client.HTTPConnection) -> None:
+    def _give_back(self, origin: Origin, conn: _Connection) -> None:
         with self._lock:
             idle = self._idle.setdefault(origin, [])
             if not self._closed and len(idle) < self._max_idle:
@@ -313,3 +341,136 @@ class LeanWire:
         for conns in idle.values():
             for conn in conns:
                 conn.close()
+
+
+def _request_head(method: str, target: str, fields: dict[str, str]) -> bytes:
+    """The request line and headers; a name or value that would break the framing (CR,
+    LF, NUL) or that Latin-1 cannot encode is refused before anything is sent."""
+    lines = [f"{method} {target} HTTP/1.1"]
+    for name, value in fields.items():
+        if _BAD_FIELD.search(name) or _BAD_FIELD.search(value) or ":" in name:
+            raise httpx.LocalProtocolError(f"header {name!r} cannot be sent")
+        lines.append(f"{name}: {value}")
+    lines.append("\r\n")
+    try:
+        return "\r\n".join(lines).encode("latin-1")
+    except UnicodeEncodeError:
+        raise httpx.LocalProtocolError("a header holds characters HTTP cannot carry") from None
+
+
+def _read_answer(conn: _Connection, method: str, abandon: threading.Event,
+                 max_body: int) -> tuple[Answer | None, bool]:
+    """Status line, headers and body of one answer (see the module's docstring)."""
+    while True:
+        try:
+            line = conn.line()
+        except _Ended:
+            raise httpx.RemoteProtocolError(
+                "the server closed the connection without answering") from None
+        version, _, rest = line.decode("latin-1").rstrip("\r\n").partition(" ")
+        code, _, reason = rest.partition(" ")
+        if not version.startswith("HTTP/1.") or len(code) != 3 or not code.isdigit():
+            raise httpx.RemoteProtocolError(f"not an HTTP/1.x status line: {line[:60]!r}")
+        status = int(code)
+        headers = _read_headers(conn)
+        if not 100 <= status < 200 or status == 101:
+            break  # 1xx: an interim answer, the real one follows
+    keep = version != "HTTP/1.0" and "close" not in headers.get("connection", "").lower()
+    coding = headers.get("transfer-encoding", "").lower()
+    chunks: list[bytes] = []
+    if method == "HEAD" or status in _NO_BODY or 100 <= status < 200:
+        pass
+    elif coding:
+        if coding.rsplit(",", 1)[-1].strip() != "chunked":
+            raise httpx.RemoteProtocolError(f"unsupported transfer coding {coding!r}")
+        if not _read_chunked(conn, chunks, abandon, max_body):
+            return None, False
+    elif "content-length" in headers:
+        try:
+            lengths = {int(v) for v in headers["content-length"].split(",")}
+        except ValueError:
+            raise httpx.RemoteProtocolError("unreadable Content-Length") from None
+        if len(lengths) != 1 or min(lengths) < 0:
+            raise httpx.RemoteProtocolError("unreadable Content-Length")
+        if not _read_sized(conn, lengths.pop(), chunks, abandon, max_body):
+            return None, False
+    else:  # the body ends with the connection
+        keep = False
+        if not _read_to_end(conn, chunks, abandon, max_body):
+            return None, False
+    return Answer(status, reason.strip(), headers, b"".join(chunks)), keep and not conn.buf
+
+
+def _read_headers(conn: _Connection) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    name = ""
+    for _ in range(MAX_HEADERS + 1):
+        line = conn.line()
+        if line in (b"\r\n", b"\n"):
+            return headers
+        text = line.decode("latin-1").rstrip("\r\n")
+        if text[:1] in (" ", "\t") and name:  # an obsolete folded line: the value goes on
+            headers[name] += " " + text.strip()
+            continue
+        field, colon, value = text.partition(":")
+        if not colon or not field or field != field.strip():
+            raise httpx.RemoteProtocolError(f"not a header line: {line[:60]!r}")
+        name = field.lower()
+        headers[name] = value.strip()
+    raise httpx.RemoteProtocolError(f"more than {MAX_HEADERS} header lines")
+
+
+def _read_sized(conn: _Connection, left: int, chunks: list[bytes], abandon: threading.Event,
+                max_body: int) -> bool:
+    if left > max_body:
+        raise BodyTooLarge
+    while left:
+        if abandon.is_set():
+            return False
+        chunk = conn.some(min(left, _READ_SIZE))
+        left -= len(chunk)
+        chunks.append(chunk)
+    return True
+
+
+def _read_chunked(conn: _Connection, chunks: list[bytes], abandon: threading.Event,
+                  max_body: int) -> bool:
+    size = 0
+    while True:
+        if abandon.is_set():
+            return False
+        line = conn.line().split(b";", 1)[0].strip()
+        try:
+            left = int(line, 16)
+        except ValueError:
+            raise httpx.RemoteProtocolError(f"not a chunk size: {line[:20]!r}") from None
+        if left == 0:
+            _read_headers(conn)  # the trailer, up to its empty line
+            return True
+        size += left
+        if size > max_body:
+            raise BodyTooLarge
+        while left:
+            if abandon.is_set():
+                return False
+            chunk = conn.some(min(left, _READ_SIZE))
+            left -= len(chunk)
+            chunks.append(chunk)
+        if conn.exactly(2) != b"\r\n":
+            raise httpx.RemoteProtocolError("a chunk does not end with CRLF")
+
+
+def _read_to_end(conn: _Connection, chunks: list[bytes], abandon: threading.Event,
+                 max_body: int) -> bool:
+    size = 0
+    while True:
+        if abandon.is_set():
+            return False
+        try:
+            chunk = conn.some(_READ_SIZE)
+        except _Ended:
+            return True
+        size += len(chunk)
+        if size > max_body:
+            raise BodyTooLarge
+        chunks.append(chunk)
