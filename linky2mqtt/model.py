@@ -112,6 +112,36 @@ def day_bounds(day: date) -> tuple[datetime, datetime]:
     return start, end
 
 
+class LocalDays:
+    """The Europe/Paris day of aware instants, asked one after the other: the bounds of
+    the last day found answer the next instant when it falls in the same day (readings
+    come in runs of one day), so the time zone is consulted once a day, not once an
+    instant. ``LocalDays()(t) == t.astimezone(PARIS).date()`` for any aware ``t``."""
+
+    __slots__ = ("_day", "_hi", "_lo")
+
+    def __init__(self) -> None:
+        self._lo = self._hi = datetime.min.replace(tzinfo=UTC)
+        self._day = date.min
+
+    def __call__(self, instant: datetime) -> date:
+        if self._lo <= instant < self._hi:
+            return self._day
+        day = instant.astimezone(PARIS).date()
+        self._day = day
+        try:
+            self._lo, self._hi = day_bounds(day)
+        except OverflowError:  # the last day of the calendar: not kept
+            self._lo = self._hi
+        return day
+
+
+def local_days(readings: Iterable[Reading]) -> set[date]:
+    """``{r.local_date for r in readings}``, the time zone consulted once a day."""
+    day_of = LocalDays()
+    return {day_of(r.start) for r in readings}
+
+
 @functools.lru_cache(maxsize=4096)  # pure; a backfill asks each day's once per window
 def epoch_bounds(day: date) -> tuple[int, int]:
     """:func:`day_bounds` of ``day`` in epoch seconds."""

@@ -36,6 +36,7 @@ from linky2mqtt.model import (
     aggregate_hours,
     day_bounds,
     epoch_bounds,
+    local_days,
 )
 from linky2mqtt.scheduler import (
     MAX_GAP_ATTEMPTS,
@@ -295,7 +296,7 @@ class MeterPoller:
                 now: datetime, outcome: PollOutcome) -> None:
         # impossible values are refused (whole days): they stay missing, asked again later
         readings = plausible.screen(result.readings, self.pdl, self.subscribed_kva())
-        fetched_days = {r.local_date for r in readings}
+        fetched_days = local_days(readings)
         pending: list[tuple[str, str, bytes]] = []
         if self.before_commit is not None and fetched_days:
             pending = self.before_commit(s.kind, s.series, fetched_days)
@@ -311,12 +312,11 @@ class MeterPoller:
         for d, why in sorted(repairs.items()):
             self._finish_repair(s, d, why, [r for r in readings if r.local_date == d],
                                 changed)
-        days = outcome.changed.setdefault((s.kind, s.series), set())
-        for r in changed:
-            days.add(r.local_date)
+        changed_days = local_days(changed)
+        outcome.changed.setdefault((s.kind, s.series), set()).update(changed_days)
         if self.after_commit is not None and fetched_days:
             # published window by window, not at the end of a long backfill
-            self.after_commit(s.kind, s.series, fetched_days, {r.local_date for r in changed},
+            self.after_commit(s.kind, s.series, fetched_days, changed_days,
                               now, readings, rows)
         # A day of the window that is still not complete counts as a gap attempt.
         if s.series == "daily":

@@ -15,9 +15,19 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from linky2mqtt.enedis.parse import parse_curve
-from linky2mqtt.model import PARIS, Kind, aggregate_hours, day_bounds
+from linky2mqtt.model import (
+    PARIS,
+    Kind,
+    LocalDays,
+    Reading,
+    aggregate_hours,
+    day_bounds,
+    local_days,
+)
 from linky2mqtt.simulator import Simulator
 from tests.test_enedis_sim import STEPS, MakeClient, make_client  # noqa: F401 - fixture
 
@@ -253,3 +263,33 @@ def test_simulator_cli_option(capsys: pytest.CaptureFixture[str]) -> None:
     assert _parser().parse_args([]).dst_stamps == "wall-clock"
     assert main(["simulator", "--port", "0", "--dst-stamps", "utc"]) == 2
     assert "--dst-stamps" in capsys.readouterr().err
+
+
+# -- the local day of an instant, the time zone asked once a day -------------------------
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1),
+                             timezones=st.just(UTC)), max_size=40),
+       st.booleans())
+def test_local_days_equal_astimezone_in_any_order(instants: list[datetime],
+                                                  ordered: bool) -> None:
+    if ordered:
+        instants.sort()
+    day_of = LocalDays()
+    assert [day_of(t) for t in instants] == [t.astimezone(PARIS).date() for t in instants]
+
+
+@pytest.mark.parametrize("day", [date(2026, 3, 29), date(2026, 10, 25), date(2026, 11, 28)])
+def test_local_days_at_every_second_around_a_day(day: date) -> None:
+    # every minute of the day and its edges, the DST change days included, both ways
+    lo, hi = day_bounds(day)
+    minutes = int((hi - lo).total_seconds() // 60)
+    instants = [lo + timedelta(minutes=m) for m in range(-90, minutes + 90)]
+    instants += [lo - timedelta(microseconds=1), lo, hi - timedelta(microseconds=1), hi]
+    for order in (instants, instants[::-1]):
+        day_of = LocalDays()
+        assert [day_of(t) for t in order] == [t.astimezone(PARIS).date() for t in order]
+    readings = [Reading("12345678901234", Kind.CONSUMPTION, "PT30M", t, 1.0)
+                for t in instants]
+    assert local_days(readings) == {r.local_date for r in readings}

@@ -7,6 +7,7 @@ import itertools
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, date, datetime
 from typing import Any
@@ -407,6 +408,35 @@ def test_jitter_is_bounded() -> None:
     waits = [policy.backoff(n, None) for n in (1, 2, 3, 4, 5) for _ in range(20)]
     assert all(1 <= w <= 8.5 for w in waits)
     assert len(set(waits)) > 10
+
+
+def test_the_first_attempt_counts_in_the_total_time_bound() -> None:
+    # the first attempt runs before tenacity's loop (a fast path): its duration must
+    # still count. It takes 0.6 s; a 1.5 s wait would end at 2.1 s, past the 2 s bound:
+    # no second attempt
+    calls: list[float] = []
+
+    def slow_then_fails() -> None:
+        calls.append(time.monotonic())
+        if len(calls) == 1:
+            time.sleep(0.6)  # the duration under test (a slow upstream)
+        raise errors.ServerError("503", status=503)
+
+    slept: list[float] = []
+    policy = RetryPolicy(attempts=4, max_time=2.0, initial=1.5, jitter=0, sleep=slept.append)
+    with pytest.raises(errors.ServerError):
+        policy.call(slow_then_fails)
+    assert len(calls) == 1 and slept == []
+    # a fast first attempt leaves room for the wait: tenacity's attempt 1 is that failure,
+    # replayed, not run again (2 calls in all: a wait of 1.5 s, then 3 s would cross 2 s)
+    def fails() -> None:
+        calls.append(time.monotonic())
+        raise errors.ServerError("503", status=503)
+
+    calls.clear()
+    with pytest.raises(errors.ServerError):
+        policy.call(fails)
+    assert len(calls) == 2 and slept == [1.5]
 
 
 def test_total_time_bound_stops_retrying() -> None:

@@ -41,7 +41,7 @@ import httpx
 
 from linky2mqtt import __version__
 from linky2mqtt.clock import SYSTEM_CLOCK, Clock
-from linky2mqtt.model import PDL_RE, Kind, Reading, Series, paris_today
+from linky2mqtt.model import PDL_RE, Kind, Reading, Series, local_days, paris_today
 
 from . import providers
 from .budget import Budget, MemoryLedger, Priority, default_windows, scopes_for
@@ -304,7 +304,7 @@ class EnedisClient:
                 log.info("%s %s %s..%s: no data (%s)", self.provider, pdl, a, b, exc.code)
                 missing.extend(_days(a, b))
                 continue
-            present = {r.local_date for r in chunk}
+            present = local_days(chunk)
             missing.extend(d for d in _days(a, b) if d not in present)
             readings.extend(chunk)
         return FetchResult(readings, missing)
@@ -389,15 +389,16 @@ class EnedisClient:
             raise TransportError(
                 f"no answer ({type(exc).__name__})", provider=self.provider, endpoint=call.path
             ) from None
-        log.debug(
-            "%s %s %s %s -> %d in %.0f ms",
-            self.provider,
-            call.method,
-            call.path,
-            " ".join(f"{k}={v}" for k, v in call.params.items()),
-            response.status,
-            (time.monotonic() - began) * 1000,
-        )
+        if log.isEnabledFor(logging.DEBUG):  # the parameters' text is not made for nothing
+            log.debug(
+                "%s %s %s %s -> %d in %.0f ms",
+                self.provider,
+                call.method,
+                call.path,
+                " ".join(f"{k}={v}" for k, v in call.params.items()),
+                response.status,
+                (time.monotonic() - began) * 1000,
+            )
         return response
 
     def _check_cancel(self, call: Call) -> None:

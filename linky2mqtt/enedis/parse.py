@@ -44,7 +44,15 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from linky2mqtt.model import CURVE_RESOLUTIONS, DAILY, PARIS, Kind, Reading, day_bounds
+from linky2mqtt.model import (
+    CURVE_RESOLUTIONS,
+    DAILY,
+    PARIS,
+    Kind,
+    LocalDays,
+    Reading,
+    day_bounds,
+)
 
 from .errors import BadResponse
 
@@ -444,11 +452,12 @@ def parse_curve(
     by_start: dict[datetime, _CurvePoint] = {}
     day_of: dict[datetime, date] = {}  # local day of each start kept
     refused: dict[date, str] = {}
-    for cp in sorted(parsed, key=lambda q: q.index):
+    day_of_start = LocalDays()
+    for cp in parsed:  # in index order: built so
         if cp.index not in starts or cp.value is None:
             continue
         utc_start = starts[cp.index]
-        day = utc_start.astimezone(PARIS).date()
+        day = day_of_start(utc_start)
         if not _in_range(day, start, end):
             continue
         held = by_start.get(utc_start)

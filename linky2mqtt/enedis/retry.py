@@ -76,6 +76,24 @@ class RetryPolicy:
         """Run ``fn`` under this policy; the last exception is raised when giving up.
         ``waiting()`` is entered around each pause between two attempts."""
 
+        # The first attempt runs outside tenacity (most calls succeed at once, and
+        # tenacity's machinery costs more than a lean exchange); a transient failure of
+        # it is handed to tenacity as its attempt 1 (replayed, not run again), so that
+        # waits, bounds and logs are those of one tenacity loop from the start.
+        began = time.monotonic()
+        try:
+            return fn()
+        except BaseException as exc:
+            if not is_transient(exc) or self.attempts == 1:
+                raise
+            failed: list[BaseException] = [exc]
+        spent = time.monotonic() - began  # the first attempt, before tenacity's clock
+
+        def attempt() -> T:
+            if failed:
+                raise failed.pop()
+            return fn()
+
         def pause(seconds: float) -> None:
             with waiting():
                 self.sleep(seconds)
@@ -87,7 +105,7 @@ class RetryPolicy:
         def stop(state: tenacity.RetryCallState) -> bool:
             if state.attempt_number >= self.attempts:
                 return True
-            elapsed = max(state.seconds_since_start or 0.0, state.idle_for)
+            elapsed = max((state.seconds_since_start or 0.0) + spent, state.idle_for)
             return elapsed + state.upcoming_sleep > self.max_time
 
         def before_sleep(state: tenacity.RetryCallState) -> None:
@@ -108,4 +126,4 @@ class RetryPolicy:
             before_sleep=before_sleep,
             reraise=True,
         )
-        return retrying(fn)
+        return retrying(attempt)
