@@ -324,7 +324,11 @@ class MeterPoller:
         else:
             held = self.store.days_with_complete_curve(self.pdl, s.kind, start, end)
         # Asked again the same day (yesterday's late retries, a restart), it counts once.
-        today_from = day_bounds(now.astimezone(PARIS).date())[0].timestamp()
+        today = now.astimezone(PARIS).date()
+        today_from = day_bounds(today)[0].timestamp()
+        yesterday = today - timedelta(days=1)
+        if start <= yesterday < end:  # known now: the end of the poll asks no more
+            self._held_yesterday[(s.kind, s.series)] = yesterday in held
         d = start
         cleared = []
         while d < end:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from linky2mqtt.config import MeterConfig
-from linky2mqtt.enedis import EnedisClient
+from linky2mqtt.enedis import EnedisClient, FetchResult, provider
 from linky2mqtt.model import DAILY, PARIS, Kind, Reading, Step, day_bounds
 from linky2mqtt.poller import MeterPoller
 from linky2mqtt.store import Store
@@ -73,3 +73,41 @@ def test_yesterday_missing_is_still_seen(tmp_path: Path) -> None:
         outcome = poller.poll(datetime(2026, 11, 29, 7, 0, tzinfo=PARIS))
     assert outcome.requests_windows == 0
     assert outcome.yesterday_missing
+
+
+class YesterdayUpstream:
+    """Answers yesterday's daily value and ``points`` half-hours of its curve."""
+
+    def __init__(self, points: int) -> None:
+        self.description = provider("dataconnect")
+        self.points = points
+
+    def daily(self, pdl: str, kind: Kind, start: date, end: date, **_: Any) -> FetchResult:
+        assert (start, end) == (YESTERDAY, YESTERDAY + timedelta(days=1))
+        return FetchResult([Reading(pdl, kind, DAILY, day_bounds(start)[0], 5000.0)], [])
+
+    def curve(self, pdl: str, kind: Kind, start: date, end: date, **_: Any) -> FetchResult:
+        assert (start, end) == (YESTERDAY, YESTERDAY + timedelta(days=1))
+        begin = day_bounds(start)[0]
+        return FetchResult([Reading(pdl, kind, "PT30M", begin + timedelta(minutes=30 * i),
+                                    100.0) for i in range(self.points)], [])
+
+
+def test_yesterday_fetched_by_the_poll_is_not_looked_up_again(tmp_path: Path) -> None:
+    """The poll that stores yesterday knows from its own commit whether it is whole: the
+    end of the poll reads none of its rows again (48 curve rows + 1 daily row, read once
+    by the window's gap check); an incomplete yesterday is still seen as missing."""
+    meter = MeterConfig(PDL, "home", steps=frozenset({Step.DAY, Step.HOUR}),
+                        backfill_day=1, backfill_hour=1)
+    now = datetime(2026, 11, 29, 14, 0, tzinfo=PARIS)
+    for points, missing in ((48, False), (40, True)):
+        with Store(tmp_path / f"s{points}.db") as store:
+            poller = MeterPoller(meter, cast(EnedisClient, YesterdayUpstream(points)), store,
+                                 account="dc")
+            store.reading_rows_read = 0
+            outcome = poller.poll(now)
+            read = store.reading_rows_read
+        assert outcome.error is None and outcome.requests_windows == 2
+        assert outcome.yesterday_missing is missing
+        if not missing:
+            assert read == 48 + 1, read  # before: 2 x (48 + 1)
