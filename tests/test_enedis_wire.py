@@ -340,6 +340,10 @@ def test_answers_of_every_framing(raw_server: Callable[..., RawServer], answer: 
     (b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort", "before the end"),
     (b"HTTP/1.1 200 OK\r\nContent-Length: 2, 3\r\n\r\n{}", "Content-Length"),
     (b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n{}", "Content-Length"),
+    (b"HTTP/1.1 200 OK\r\nContent-Length: +2\r\n\r\n{}", "Content-Length"),
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 1_0\r\n\r\n{}", "Content-Length"),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n-2\r\n{}\r\n", "chunk size"),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0x2\r\n{}\r\n", "chunk size"),
     (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n{}", "transfer coding"),
     (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "chunk size"),
     (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}xx0\r\n\r\n",
@@ -445,3 +449,25 @@ def test_env_proxies_reads_every_spelling(monkeypatch: pytest.MonkeyPatch) -> No
         monkeypatch.setenv(name, "http://proxy.test:3128")
         assert env_proxies(), name
         monkeypatch.delenv(name)
+
+
+@pytest.mark.parametrize("framing", ["sized", "chunked", "until-close"])
+def test_a_body_past_the_limit_is_refused_in_every_framing(
+        raw_server: Callable[..., RawServer], framing: str) -> None:
+    body = b"x" * 3000
+    answer = {
+        "sized": ok(body),
+        "chunked": (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                    + b"".join(b"3e8\r\n" + body[i:i + 1000] + b"\r\n"
+                               for i in range(0, 3000, 1000)) + b"0\r\n\r\n"),
+        "until-close": b"HTTP/1.1 200 OK\r\n\r\n" + body,
+    }[framing]
+    for limit, refused in ((2999, True), (3000, False)):
+        server = raw_server(scripted([answer]))
+        wire = LeanWire(TIMEOUT)
+        if refused:
+            with pytest.raises(BodyTooLarge):
+                exchange(wire, server.url + "/x", max_body=limit)
+            assert wire.idle_connections() == 0
+        else:
+            assert exchange(wire, server.url + "/x", max_body=limit).content == body

@@ -63,6 +63,8 @@ MAX_LINE = 65536  # bytes in a status or header line (as http.client)
 MAX_HEADERS = 100  # header lines in an answer (as http.client)
 _READ_SIZE = 64 * 1024
 _BAD_FIELD = re.compile(r"[\r\n\0]")
+_DIGITS = re.compile(r"[0-9]{1,18}")  # a Content-Length: ASCII digits only
+_HEX = re.compile(rb"[0-9A-Fa-f]{1,15}")  # a chunk size: hex digits only
 
 Origin = tuple[str, str, int]
 _NO_BODY = (204, 304)
@@ -386,12 +388,10 @@ def _read_answer(conn: _Connection, method: str, abandon: threading.Event,
         if not _read_chunked(conn, chunks, abandon, max_body):
             return None, False
     elif "content-length" in headers:
-        try:
-            lengths = {int(v) for v in headers["content-length"].split(",")}
-        except ValueError:
-            raise httpx.RemoteProtocolError("unreadable Content-Length") from None
-        if len(lengths) != 1 or min(lengths) < 0:
+        texts = {v.strip() for v in headers["content-length"].split(",")}
+        if len(texts) != 1 or not all(_DIGITS.fullmatch(v) for v in texts):
             raise httpx.RemoteProtocolError("unreadable Content-Length")
+        lengths = {int(v) for v in texts}
         if not _read_sized(conn, lengths.pop(), chunks, abandon, max_body):
             return None, False
     else:  # the body ends with the connection
@@ -422,6 +422,7 @@ def _read_headers(conn: _Connection) -> dict[str, str]:
 
 def _read_sized(conn: _Connection, left: int, chunks: list[bytes], abandon: threading.Event,
                 max_body: int) -> bool:
+    """Read ``left`` bytes into ``chunks`` (at most ``max_body``); False when abandoned."""
     if left > max_body:
         raise BodyTooLarge
     while left:
@@ -440,22 +441,15 @@ def _read_chunked(conn: _Connection, chunks: list[bytes], abandon: threading.Eve
         if abandon.is_set():
             return False
         line = conn.line().split(b";", 1)[0].strip()
-        try:
-            left = int(line, 16)
-        except ValueError:
-            raise httpx.RemoteProtocolError(f"not a chunk size: {line[:20]!r}") from None
+        if not _HEX.fullmatch(line):
+            raise httpx.RemoteProtocolError(f"not a chunk size: {line[:20]!r}")
+        left = int(line, 16)
         if left == 0:
             _read_headers(conn)  # the trailer, up to its empty line
             return True
+        if not _read_sized(conn, left, chunks, abandon, max_body - size):
+            return False
         size += left
-        if size > max_body:
-            raise BodyTooLarge
-        while left:
-            if abandon.is_set():
-                return False
-            chunk = conn.some(min(left, _READ_SIZE))
-            left -= len(chunk)
-            chunks.append(chunk)
         if conn.exactly(2) != b"\r\n":
             raise httpx.RemoteProtocolError("a chunk does not end with CRLF")
 
