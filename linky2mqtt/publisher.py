@@ -16,8 +16,10 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from collections import deque
 from collections.abc import Callable, Iterable
 from datetime import UTC, date, datetime, timedelta
+from functools import partial
 from typing import Any
 
 from linky2mqtt import homeassistant, topics
@@ -57,7 +59,8 @@ class Publisher:
         # mark only if no newer mark of that day was written since it was sent
         # (``_marks``: (topic, day) -> how many times marked; ``_acked_lock`` makes the
         # check and the delete one step against a new mark)
-        self._acked: list[tuple[str, str, bytes, int | None]] = []
+        # (filled by the link's worker through a C-level append: no Python call per ack)
+        self._acked: deque[tuple[str, str, bytes, int | None]] = deque()
         self._acked_lock = threading.Lock()
         self._marks: dict[tuple[str, str], int] = {}
         # acknowledged batches not yet forgotten in the store: written in lots of
@@ -93,16 +96,14 @@ class Publisher:
                mark: int | None = None) -> Callable[[], None]:
         """On PUBACK: this exact batch (or, ``mark`` given, its day's mark as it was when
         the batch was sent) is to be forgotten: pending until then."""
-        def acked() -> None:
-            with self._acked_lock:
-                self._acked.append((topic, key, body, mark))
-        return acked
+        return partial(self._acked.append, (topic, key, body, mark))
 
     def _forget_acked(self, *, now: bool = False) -> None:
         """After a lot of PUBACKs (the link's worker): what they acknowledged is forgotten
         in the store, in lots (:data:`ACK_LOT`, or when no ack is awaited, or ``now``)."""
         with self._acked_lock:
-            entries, self._acked = self._acked, []
+            acked = self._acked
+            entries = [acked.popleft() for _ in range(len(acked))]
             forget = self._forget
             for topic, key, body, mark in entries:
                 if mark is None:
