@@ -5,10 +5,14 @@ Prints its URL on one line, then serves until its standard input closes. It runs
 bench's pinned clock (inherited through the environment, :mod:`bench.pin`) with default
 options: no quota, no latency.
 
-Why: the size figure's simulator used to run inside the bench process. After the other
-figures that process holds a large heap, and its garbage collections paused the
-simulator's answers; the bridge child then waited more, gave its turn up more often and
-spent more CPU on the same work (the figure read higher inside a full run than alone).
+Why: the size figure's simulator used to run inside the bench process, so its answers
+shared that process's interpreter and heap with whatever the figures before it left
+behind. In session 5 the figure read much higher after the command figure than alone
+(8.0-10.0 against 5.8-6.6 ms per meter-day), cause not found. In session 6, with the lean
+wire, that effect no longer shows with the simulator in either place (``--only command
+size``: 4.20 / 4.39 ms in the bench process, 4.36 / 4.69 ms in its own process), so the
+move is not its explanation; it is kept so that the figure does not depend on the bench
+process's state.
 """
 
 from __future__ import annotations

@@ -7,13 +7,12 @@ without quota or latency, on the run's pinned clock (``--at``, inherited by the 
 The meter-days are counted in the store afterwards: a cycle that stored nothing raises
 :class:`bench.common.FetchedNothing` instead of reporting a CPU figure for no work. The
 bridge runs in its own process (:mod:`bench.size_child`) and so does the simulator
-(:mod:`bench.sim_child`: its CPU is not counted, and its answers do not wait for this
-process's garbage collections, which grow with what the figures before it left
-behind): peak RSS (its own ``VmHWM``) and user+system CPU of the whole
-process, start-up included. The account budgets are raised so that only the bridge's own
-speed bounds the cycle. Goals: peak RSS under 150 MiB (the highest peak of the runs); CPU
-at most 5 ms per meter-day (one day fetched per meter; :data:`CPU_GOAL_MS`), the best of
-:data:`RUNS` runs, every run's figure in the note.
+(:mod:`bench.sim_child`: its CPU is not counted, and it does not share this process with
+what the figures before it left behind): peak RSS (its own ``VmHWM``) and user+system
+CPU of the whole process, start-up included. The account budgets are raised so that only
+the bridge's own speed bounds the cycle. Goals: peak RSS under 150 MiB (the highest peak
+of the runs); CPU at most 5 ms per meter-day (one day fetched per meter;
+:data:`CPU_GOAL_MS`), the best of :data:`RUNS` runs, every run's figure in the note.
 """
 
 from __future__ import annotations
