@@ -18,8 +18,8 @@ Setting the ``cancel`` event abandons the exchange in progress the same way
 (:class:`~.errors.Cancelled`, never retried) and makes every later call fail at once:
 the bridge sets it when it stops, so SIGTERM never waits for upstream.
 
-The exchange goes through :mod:`.wire`: the lean ``http.client`` wire with keep-alive
-when the client makes its own, or the injected ``httpx.Client`` (``http=``; also used when
+The exchange goes through :mod:`.wire`: the lean HTTP/1.1 wire with keep-alive when the
+client makes its own, or the injected ``httpx.Client`` (``http=``; also used when
 the environment names a proxy). An injected HTTP client is closed by whoever created it:
 ``close()`` closes only what the client made itself.
 """
@@ -169,9 +169,9 @@ class EnedisClient:
         self.retry = retry or RetryPolicy()
         timeout = httpx.Timeout(30.0, connect=10.0)
         self._own_http = http is None
-        # the injected client, or the one made for a proxy; None on the lean wire
-        self.http = http if http is not None or not env_proxies() else httpx.Client(
-            timeout=timeout)
+        if http is None and env_proxies():  # httpx honours the proxy, the lean wire not
+            http = httpx.Client(timeout=timeout)
+        self.http = http  # the injected client, or the one made for a proxy, or None
         self._wire: Wire = LeanWire(timeout) if self.http is None else HttpxWire(self.http)
         self.user_agent = user_agent or USER_AGENT
         self._token_lock = threading.Lock()

@@ -331,7 +331,7 @@ class LeanWire:
         return self._closed
 
     def idle_connections(self) -> int:
-        """Connections waiting in the pool (for tests and the bench)."""
+        """Connections waiting in the pool (for tests)."""
         with self._lock:
             return sum(len(conns) for conns in self._idle.values())
 
